@@ -1,0 +1,1 @@
+"""NIR export of the trained student and Loihi-style fixed-point quantisation."""

@@ -1,0 +1,1 @@
+"""Deployment: Lava (through :mod:`mksgn.deploy.lava_compat`), the emulator and parity."""

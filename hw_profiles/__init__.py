@@ -1,0 +1,1 @@
+"""Hardware profiles (``*.toml``) and the energy estimator."""

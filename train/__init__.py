@@ -1,0 +1,1 @@
+"""Data, skeleton layouts, the MK-SGN student and teacher, and training."""
