@@ -33,6 +33,8 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     """
     try:
         return body(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except MksgnError as exc:
         message = " ".join(str(exc).split("\n"))
         sys.stderr.write(f"{prog}: error: {message}\n")

@@ -58,8 +58,8 @@ def read_ctrgcn_npz(path: str | os.PathLike[str], layout: str | None = None) -> 
     for split in SPLITS:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         data = _to_ncfvm(x, persons, path, f"x_{split}")
-        labels, k = _to_labels(y, data.shape[0], path, f"y_{split}")
-        num_classes = max(num_classes or 0, k)
+        labels, width = _to_labels(y, data.shape[0], path, f"y_{split}")
+        num_classes = max(num_classes or 0, width)
         splits[split] = (data, labels)
     layout_name = layout or _string(arrays, "layout", path) or layout_for_joints(splits["train"][0].shape[3]).name
     try:
@@ -69,6 +69,12 @@ def read_ctrgcn_npz(path: str | os.PathLike[str], layout: str | None = None) -> 
     class_names = _class_names(arrays, num_classes, layout_name, path)
     result = {}
     for split, (data, labels) in splits.items():
+        bad = np.flatnonzero(labels >= len(class_names))
+        if bad.size:
+            raise DatasetError(
+                f"label {int(labels[bad[0]])} outside 0..{len(class_names) - 1}",
+                path, f"key 'y_{split}', sample {int(bad[0])}",
+            )
         ids_key = f"{split}_ids"
         ids = [str(s) for s in arrays[ids_key]] if ids_key in arrays else [f"{split}-{i:06d}" for i in range(len(labels))]
         if len(ids) != len(labels):
@@ -140,6 +146,7 @@ def _to_ncfvm(x: np.ndarray, persons: int, path: Path, key: str) -> np.ndarray:
 
 
 def _to_labels(y: np.ndarray, n: int, path: Path, key: str) -> tuple[np.ndarray, int]:
+    """Integer labels and the class count they imply (the one-hot width, or max label + 1)."""
     where = f"key '{key}'"
     if y.shape[:1] != (n,):
         raise DatasetError(f"{y.shape[0] if y.ndim else 0} labels for {n} samples", path, where)
@@ -177,8 +184,9 @@ def _string(arrays: dict[str, np.ndarray], key: str, path: Path) -> str | None:
 def _class_names(arrays: dict[str, np.ndarray], num_classes: int, layout: str, path: Path) -> list[str]:
     if "class_names" in arrays:
         names = [str(s) for s in arrays["class_names"]]
-        if len(names) < num_classes:
-            raise DatasetError(f"{len(names)} class names for {num_classes} classes", path, "key 'class_names'")
+        onehot = max((arrays[f"y_{s}"].shape[1] for s in SPLITS if arrays[f"y_{s}"].ndim == 2), default=0)
+        if len(names) < onehot or not names:
+            raise DatasetError(f"{len(names)} class names for {onehot} one-hot classes", path, "key 'class_names'")
         return names
     from mksgn.train.class_names import NTU60_CLASSES, NTU120_CLASSES
 
