@@ -1,0 +1,154 @@
+"""Real training runs on a small built-in dataset: files, metrics, resume, determinism, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mksgn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mksgn.train.data_cli import main as data_main
+from mksgn.train.run import load_student
+from mksgn.train.train_cli import main as train_main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SMALL = [
+    "--set", "student.branch_channels=8", "--set", "student.channels=[8, 8]", "--set", "student.strides=[1, 2]",
+    "--set", "teacher.channels=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8]", "--set", "data.frames=16",
+    "--set", "data.batch_size=16", "--set", "distill.feature_layers=1", "--quiet",
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    assert data_main(["synth", "--out", str(path), "--samples", "84", "--frames", "20", "--seed", "1"]) == 0
+    return path
+
+
+def _train(data: Path, out: Path, *extra: str) -> int:
+    return train_main(["--data", str(data), "--out", str(out), "--device", "cpu", *SMALL, *extra])
+
+
+def test_train_writes_metrics_checkpoints_and_evaluation(data, tmp_path):
+    out = tmp_path / "run"
+    assert _train(data, out, "--epochs", "2") == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"teacher", "student"}
+    for kind in ("teacher", "student"):
+        epochs = metrics[kind]["epochs"]
+        assert [e["epoch"] for e in epochs] == [1, 2]
+        for e in epochs:
+            assert 0 <= e["test"]["top1"] <= e["test"]["top5"] <= 1
+            assert e["train"]["loss"] > 0 and e["train"]["samples"] > 0
+            assert str(data) in e["measured_on"]["test"]
+        for name in ("last", "best"):
+            assert (out / f"{kind}_{name}.pt").is_file()
+        evaluation = json.loads((out / f"eval_{kind}.json").read_text())
+        assert "test split" in evaluation["measured_on"] and len(evaluation["confusion"]) == 14
+        assert (out / f"confusion_{kind}.png").read_bytes()[:8] == PNG_MAGIC
+    rates = metrics["student"]["epochs"][-1]["test"]["spike_rate"]
+    assert "blocks.1.lif_t" in rates and all(0 <= r <= 1 for r in rates.values())
+    assert {"ce", "kd_soft", "kd_feature", "mi_probe"} <= set(metrics["student"]["epochs"][0]["train"])
+    assert (out / "training_curves.png").read_bytes()[:8] == PNG_MAGIC
+    # the checkpoint holds tensors and plain data only
+    record = torch.load(out / "student_best.pt", weights_only=True)
+    assert record["config"]["student"]["channels"] == [8, 8] and record["kind"] == "student"
+    model, cfg, info = load_student(out / "student_best.pt")
+    assert cfg.student.channels == (8, 8) and info["layout"] == "ntu25"
+
+
+def test_resume_continues_and_is_deterministic(data, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _train(data, a, "--epochs", "2", "--kd", "none") == 0
+    # an interrupted run: it stops after 1 of 2 epochs, then resumes at epoch 2
+    assert _train(data, b, "--epochs", "2", "--kd", "none", "--stop-after", "1") == 0
+    assert not (b / "teacher_last.pt").exists()  # --kd none needs no teacher
+    assert len(json.loads((b / "metrics.json").read_text())["student"]["epochs"]) == 1
+    assert not (b / "eval_student.json").exists()
+    assert _train(data, b, "--epochs", "2", "--kd", "none", "--resume") == 0
+    ma = json.loads((a / "metrics.json").read_text())["student"]["epochs"]
+    mb = json.loads((b / "metrics.json").read_text())["student"]["epochs"]
+    assert [e["epoch"] for e in mb] == [1, 2]
+    # same seed, same numbers: the resumed run equals the uninterrupted one
+    for ea, eb in zip(ma, mb, strict=True):
+        assert ea["train"]["loss"] == eb["train"]["loss"]
+        assert ea["test"] == eb["test"]
+
+
+@pytest.mark.parametrize("kd", ["soft", "feature"])
+def test_ablations_use_their_losses(data, tmp_path, kd):
+    out = tmp_path / kd
+    assert _train(data, out, "--epochs", "1", "--kd", kd) == 0
+    parts = set(json.loads((out / "metrics.json").read_text())["student"]["epochs"][0]["train"])
+    assert ("kd_soft" in parts) == (kd == "soft") and ("kd_feature" in parts) == (kd == "feature")
+
+
+def test_given_teacher_is_used_and_checked(data, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert _train(data, first, "--epochs", "1", "--kd", "soft") == 0
+    second = tmp_path / "second"
+    assert _train(data, second, "--epochs", "1", "--kd", "soft", "--teacher", str(first / "teacher_best.pt")) == 0
+    assert not (second / "teacher_last.pt").exists()
+    capsys.readouterr()
+    # a student checkpoint is not a teacher
+    assert _train(data, tmp_path / "third", "--epochs", "1", "--teacher", str(first / "student_best.pt")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a student checkpoint, expected a teacher" in err
+
+
+def test_checkpoints_refuse_other_configs_versions_and_code(tmp_path, capsys):
+    path = tmp_path / "x.pt"
+    save_checkpoint(path, {"kind": "student", "config": {"name": "a", "student": {"channels": [8]}}})
+    assert load_checkpoint(path, kind="student")["config"]["name"] == "a"
+    with pytest.raises(CheckpointError, match="written with another configuration"):
+        load_checkpoint(path, config={"name": "a", "student": {"channels": [16]}})
+    with pytest.raises(CheckpointError, match="expected a teacher"):
+        load_checkpoint(path, kind="teacher")
+    record = torch.load(path, weights_only=True)
+    record["mksgn_version"] = "0.0.9"
+    torch.save(record, path)
+    with pytest.raises(CheckpointError, match="written by mksgn 0.0.9"):
+        load_checkpoint(path)
+    torch.save({"weights": torch.ones(2)}, path)
+    with pytest.raises(CheckpointError, match="not an mksgn checkpoint"):
+        load_checkpoint(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a loadable mksgn checkpoint"):
+        load_checkpoint(path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"format": "mksgn-checkpoint", "evil": Evil()}, path)
+    with pytest.raises(CheckpointError, match="not a loadable mksgn checkpoint"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_bad_config_exits_2_with_one_line(data, tmp_path, capsys):
+    assert train_main(["--data", str(data), "--out", str(tmp_path), "--set", "student.kernel=4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mksgn-train: error:") and "student.kernel" in err and len(err.splitlines()) == 1
+
+
+def test_torchrun_two_processes(data, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "mksgn.train.train_cli", "--data", str(data), "--out", str(out), "--device", "cpu",
+           "--kd", "none", "--epochs", "1", *SMALL, "--set", "data.batch_size=8", "--set", "train_student.lr=0.05"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = json.loads((out / "metrics.json").read_text())["student"]["epochs"][-1]
+    assert last["world_size"] == 2 and last["ranks_identical"] is True
+    curve = last["train"]["loss_curve"]
+    assert curve[-1] < curve[0], curve
+    assert last["train"]["samples"] >= 68  # the two ranks together cover the training split

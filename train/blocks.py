@@ -1,0 +1,176 @@
+"""The deployable building blocks of the MK-SGN student.
+
+Everything the student does at inference is made of these modules, each of which has a
+NIR counterpart (mksgn-spec.md: static synapses, LIF neurons). Layout per time step is
+``(B, C, F, V)``: samples, channels, frames, joints.
+
+============================  ==============================================================
+module                        inference semantics (NIR)
+============================  ==============================================================
+:class:`InputScale`           ``y = s_c * x`` per channel (Scale)
+:class:`JointMix`             ``y = x M (+ b)`` over the joint axis (Linear/Affine on the
+                              last axis)
+:class:`ConvBN`               ``Conv2d`` followed by ``BatchNorm2d`` (folded into the conv)
+:class:`SpatialGraphConv`     ``BN(sum_k W_k (X (A_k + B_k)))``, one :class:`JointMix` and one
+                              1x1 conv per partition, BN folded into the convs
+:class:`Broadcast`            one channel copied to ``C`` channels (1x1 conv of ones)
+:class:`Fusion`               ``sum_m alpha_m ConvBN_m(x_m)``, alpha static after training
+:class:`GlobalAvgPool`        mean over frames and joints (AvgPool2d + Flatten)
+:class:`~mksgn.train.neuron.LIF`  the LIF neuron (LIF)
+``torch.nn.Linear``           the readout (Affine)
+============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from mksgn.train.neuron import LIF
+
+
+class InputScale(nn.Module):
+    """Fixed per-channel scaling of a real-valued input (set from training-data statistics)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.view(1, -1, 1, 1)
+
+
+class JointMix(nn.Module):
+    """A static linear map over the joint axis: ``y[..., w] = sum_v x[..., v] M[v, w] + b[w]``.
+
+    ``M = A + B``: ``A`` a fixed buffer (a graph partition, or zeros) and ``B`` a learnable,
+    data-independent offset (zeros at start) when ``learnable`` is set.
+
+    Parameters
+    ----------
+    fixed
+        ``A`` as ``(V, V)``.
+    learnable
+        Train the offset ``B``.
+    bias
+        Add a learnable bias per output joint.
+    """
+
+    def __init__(self, fixed: np.ndarray | torch.Tensor, learnable: bool = True, bias: bool = False) -> None:
+        super().__init__()
+        fixed = torch.as_tensor(np.asarray(fixed), dtype=torch.float32)
+        if fixed.ndim != 2 or fixed.shape[0] != fixed.shape[1]:
+            raise ValueError(f"JointMix needs a square (V, V) matrix, got {tuple(fixed.shape)}")
+        self.register_buffer("fixed", fixed)
+        self.offset = nn.Parameter(torch.zeros_like(fixed)) if learnable else None
+        self.bias = nn.Parameter(torch.zeros(fixed.shape[0])) if bias else None
+
+    def matrix(self) -> torch.Tensor:
+        """The effective ``(V, V)`` matrix ``A + B``."""
+        return self.fixed if self.offset is None else self.fixed + self.offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x @ self.matrix()
+        return y if self.bias is None else y + self.bias
+
+
+class ConvBN(nn.Module):
+    """``Conv2d`` (no bias) then ``BatchNorm2d``; the BN is folded into the conv at export."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: tuple[int, int] = (1, 1), stride: int = 1) -> None:
+        super().__init__()
+        pad = (kernel[0] // 2, kernel[1] // 2)
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride=(stride, 1), padding=pad, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+class SpatialGraphConv(nn.Module):
+    """Graph convolution over the ST-GCN partitions: ``BN(sum_k W_k X (A_k + B_k))``.
+
+    Parameters
+    ----------
+    c_in, c_out
+        Channels.
+    partitions
+        ``(K, V, V)`` fixed partitions ``A_k`` (see :mod:`mksgn.train.skeletons`).
+    """
+
+    def __init__(self, c_in: int, c_out: int, partitions: np.ndarray) -> None:
+        super().__init__()
+        self.mix = nn.ModuleList(JointMix(a) for a in partitions)
+        self.conv = nn.ModuleList(nn.Conv2d(c_in, c_out, 1, bias=False) for _ in partitions)
+        self.bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = sum(conv(mix(x)) for mix, conv in zip(self.mix, self.conv, strict=True))
+        return self.bn(out)
+
+
+class Broadcast(nn.Module):
+    """Copy a single channel to ``channels`` channels (a 1x1 convolution of ones)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(-1, self.channels, -1, -1)
+
+
+class Fusion(nn.Module):
+    """Learned static weighted sum of the modality branches: ``sum_m alpha_m ConvBN_m(x_m)``.
+
+    ``alpha = M * softmax(logits)`` (1 each at start). Mutual-information estimates made
+    during training pull ``softmax(logits)`` towards their own softmax (see
+    :mod:`mksgn.train.distill`); after training alpha is folded into the convolutions.
+    """
+
+    def __init__(self, num_inputs: int, channels: int) -> None:
+        super().__init__()
+        self.proj = nn.ModuleList(ConvBN(channels, channels) for _ in range(num_inputs))
+        self.logits = nn.Parameter(torch.zeros(num_inputs))
+
+    def alpha(self) -> torch.Tensor:
+        """The fusion weights ``alpha_m``."""
+        return torch.softmax(self.logits, dim=0) * self.logits.numel()
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        alpha = self.alpha()
+        return sum(alpha[m] * proj(x) for m, (proj, x) in enumerate(zip(self.proj, inputs, strict=True)))
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over frames and joints: ``(B, C, F, V) -> (B, C)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+def present_persons(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``(N, Mod, C, F, V, M)`` into per-person rows ``(R, Mod, C, F, V)``.
+
+    Persons are separate samples (mksgn-spec.md); an absent person (all zeros) is not run,
+    except person 0, so every sample has at least one row. Returns the rows and, for each
+    row, the index of its sample (for summing the rows' logits per sample).
+    """
+    n, m = x.shape[0], x.shape[-1]
+    present = x.abs().flatten(1, -2).amax(dim=1) > 0  # (N, M)
+    present[:, 0] = True
+    sample, person = present.nonzero(as_tuple=True)
+    return x[sample, ..., person], sample
+
+
+def sum_per_sample(rows: torch.Tensor, sample: torch.Tensor, n: int) -> torch.Tensor:
+    """Sum row outputs ``(R, K)`` into their samples: ``(n, K)``."""
+    return rows.new_zeros((n, rows.shape[1])).index_add(0, sample, rows)
+
+
+DEPLOYABLE_BLOCKS: tuple[type[nn.Module], ...] = (
+    InputScale, JointMix, ConvBN, SpatialGraphConv, Broadcast, Fusion, GlobalAvgPool, LIF,
+    nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.ModuleList, nn.ModuleDict,
+)
+"""Module types allowed inside the student (containers of the student add to it)."""

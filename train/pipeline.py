@@ -1,0 +1,76 @@
+"""From a :class:`~mksgn.train.dataset.SkeletonDataset` to model input batches.
+
+Centring happens once per dataset; each batch is resampled to ``frames`` (a random crop
+for training, uniform for evaluation) and split into the modalities, giving
+``(N, Mod, C, F, V, M)`` float32 tensors. Random crops draw from a generator seeded by
+``(seed, epoch, batch)``, so a run is reproducible whatever the number of processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from mksgn.train.dataset import SkeletonDataset
+from mksgn.train.transforms import centre, modalities, resample
+
+
+class SkeletonInputs:
+    """A dataset prepared for a model: centred once, resampled and split per batch.
+
+    Parameters
+    ----------
+    dataset
+        The samples.
+    frames
+        Frames after resampling.
+    modality_names
+        Streams to produce, in order.
+    p_interval
+        Training crop (``None``: uniform resampling, for evaluation).
+    """
+
+    def __init__(self, dataset: SkeletonDataset, frames: int, modality_names: Sequence[str],
+                 p_interval: tuple[float, float] | None = None) -> None:
+        self.dataset = dataset
+        self.layout = dataset.skeleton
+        self.frames = frames
+        self.modality_names = tuple(modality_names)
+        self.p_interval = p_interval
+        self.data = centre(dataset.data, dataset.lengths, self.layout)
+        self.labels = torch.as_tensor(dataset.labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(n, Mod, C, F, V, M)`` and labels ``(n,)`` of the samples at ``index``."""
+        index = np.asarray(index)
+        x = resample(self.data[index], self.dataset.lengths[index], self.frames,
+                     p_interval=self.p_interval if rng is not None else None, rng=rng)
+        mods = modalities(x, self.layout, self.modality_names)
+        stacked = np.stack([mods[m] for m in self.modality_names], axis=1)
+        return torch.from_numpy(np.ascontiguousarray(stacked)), self.labels[index]
+
+    def batches(self, indices: Sequence[int], batch_size: int, seed: int | None = None,
+                epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches over ``indices`` in order; random crops when ``seed`` is given."""
+        indices = np.asarray(list(indices), dtype=np.int64)
+        for b, start in enumerate(range(0, len(indices), batch_size)):
+            rng = np.random.default_rng([seed, epoch, b]) if seed is not None else None
+            yield self.batch(indices[start:start + batch_size], rng)
+
+    def channel_std(self, max_samples: int = 512) -> np.ndarray:
+        """Standard deviation per modality and coordinate, ``(Mod, C)``, over present joints."""
+        x, _ = self.batch(np.arange(min(len(self), max_samples)))
+        x = x.numpy()  # (N, Mod, C, F, V, M)
+        present = np.abs(x).max(axis=(1, 2), keepdims=True) > 0
+        out = np.ones(x.shape[1:3], dtype=np.float32)
+        for m in range(x.shape[1]):
+            for c in range(x.shape[2]):
+                vals = x[:, m, c][present[:, 0, 0]]
+                if vals.size and vals.std() > 0:
+                    out[m, c] = vals.std()
+        return out

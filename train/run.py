@@ -1,0 +1,206 @@
+"""A whole training run: the teacher (unless given), then the distilled student.
+
+Files in the run folder: ``metrics.json`` (per epoch, per model), ``teacher_last.pt`` /
+``teacher_best.pt``, ``student_last.pt`` / ``student_best.pt``, and for each model trained
+``eval_<kind>.json`` (top-1, top-5 and the confusion matrix of the best checkpoint on the
+test split) with ``confusion_<kind>.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mksgn.atomic import atomic_write_text
+from mksgn.train.builtin import load_dataset
+from mksgn.train.checkpoint import CheckpointError, load_checkpoint
+from mksgn.train.config import Config
+from mksgn.train.dataset import DatasetSplits
+from mksgn.train.distill import DistillationLoss
+from mksgn.train.pipeline import SkeletonInputs
+from mksgn.train.plots import plot_confusion, plot_training_curves
+from mksgn.train.student import MKSGN
+from mksgn.train.teacher import GCNTeacher
+from mksgn.train.trainer import RunContext, Trainer, close_context, init_context
+
+TEACHER_SEED_OFFSET = 0
+STUDENT_SEED_OFFSET = 1
+DISTILL_SEED_OFFSET = 2
+
+
+class TeacherObjective(nn.Module):
+    """Teacher loss: the mean of the streams' cross-entropies (each stream learns alone)."""
+
+    def __init__(self, model: GCNTeacher) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor):
+        out = self.model(x, return_features=True)
+        losses = [F.cross_entropy(s, y) for s in out.stream_logits]
+        loss = torch.stack(losses).mean()
+        parts = {f"ce_{m}": float(l.detach()) for m, l in zip(self.model.modalities, losses, strict=True)}
+        return loss, parts, out.logits
+
+
+class StudentObjective(nn.Module):
+    """Student loss: :class:`~mksgn.train.distill.DistillationLoss` (the teacher is frozen)."""
+
+    def __init__(self, model: MKSGN, distill: DistillationLoss, teacher: GCNTeacher | None) -> None:
+        super().__init__()
+        self.model = model
+        self.distill = distill
+        self._teacher = [teacher]  # not a submodule: not trained, not checkpointed with the student
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor):
+        out = self.model(x, return_features=True)
+        teacher_out = None
+        if self.distill.needs_teacher:
+            with torch.no_grad():
+                teacher_out = self._teacher[0](x, return_features=True)
+        loss, parts = self.distill(out, y, self.model.fusion.logits, teacher_out)
+        return loss, parts, out.logits
+
+
+def data_description(splits: DatasetSplits, cfg: Config) -> dict[str, Any]:
+    """What a checkpoint records about its data."""
+    return {
+        "class_names": list(splits.train.class_names),
+        "layout": splits.train.layout,
+        "modalities": list(cfg.data.modalities),
+        "frames": cfg.data.frames,
+        "source": splits.train.source,
+        "benchmark": splits.benchmark,
+    }
+
+
+def build_teacher(cfg: Config, data: dict[str, Any]) -> GCNTeacher:
+    from mksgn.train.skeletons import get_layout
+
+    return GCNTeacher(cfg.teacher, get_layout(data["layout"]), len(data["class_names"]), tuple(data["modalities"]))
+
+
+def build_student(cfg: Config, data: dict[str, Any]) -> MKSGN:
+    from mksgn.train.skeletons import get_layout
+
+    return MKSGN(cfg.student, get_layout(data["layout"]), len(data["class_names"]), tuple(data["modalities"]))
+
+
+def load_teacher(path: str | os.PathLike[str], data: dict[str, Any]) -> GCNTeacher:
+    """A trained teacher from its checkpoint; refused if its data differs from this run's."""
+    record = load_checkpoint(path, kind="teacher")
+    theirs = record["data"]
+    for key in ("class_names", "layout", "modalities", "frames"):
+        if theirs.get(key) != data[key]:
+            raise CheckpointError(f"{path}: teacher trained with another {key} ({theirs.get(key)!r} vs {data[key]!r})")
+    teacher = build_teacher(Config.from_dict(record["config"], str(path)), data)
+    teacher.load_state_dict(record["model"])
+    return teacher
+
+
+def load_student(path: str | os.PathLike[str]) -> tuple[MKSGN, Config, dict[str, Any]]:
+    """A trained student, its config and data description, from a checkpoint."""
+    record = load_checkpoint(path, kind="student")
+    cfg = Config.from_dict(record["config"], str(path))
+    model = build_student(cfg, record["data"])
+    model.load_state_dict(record["model"])
+    return model.eval(), cfg, record["data"]
+
+
+def _final_eval(trainer: Trainer, test: SkeletonInputs, classes: list[str], out: Path, ctx: RunContext) -> dict:
+    """Evaluate the best checkpoint; rank 0 writes eval_<kind>.json and confusion_<kind>.png."""
+    best = load_checkpoint(trainer.path("best"), kind=trainer.kind)
+    trainer.model.load_state_dict(best["model"])
+    result = trainer.evaluate(test, len(classes))
+    result.update({"epoch": best["epoch"], "checkpoint": trainer.path("best").name,
+                   "measured_on": f"test split of {test.dataset.source} ({result['samples']} samples)",
+                   "class_names": classes})
+    if ctx.is_main:
+        atomic_write_text(out / f"eval_{trainer.kind}.json", json.dumps(result, indent=1) + "\n")
+        plot_confusion(result["confusion"], classes, out / f"confusion_{trainer.kind}.png",
+                       f"{trainer.kind}: top-1 {result['top1']:.3f}, top-5 {result['top5']:.3f} on {result['measured_on']}")
+    return result
+
+
+def train_run(cfg: Config, out: str | os.PathLike[str], data_path: str | None = None, teacher_ckpt: str | None = None,
+              seed: int = 0, device: str = "auto", resume: bool = False, progress: bool = True,
+              log: Callable[[str], None] = print, stop_after: int | None = None) -> dict[str, Any]:
+    """Train teacher (unless given or not needed) and student; return the final evaluations.
+
+    ``stop_after``: train at most this many epochs in this call (teacher and student
+    together), then stop as if interrupted; ``resume=True`` continues later.
+    """
+    budget = [stop_after]
+
+    def stage(kind: str, objective: nn.Module, optim) -> dict[str, Any] | None:
+        """Train one model (resuming, within the epoch budget) and evaluate its best checkpoint.
+
+        Returns its final evaluation, or None when stopped before its last epoch.
+        """
+        trainer = Trainer(kind, objective, optim, ctx, out, payload, seed, cfg.data.batch_size, progress)
+        if resume and trainer.resume():
+            say(f"{kind}: resumed after epoch {trainer.start_epoch}")
+        if not trainer.finished:
+            before = trainer.start_epoch
+            trainer.fit(train, test, len(classes), say, max_epochs=budget[0])
+            if budget[0] is not None:
+                budget[0] -= trainer.start_epoch - before
+            if not trainer.finished:
+                say(f"{kind}: stopped after epoch {trainer.start_epoch} (--stop-after); continue with --resume")
+                return None
+        result = _final_eval(trainer, test, classes, out, ctx)
+        say(f"{kind}: best top-1 {result['top1']:.3f} top-5 {result['top5']:.3f} on {result['measured_on']}")
+        return result
+
+    out = Path(out)
+    ctx = init_context(device)
+    say = log if ctx.is_main else (lambda _msg: None)
+    try:
+        splits = load_dataset(data_path)
+        data = data_description(splits, cfg)
+        classes = data["class_names"]
+        train = SkeletonInputs(splits.train, cfg.data.frames, cfg.data.modalities, cfg.data.p_interval)
+        test = SkeletonInputs(splits.test, cfg.data.frames, cfg.data.modalities, None)
+        payload = {"config": cfg.to_dict(), "data": data}
+        results: dict[str, Any] = {}
+        say(f"data: {splits.train.source} ({splits.benchmark}): {len(train)} train, {len(test)} test samples, "
+            f"{len(classes)} classes; config {cfg.name}; {ctx.world_size} process(es) on {ctx.device}")
+
+        teacher = None
+        torch.manual_seed(seed + DISTILL_SEED_OFFSET)
+        distill = DistillationLoss(cfg.distill, (cfg.student.branch_channels, *cfg.student.channels),
+                                   cfg.teacher.channels, len(cfg.data.modalities), len(classes))
+        if distill.needs_teacher and teacher_ckpt:
+            teacher = load_teacher(teacher_ckpt, data).to(ctx.device).eval()
+            say(f"teacher: loaded {teacher_ckpt}")
+        elif distill.needs_teacher:
+            torch.manual_seed(seed + TEACHER_SEED_OFFSET)
+            teacher = build_teacher(cfg, data)
+            results["teacher"] = stage("teacher", TeacherObjective(teacher), cfg.train_teacher)
+            if results["teacher"] is None:
+                return {"stopped": True}
+            teacher.eval()
+        else:
+            say("teacher: not needed (--kd none)")
+
+        torch.manual_seed(seed + STUDENT_SEED_OFFSET)
+        student = build_student(cfg, data)
+        scale = torch.as_tensor(1.0 / train.channel_std())
+        for i, name in enumerate(cfg.data.modalities):
+            student.input_scale[name].scale.copy_(scale[i])
+        results["student"] = stage("student", StudentObjective(student, distill, teacher), cfg.train_student)
+        if results["student"] is None:
+            return {"stopped": True}
+        if ctx.is_main:
+            metrics = json.loads((out / "metrics.json").read_text())
+            plot_training_curves(metrics, out / "training_curves.png", f"config {cfg.name} on {splits.train.source}")
+        return results
+    finally:
+        close_context(ctx)

@@ -1,0 +1,365 @@
+"""The training loop shared by teacher and student: SGD, schedule, DDP, metrics, checkpoints.
+
+One :class:`Trainer` trains one model (an *objective* module that returns its loss) for
+the epochs of an :class:`~mksgn.train.config.OptimConfig`. Per epoch it writes
+``metrics.json`` and ``<kind>_last.pt`` (plus ``<kind>_best.pt`` on a new best test
+top-1), all atomically; ``resume`` continues from ``<kind>_last.pt``. Under
+``torchrun`` it runs DistributedDataParallel (gloo on CPU, nccl on GPU) with a
+distributed sampler; rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from mksgn.atomic import atomic_write_text
+from mksgn.train.checkpoint import load_checkpoint, save_checkpoint
+from mksgn.train.config import OptimConfig
+from mksgn.train.neuron import LIF
+from mksgn.train.pipeline import SkeletonInputs
+
+LOSS_CURVE_POINTS = 4
+"""The training loss of an epoch is also reported as this many consecutive chunk means."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where this process runs: rank, world size and device."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA if available), ``cpu`` or ``cuda``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from mksgn.errors import MksgnError
+
+        raise MksgnError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def init_context(device: str = "auto") -> RunContext:
+    """Start the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = resolve_device(device)
+    if world <= 1:
+        return RunContext(0, 1, dev)
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return RunContext(rank, world, dev)
+
+
+def close_context(ctx: RunContext) -> None:
+    """Tear down the process group, if any."""
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def learning_rate(cfg: OptimConfig, progress: float) -> float:
+    """LR at ``progress`` epochs: linear warm-up, then cosine to 0 or steps by ``gamma``."""
+    if cfg.warmup_epochs and progress < cfg.warmup_epochs:
+        return cfg.lr * (progress + 1e-3) / cfg.warmup_epochs
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, (progress - cfg.warmup_epochs) / span)))
+    return cfg.lr * cfg.gamma ** sum(progress >= m for m in cfg.milestones)
+
+
+def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
+    """SGD with Nesterov momentum; weight decay on weight matrices and kernels only."""
+    decay, plain = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else plain).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+
+
+def parameter_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer (to check that ranks agree)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class SpikeRates:
+    """Mean spike rate per LIF population, accumulated through forward hooks."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.handles = [
+            m.register_forward_hook(self._hook(name)) for name, m in model.named_modules() if isinstance(m, LIF)
+        ]
+
+    def _hook(self, name: str) -> Callable:
+        def hook(module, args, out) -> None:
+            spikes = out[0]
+            self.sums[name] = self.sums.get(name, 0.0) + float(spikes.sum())
+            self.counts[name] = self.counts.get(name, 0) + spikes.numel()
+        return hook
+
+    def close(self) -> dict[str, float]:
+        for h in self.handles:
+            h.remove()
+        return {k: self.sums[k] / max(self.counts[k], 1) for k in self.sums}
+
+
+class Trainer:
+    """Train one objective; see the module docstring.
+
+    Parameters
+    ----------
+    kind
+        ``"teacher"`` or ``"student"``: names the files.
+    objective
+        ``objective(x, y) -> (loss, parts: dict[str, float], logits)``; its ``model``
+        attribute is the network evaluated and checkpointed.
+    optim
+        Epochs, learning rate and schedule.
+    ctx
+        Rank, world size, device.
+    out
+        Run folder.
+    checkpoint_payload
+        Plain data stored in every checkpoint (config, data description, seed).
+    """
+
+    def __init__(self, kind: str, objective: nn.Module, optim: OptimConfig, ctx: RunContext, out: Path,
+                 checkpoint_payload: dict[str, Any], seed: int, batch_size: int, progress: bool = True) -> None:
+        self.kind = kind
+        self.objective = objective.to(ctx.device)
+        self.optim_cfg = optim
+        self.ctx = ctx
+        self.out = Path(out)
+        self.payload = checkpoint_payload
+        self.seed = seed
+        self.batch_size = batch_size
+        self.progress = progress and ctx.is_main
+        self.optimizer = make_optimizer(self.objective, optim)
+        self.wrapped: nn.Module = self.objective
+        if ctx.distributed:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.objective, device_ids=ids)
+        self.start_epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best = {"top1": -1.0, "epoch": -1}
+
+    @property
+    def model(self) -> nn.Module:
+        return self.objective.model
+
+    def path(self, which: str) -> Path:
+        return self.out / f"{self.kind}_{which}.pt"
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def state(self, epoch: int) -> dict[str, Any]:
+        extra = {k: v for k, v in self.objective.state_dict().items() if not k.startswith("model.")}
+        return {
+            **self.payload,
+            "kind": self.kind,
+            "epoch": epoch,
+            "seed": self.seed,
+            "world_size": self.ctx.world_size,
+            "model": self.model.state_dict(),
+            "extra": extra,
+            "optimizer": self.optimizer.state_dict(),
+            "best": dict(self.best),
+            "history": self.history,
+        }
+
+    def resume(self) -> bool:
+        """Continue from ``<kind>_last.pt`` if it exists; True if it did."""
+        path = self.path("last")
+        if not path.is_file():
+            return False
+        record = load_checkpoint(path, kind=self.kind, config=self.payload["config"])
+        self.objective.load_state_dict({**{f"model.{k}": v for k, v in record["model"].items()}, **record["extra"]})
+        self.optimizer.load_state_dict(record["optimizer"])
+        self.start_epoch = int(record["epoch"])
+        self.history = list(record["history"])
+        self.best = dict(record["best"])
+        return True
+
+    @property
+    def finished(self) -> bool:
+        return self.start_epoch >= self.optim_cfg.epochs
+
+    # -- loops ---------------------------------------------------------------------------
+    def _all_reduce(self, values: list[float]) -> list[float]:
+        if not self.ctx.distributed:
+            return values
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def train_epoch(self, data: SkeletonInputs, epoch: int) -> dict[str, Any]:
+        self.wrapped.train()
+        sampler = DistributedSampler(range(len(data)), num_replicas=self.ctx.world_size, rank=self.ctx.rank,
+                                     shuffle=True, seed=self.seed)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        n_batches = math.ceil(len(indices) / self.batch_size)
+        sums: dict[str, float] = {}
+        seen = correct = 0
+        curve: list[float] = []
+        bar = tqdm(total=len(indices), desc=f"{self.kind} epoch {epoch + 1}/{self.optim_cfg.epochs}",
+                   disable=not self.progress, leave=False, unit="sample")
+        start = time.perf_counter()
+        batches = data.batches(indices, self.batch_size, seed=self.seed * 1000 + self.ctx.rank, epoch=epoch)
+        for b, (x, y) in enumerate(batches):
+            lr = learning_rate(self.optim_cfg, epoch + b / n_batches)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+            loss, parts, logits = self.wrapped(x, y)
+            if not torch.isfinite(loss):
+                from mksgn.errors import MksgnError
+
+                raise MksgnError(f"{self.kind} training diverged at epoch {epoch + 1}, batch {b}: loss {float(loss)}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            n = len(y)
+            seen += n
+            correct += int((logits.argmax(1) == y).sum())
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+            curve.append(float(loss.detach()))
+            bar.update(n)
+            bar.set_postfix(loss=f"{curve[-1]:.3f}", lr=f"{lr:.4f}")
+        bar.close()
+        if self.ctx.distributed:
+            # DDP broadcasts buffers (BN statistics) before each forward, so the last step's
+            # update is still rank-local: make every rank hold rank 0's buffers.
+            for buf in self.objective.buffers():
+                dist.broadcast(buf, 0)
+        elapsed = time.perf_counter() - start
+        keys = sorted(sums)
+        reduced = self._all_reduce([sums[k] for k in keys] + [seen, correct])
+        total = reduced[-2]
+        chunks = np.array_split(np.array(curve), min(LOSS_CURVE_POINTS, len(curve)))
+        return {
+            **{k: reduced[i] / total for i, k in enumerate(keys)},
+            "top1": reduced[-1] / total,
+            "samples": int(total),
+            "seconds": round(elapsed, 3),
+            "samples_per_s": round(total / elapsed, 2),
+            "loss_curve": [float(c.mean()) for c in chunks],
+            "lr_end": learning_rate(self.optim_cfg, epoch + 1.0),
+        }
+
+    @torch.no_grad()
+    def evaluate(self, data: SkeletonInputs, num_classes: int) -> dict[str, Any]:
+        """Top-1, top-5, loss, confusion matrix and spike rates on ``data`` (all ranks share)."""
+        model = self.model
+        model.eval()
+        rates = SpikeRates(model)
+        indices = np.arange(self.ctx.rank, len(data), self.ctx.world_size)
+        confusion = torch.zeros(num_classes * num_classes, dtype=torch.float64)
+        top5 = loss_sum = 0.0
+        for x, y in data.batches(indices, self.batch_size):
+            logits = model(x.to(self.ctx.device)).cpu()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            pred = logits.argmax(1)
+            confusion += torch.bincount(y * num_classes + pred, minlength=num_classes**2).double()
+            k = min(5, num_classes)
+            top5 += float((logits.topk(k, dim=1).indices == y[:, None]).any(1).sum())
+        spike = rates.close()
+        names = sorted(spike)
+        if self.ctx.distributed:
+            dist.all_reduce(confusion)
+            top5, loss_sum = self._all_reduce([top5, loss_sum])
+            if names:
+                t = torch.tensor([spike[k] * len(indices) for k in names], dtype=torch.float64)
+                dist.all_reduce(t)
+                spike = dict(zip(names, (t / len(data)).tolist(), strict=True))
+        cm = confusion.view(num_classes, num_classes)
+        n = float(cm.sum())
+        return {
+            "top1": float(cm.diag().sum()) / n,
+            "top5": top5 / n,
+            "loss": loss_sum / n,
+            "samples": int(n),
+            "confusion": cm.long().tolist(),
+            "spike_rate": spike,
+        }
+
+    def fit(self, train: SkeletonInputs, test: SkeletonInputs, num_classes: int,
+            log: Callable[[str], None] = print, max_epochs: int | None = None) -> dict[str, Any]:
+        """Train the remaining epochs (at most ``max_epochs`` now); return the last record."""
+        record: dict[str, Any] = self.history[-1] if self.history else {}
+        end = self.optim_cfg.epochs if max_epochs is None else min(self.optim_cfg.epochs, self.start_epoch + max_epochs)
+        for epoch in range(self.start_epoch, end):
+            train_metrics = self.train_epoch(train, epoch)
+            test_metrics = self.evaluate(test, num_classes)
+            confusion = test_metrics.pop("confusion")
+            record = {"epoch": epoch + 1, "train": train_metrics, "test": test_metrics,
+                      "measured_on": {"train": train.dataset.source, "test": test.dataset.source}}
+            self.history.append(record)
+            improved = test_metrics["top1"] > self.best["top1"]
+            if improved:
+                self.best = {"top1": test_metrics["top1"], "epoch": epoch + 1}
+            if self.ctx.is_main:
+                state = self.state(epoch + 1)
+                save_checkpoint(self.path("last"), state)
+                if improved:
+                    save_checkpoint(self.path("best"), {**state, "confusion": confusion})
+                self.write_metrics()
+                log(f"{self.kind} epoch {epoch + 1}/{self.optim_cfg.epochs}: train loss {train_metrics['loss']:.3f} "
+                    f"top-1 {train_metrics['top1']:.3f} | test top-1 {test_metrics['top1']:.3f} "
+                    f"top-5 {test_metrics['top5']:.3f} ({test_metrics['samples']} test samples of "
+                    f"{test.dataset.source}) | {train_metrics['samples_per_s']:.0f} samples/s")
+        self.start_epoch = end
+        if self.ctx.distributed:
+            digests: list[str] = [""] * self.ctx.world_size
+            dist.all_gather_object(digests, parameter_digest(self.model))
+            record = {**record, "ranks_identical": len(set(digests)) == 1, "world_size": self.ctx.world_size}
+            if self.history:
+                self.history[-1] = record
+            if self.ctx.is_main:
+                self.write_metrics()
+        return record
+
+    def write_metrics(self) -> None:
+        """Update this trainer's section of ``metrics.json`` (atomically)."""
+        path = self.out / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        metrics[self.kind] = {"best": self.best, "epochs": self.history}
+        atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
