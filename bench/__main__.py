@@ -49,12 +49,17 @@ def available() -> list[str]:
     return sorted(p.stem[len("bench_"):] for p in here.glob("bench_*.py"))
 
 
+def _is_slow(name: str) -> bool:
+    return bool(getattr(importlib.import_module(f"bench.bench_{name}"), "SLOW", False))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {available()})")
     parser.add_argument("--out", default="bench/results", help="output folder for NAME.json")
+    parser.add_argument("--all", action="store_true", help="include the slow benchmarks (SLOW = True)")
     args = parser.parse_args(argv)
-    names = args.names or available()
+    names = args.names or [n for n in available() if args.all or not _is_slow(n)]
     unknown = sorted(set(names) - set(available()))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; available: {available()}")

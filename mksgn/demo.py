@@ -5,8 +5,9 @@ Each stage writes its outputs into the run folder and then, last, a JSON record
 re-run unless ``--force``. The report ``report.md`` is rebuilt from the records, so every
 number in it comes from this run folder.
 
-Stages so far: ``data`` (generate the built-in dataset as CTR-GCN npz) and ``inspect``
-(class counts, shapes, value ranges, a PNG strip of one sample).
+Stages so far: ``data`` (generate the built-in dataset as CTR-GCN npz), ``inspect``
+(class counts, shapes, value ranges, a PNG strip of one sample) and ``train`` (teacher and
+distilled student, config ``tiny``).
 """
 
 from __future__ import annotations
@@ -57,9 +58,25 @@ def _stage_inspect(out: Path) -> dict:
     return {"summary": summary, "strips": strips}
 
 
+def _stage_train(out: Path) -> dict:
+    from mksgn.train.config import preset
+    from mksgn.train.run import train_run
+
+    cfg = preset("tiny")
+    results = train_run(cfg, out / "train", data_path=str(out / "data.npz"), seed=0, device="cpu", resume=True)
+    record: dict = {"config": cfg.name, "folder": "train"}
+    for kind, res in results.items():
+        record[kind] = {k: res[k] for k in ("top1", "top5", "epoch", "samples", "measured_on")}
+    metrics = json.loads((out / "train" / "metrics.json").read_text())
+    record["epoch_seconds"] = {k: round(sum(e["train"]["seconds"] for e in v["epochs"]), 1) for k, v in metrics.items()}
+    record["spike_rate"] = metrics["student"]["epochs"][-1]["test"]["spike_rate"]
+    return record
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data),
     Stage("inspect", "dataset summary and skeleton strips", _stage_inspect),
+    Stage("train", "train the teacher and the distilled student (tiny)", _stage_train),
 )
 
 
@@ -105,6 +122,27 @@ def render_report(records: dict[str, dict]) -> str:
         lines += ["```", format_summary(inspect["summary"]), "```", ""]
         for strip in inspect["strips"]:
             lines += [f"![{strip['class']} (train sample {strip['sample']})]({strip['png']})", ""]
+    train = records.get("train")
+    if train:
+        lines += [
+            "## Training",
+            "",
+            f"Config `{train['config']}`; training time (excluding evaluation): "
+            + ", ".join(f"{k} {v} s" for k, v in train["epoch_seconds"].items()) + ".",
+            "",
+            "| model | top-1 | top-5 | best epoch | measured on |",
+            "|---|---|---|---|---|",
+        ]
+        for kind in ("teacher", "student"):
+            if kind in train:
+                r = train[kind]
+                lines.append(f"| {kind} | {r['top1']:.3f} | {r['top5']:.3f} | {r['epoch']} | {r['measured_on']} |")
+        lines += ["", "![training curves](train/training_curves.png)", "",
+                  "![student confusion matrix](train/confusion_student.png)", "",
+                  "Student spike rate per LIF population (last epoch, test split):", "",
+                  "| layer | spike rate |", "|---|---|"]
+        lines += [f"| `{k}` | {v:.3f} |" for k, v in train["spike_rate"].items()]
+        lines.append("")
     return "\n".join(lines)
 
 

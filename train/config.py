@@ -211,7 +211,7 @@ def _presets() -> dict[str, Config]:
             data=DataConfig(frames=32, batch_size=32),
             student=StudentConfig(branch_channels=16, channels=(16, 32, 32), strides=(1, 2, 1)),
             teacher=TeacherConfig(channels=(16, 16, 16, 16, 32, 32, 32, 64, 64, 64)),
-            train_teacher=OptimConfig(epochs=8, lr=0.05, warmup_epochs=1, weight_decay=4e-4),
+            train_teacher=OptimConfig(epochs=6, lr=0.05, warmup_epochs=1, weight_decay=4e-4),
             train_student=OptimConfig(epochs=10, lr=0.05, warmup_epochs=1, weight_decay=1e-4),
             distill=DistillConfig(feature_layers=2),
         )
