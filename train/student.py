@@ -33,7 +33,7 @@ from mksgn.train.blocks import (
     present_persons, sum_per_sample,
 )
 from mksgn.train.config import StudentConfig
-from mksgn.train.neuron import COINCIDENCE, LIF, LIFParams
+from mksgn.train.neuron import COINCIDENCE, LIF, LIFParams, lif_membrane
 from mksgn.train.skeletons import SkeletonLayout
 
 State = dict[str, torch.Tensor]
@@ -223,15 +223,29 @@ def non_deployable_modules(model: nn.Module) -> list[tuple[str, str]]:
 
 
 @contextmanager
-def record_spikes(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """Record every LIF population's spikes per call (one call per time step), by module path."""
+def record_spikes(
+    model: nn.Module, membranes: dict[str, list[torch.Tensor]] | None = None
+) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Record every LIF population's spikes per call (one call per time step), by module path.
+
+    If ``membranes`` is given, it receives each population's membrane before the spike
+    decision, ``beta * v + I`` (for parity margins).
+    """
     records: dict[str, list[torch.Tensor]] = {}
     handles = []
+
+    def hook(mod: LIF, args, out, key: str) -> None:
+        records[key].append(out[0].detach())
+        if membranes is not None:
+            current = args[0]
+            v = args[1] if len(args) > 1 and args[1] is not None else torch.zeros_like(current)
+            membranes.setdefault(key, []).append(lif_membrane(current, v, mod.params).detach())
+
     for name, module in model.named_modules():
         if isinstance(module, LIF):
             records[name] = []
             handles.append(module.register_forward_hook(
-                lambda mod, args, out, key=name: records[key].append(out[0].detach())
+                lambda mod, args, out, key=name: hook(mod, args, out, key)
             ))
     try:
         yield records

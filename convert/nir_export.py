@@ -1,0 +1,342 @@
+"""The trained student as a NIR graph: a registry of small per-module exporters.
+
+Layout and conventions of the exported graph (also written into its metadata):
+
+- One ``Input`` per modality, ``input_<name>``, of shape ``(3, F, V)`` (coordinates,
+  frames, joints) for ONE person: persons are separate samples whose logits are summed
+  by the runner. The modalities are computed at the input (``mksgn.train.transforms``),
+  not in the graph. Every time step receives the same input (direct encoding).
+- Tensors are ``(C, F, V)`` per time step. Graph convolution ``sum_k W_k X (A_k + B_k)``
+  is a ``Linear`` over joints (weight ``(A_k + B_k)^T``) followed by a 1x1 ``Conv2d``
+  (``W_k``), one pair per partition, all summed into the LIF. **``Linear``/``Affine`` act on
+  the last axis** (joints), as ``torch.nn.functional.linear`` and nirtorch do; NIR's
+  specification states them for 1-D inputs only, so NIR's own type check is off and
+  :func:`check_shapes` validates every shape instead.
+- BatchNorm is folded into the preceding synapses; the attention's AND is a LIF with
+  ``tau = dt`` (no memory) and threshold 1.5; residual and attention branches are edges
+  summed at the receiving node.
+- LIF nodes: ``tau = dt / (1 - beta)``, ``r = tau / dt``, ``v_leak = 0``, ``v_reset = 0``;
+  forward-Euler discretisation with the recorded ``dt`` gives exactly
+  ``v = beta v + I``, spike if ``v > threshold`` (strict), reset to zero.
+- Readout: ``AvgPool2d`` over (frames, joints), ``Flatten``, ``Affine`` (weights divided by
+  T), and an integrator ``I`` (``r = 1 / dt``) whose value after T steps is the logit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+import mksgn
+from mksgn.errors import MksgnError
+from mksgn.train.blocks import (
+    Broadcast, ConvBN, Fusion, GlobalAvgPool, InputScale, JointMix, SpatialGraphConv,
+)
+from mksgn.train.neuron import LIF
+from mksgn.train.student import MKSGN, SpikingAttention, SpikingBlock, non_deployable_modules
+
+DT = 1e-4
+"""Time step recorded in exported graphs (snnTorch's NIR convention, so its importer agrees)."""
+
+DISCRETISATION = "forward-euler"
+RESET_MODE = "zero"
+METADATA_JSON_KEYS = ("input", "class_names", "module_map", "conventions")
+"""Graph metadata entries stored as JSON strings (HDF5 keeps plain strings faithfully)."""
+
+
+class ExportError(MksgnError, ValueError):
+    """The model cannot be exported; names the module path and type."""
+
+
+@dataclass
+class Port:
+    """A value in the graph under construction: the nodes whose outputs sum to it, its shape."""
+
+    sources: list[str]
+    shape: tuple[int, ...]
+
+
+@dataclass
+class GraphBuilder:
+    """Collects nodes, edges and the node -> module map."""
+
+    dt: float = DT
+    nodes: dict[str, nir.NIRNode] = field(default_factory=dict)
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    module_map: dict[str, str] = field(default_factory=dict)
+
+    def add(self, path: str, node: nir.NIRNode, inputs: Port | list[str] | None, suffix: str = "") -> str:
+        """Add ``node`` for module ``path`` fed by ``inputs``; returns the node name."""
+        name = node_name(path + suffix)
+        if name in self.nodes:
+            raise ExportError(f"{path}: node name {name!r} is used twice")
+        node.metadata = {**(node.metadata or {}), "module": path}
+        self.nodes[name] = node
+        self.module_map[name] = path
+        sources = inputs.sources if isinstance(inputs, Port) else (inputs or [])
+        for src in sources:
+            self.edges.append((src, name))
+        return name
+
+    def export(self, module: nn.Module, path: str, port: Port) -> Port:
+        """Export one module through the registry."""
+        exporter = EXPORTERS.get(type(module))
+        if exporter is None:
+            raise ExportError(f"{path}: module type {type(module).__name__} has no NIR exporter "
+                              f"(supported: {sorted(t.__name__ for t in EXPORTERS)})")
+        return exporter(module, self, path, port)
+
+
+Exporter = Callable[[nn.Module, GraphBuilder, str, Port], Port]
+EXPORTERS: dict[type[nn.Module], Exporter] = {}
+"""Per-module exporters keyed by module type; add your own with :func:`register_exporter`."""
+
+
+def register_exporter(module_type: type[nn.Module]) -> Callable[[Exporter], Exporter]:
+    """Decorator registering an exporter for ``module_type`` (replacing any previous one)."""
+    def deco(fn: Exporter) -> Exporter:
+        EXPORTERS[module_type] = fn
+        return fn
+    return deco
+
+
+def node_name(path: str) -> str:
+    """A NIR node name for a module path: dots (NIR's nesting separator) become ``_``."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", path)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().to(torch.float64).numpy().copy()
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    """Fold an inference-mode BatchNorm into the conv before it (per output channel)."""
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    w = weight.double() * scale.view(-1, *([1] * (weight.dim() - 1)))
+    b0 = torch.zeros_like(scale) if bias is None else bias.double()
+    b = bn.bias.double() + (b0 - bn.running_mean.double()) * scale
+    return _np(w), _np(b)
+
+
+def _conv_node(weight: np.ndarray, bias: np.ndarray, conv: nn.Conv2d | None, in_shape: tuple[int, ...]) -> tuple[nir.Conv2d, tuple[int, ...]]:
+    stride = conv.stride if conv is not None else (1, 1)
+    padding = conv.padding if conv is not None else (0, 0)
+    dilation = conv.dilation if conv is not None else (1, 1)
+    groups = conv.groups if conv is not None else 1
+    c, h, w = in_shape
+    kh, kw = weight.shape[2:]
+    if weight.shape[1] * groups != c:
+        raise ExportError(f"conv expects {weight.shape[1] * groups} input channels, gets {c}")
+    out_h = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    out_w = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    node = nir.Conv2d(input_shape=(h, w), weight=weight, stride=tuple(stride), padding=tuple(padding),
+                      dilation=tuple(dilation), groups=groups, bias=bias)
+    return node, (weight.shape[0], out_h, out_w)
+
+
+def _check_last_axis(path: str, port: Port, size: int) -> None:
+    if port.shape[-1] != size:
+        raise ExportError(f"{path}: acts on a last axis of {size}, input shape is {port.shape}")
+
+
+@register_exporter(InputScale)
+def _input_scale(m: InputScale, g: GraphBuilder, path: str, port: Port) -> Port:
+    scale = np.broadcast_to(_np(m.scale).reshape(-1, *([1] * (len(port.shape) - 1))), port.shape).copy()
+    return Port([g.add(path, nir.Scale(scale=scale), port)], port.shape)
+
+
+@register_exporter(JointMix)
+def _joint_mix(m: JointMix, g: GraphBuilder, path: str, port: Port) -> Port:
+    matrix = _np(m.matrix())
+    _check_last_axis(path, port, matrix.shape[0])
+    weight = matrix.T.copy()  # y = x M  <=>  y = W x on the last axis with W = M^T
+    node = nir.Linear(weight=weight) if m.bias is None else nir.Affine(weight=weight, bias=_np(m.bias))
+    return Port([g.add(path, node, port)], port.shape[:-1] + (matrix.shape[1],))
+
+
+@register_exporter(nn.Conv2d)
+def _conv2d(m: nn.Conv2d, g: GraphBuilder, path: str, port: Port) -> Port:
+    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
+    node, shape = _conv_node(_np(m.weight), bias, m, port.shape)
+    return Port([g.add(path, node, port)], shape)
+
+
+@register_exporter(ConvBN)
+def _conv_bn(m: ConvBN, g: GraphBuilder, path: str, port: Port) -> Port:
+    w, b = fold_bn(m.conv.weight, m.conv.bias, m.bn)
+    node, shape = _conv_node(w, b, m.conv, port.shape)
+    return Port([g.add(f"{path}.conv", node, port)], shape)
+
+
+@register_exporter(SpatialGraphConv)
+def _spatial_graph_conv(m: SpatialGraphConv, g: GraphBuilder, path: str, port: Port) -> Port:
+    sources, shape = [], port.shape
+    for k, (mix, conv) in enumerate(zip(m.mix, m.conv, strict=True)):
+        mixed = g.export(mix, f"{path}.mix.{k}", port)
+        w, b = fold_bn(conv.weight, None, m.bn)
+        if k:  # the BN shift is added once, by the first partition's conv
+            b = np.zeros_like(b)
+        node, shape = _conv_node(w, b, conv, mixed.shape)
+        sources.append(g.add(f"{path}.conv.{k}", node, mixed))
+    return Port(sources, shape)
+
+
+@register_exporter(Broadcast)
+def _broadcast(m: Broadcast, g: GraphBuilder, path: str, port: Port) -> Port:
+    if port.shape[0] != 1:
+        raise ExportError(f"{path}: broadcasts one channel, input has {port.shape[0]}")
+    node, shape = _conv_node(np.ones((m.channels, 1, 1, 1)), np.zeros(m.channels), None, port.shape)
+    return Port([g.add(path, node, port)], shape)
+
+
+@register_exporter(LIF)
+def _lif(m: LIF, g: GraphBuilder, path: str, port: Port) -> Port:
+    beta, threshold = m.params.beta, m.params.threshold
+    ones = np.ones(port.shape)
+    if beta >= 1.0:  # no leak: integrate-and-fire
+        node = nir.IF(r=ones / g.dt, v_threshold=ones * threshold, v_reset=0 * ones)
+    else:
+        tau = g.dt / (1.0 - beta)
+        node = nir.LIF(tau=ones * tau, r=ones * (tau / g.dt), v_leak=0 * ones, v_threshold=ones * threshold,
+                       v_reset=0 * ones)
+    node.metadata = {"beta": float(beta), "threshold": float(threshold)}
+    return Port([g.add(path, node, port)], port.shape)
+
+
+@register_exporter(GlobalAvgPool)
+def _global_avg_pool(m: GlobalAvgPool, g: GraphBuilder, path: str, port: Port) -> Port:
+    c, h, w = port.shape
+    pool = nir.AvgPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))
+    pooled = g.add(path, pool, port, ".pool")
+    flat = g.add(path, nir.Flatten(input_type={"input": np.array([c, 1, 1])}, start_dim=0, end_dim=-1), [pooled], ".flatten")
+    return Port([flat], (c,))
+
+
+@register_exporter(SpikingAttention)
+def _attention(m: SpikingAttention, g: GraphBuilder, path: str, port: Port) -> Port:
+    squeezed = g.export(m.squeeze, f"{path}.squeeze", port)
+    mixed = g.export(m.mix, f"{path}.mix", squeezed)
+    # BN over the single channel folds into the joint mix (scale its matrix and bias).
+    scale = float(m.bn.weight / torch.sqrt(m.bn.running_var + m.bn.eps))
+    shift = float(m.bn.bias - m.bn.running_mean * scale)
+    mix_node = g.nodes[mixed.sources[0]]
+    bias = getattr(mix_node, "bias", np.zeros(mix_node.weight.shape[0]))
+    g.nodes[mixed.sources[0]] = nir.Affine(weight=mix_node.weight * scale, bias=bias * scale + shift,
+                                           metadata=mix_node.metadata)
+    gate = g.export(m.gate, f"{path}.gate", mixed)
+    spread = g.export(m.broadcast, f"{path}.broadcast", gate)
+    return g.export(m.coincidence, f"{path}.coincidence", Port(port.sources + spread.sources, port.shape))
+
+
+@register_exporter(SpikingBlock)
+def _spiking_block(m: SpikingBlock, g: GraphBuilder, path: str, port: Port) -> Port:
+    s = g.export(m.lif_s, f"{path}.lif_s", g.export(m.gcn, f"{path}.gcn", port))
+    if m.attention is not None:
+        s = g.export(m.attention, f"{path}.attention", s)
+    current = g.export(m.tcn, f"{path}.tcn", s)
+    sources = list(current.sources)
+    if m.identity:
+        sources += port.sources
+    elif m.down is not None:
+        sources += g.export(m.down, f"{path}.down", port).sources
+    return g.export(m.lif_t, f"{path}.lif_t", Port(sources, current.shape))
+
+
+@register_exporter(Fusion)
+def _fusion(m: Fusion, g: GraphBuilder, path: str, port: Port) -> Port:
+    raise ExportError(f"{path}: Fusion takes one input per modality; export it through export_student")
+
+
+def _export_fusion(m: Fusion, g: GraphBuilder, path: str, ports: list[Port]) -> Port:
+    alpha = m.alpha().detach().double()
+    sources, shape = [], ports[0].shape
+    for i, (proj, port) in enumerate(zip(m.proj, ports, strict=True)):
+        w, b = fold_bn(proj.conv.weight, None, proj.bn)
+        node, shape = _conv_node(w * float(alpha[i]), b * float(alpha[i]), proj.conv, port.shape)
+        sources.append(g.add(f"{path}.proj.{i}.conv", node, port))
+    return Port(sources, shape)
+
+
+def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list[str], layout: str,
+                   dt: float = DT) -> nir.NIRGraph:
+    """Export a trained student (inference mode) to a NIR graph; see the module docstring."""
+    bad = non_deployable_modules(model)
+    if bad:
+        path, kind = bad[0]
+        raise ExportError(f"{path}: module type {kind} is not a deployable block")
+    model = model.eval()
+    g = GraphBuilder(dt=dt)
+    in_shape = (3, frames, num_joints)
+    with torch.no_grad():
+        branch_ports = []
+        for name in model.modalities:
+            inp = g.add(f"input.{name}", nir.Input(input_type={"input": np.array(in_shape)}), None)
+            scaled = g.export(model.input_scale[name], f"input_scale.{name}", Port([inp], in_shape))
+            branch_ports.append(g.export(model.branches[name], f"branches.{name}", scaled))
+        h = g.export(model.fusion_lif, "fusion_lif", _export_fusion(model.fusion, g, "fusion", branch_ports))
+        for j, block in enumerate(model.blocks):
+            h = g.export(block, f"blocks.{j}", h)
+        pooled = g.export(model.pool, "pool", h)
+        t_steps = model.cfg.time_steps
+        fc = nir.Affine(weight=_np(model.fc.weight) / t_steps, bias=_np(model.fc.bias) / t_steps)
+        fc_name = g.add("fc", fc, pooled)
+        k = model.fc.out_features
+        integ = g.add("readout", nir.I(r=np.full(k, 1.0 / dt)), [fc_name])
+        g.add("output", nir.Output(output_type={"output": np.array([k])}), [integ])
+    metadata = {
+        "mksgn_version": mksgn.__version__,
+        "nir_version": getattr(nir, "__version__", "unknown"),
+        "producer": "mksgn-export",
+        "dt": dt,
+        "discretisation": DISCRETISATION,
+        "reset": RESET_MODE,
+        "time_steps": int(model.cfg.time_steps),
+        "input": {
+            "modalities": list(model.modalities),
+            "inputs": [node_name(f"input.{m}") for m in model.modalities],
+            "shape": list(in_shape),
+            "layout": "(C, F, V): coordinates x y z, frames, joints",
+            "frames": frames,
+            "joints": num_joints,
+            "skeleton": layout,
+            "persons": "one person per run; the logits of the persons present in a sample are summed",
+            "encoding": "direct: the same input at every time step",
+            "modality_computation": "at the input (mksgn.train.transforms), not in the graph",
+        },
+        "output": {"node": "output", "meaning": "logits: the integrator's value after time_steps steps"},
+        "class_names": list(class_names),
+        "module_map": dict(g.module_map),
+        "conventions": {
+            "tensor_layout": "(C, F, V) per time step, batch outside the graph",
+            "linear_axis": "Linear and Affine act on the last axis (joints, or features after Flatten)",
+            "lif": "tau = dt / (1 - beta), r = tau / dt, v_leak = 0, v_reset = 0: v = beta v + I, spike if v > threshold",
+            "edges": "several edges into a node are summed; no synaptic delay within a step",
+        },
+    }
+    return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=encode_metadata(metadata), type_check=False)
+
+
+def encode_metadata(metadata: dict) -> dict:
+    """Graph metadata for HDF5: structured entries become JSON strings."""
+    return {k: json.dumps(v) if k in METADATA_JSON_KEYS else v for k, v in metadata.items()}
+
+
+def decode_metadata(metadata: dict) -> dict:
+    """The inverse of :func:`encode_metadata` (also accepts plain, unencoded entries)."""
+    out = {}
+    for k, v in metadata.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        if k in METADATA_JSON_KEYS and isinstance(v, str):
+            v = json.loads(v)
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out

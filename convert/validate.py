@@ -1,0 +1,147 @@
+"""Spike-for-spike validation of an exported graph against the snnTorch student.
+
+The same person rows go through the student (module hooks record every LIF population's
+spikes and membranes) and through the reference NIR executor; every LIF node is compared
+at every step. A mismatch is
+
+- a **rounding tie** when the student's membrane lies within ``TIE_TOLERANCE[dtype]``
+  (relative to the threshold) of the threshold: the two computations round differently
+  (folded BatchNorm, another summation order);
+- **propagated** when an earlier mismatch (an earlier step, or an upstream node at the
+  same step) already occurred in the same sample;
+- **real** otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import nir
+import numpy as np
+import torch
+
+from mksgn.convert.nir_export import decode_metadata
+from mksgn.deploy.nir_reference import NIRExecutor
+from mksgn.train.blocks import present_persons
+from mksgn.train.student import MKSGN, record_spikes
+
+TIE_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}
+"""Membrane distance to threshold (relative) under which a mismatch counts as a rounding tie."""
+
+
+@dataclass
+class NodeParity:
+    """Comparison at one LIF node."""
+
+    node: str
+    module: str
+    spikes: int = 0
+    elements: int = 0
+    mismatches: int = 0
+    ties: int = 0
+    propagated: int = 0
+    first: dict | None = None
+
+    @property
+    def real(self) -> int:
+        return self.mismatches - self.ties - self.propagated
+
+
+@dataclass
+class ParityReport:
+    """All LIF nodes compared in one dtype."""
+
+    dtype: str
+    rows: int
+    steps: int
+    nodes: list[NodeParity] = field(default_factory=list)
+    logit_max_abs_diff: float = 0.0
+
+    @property
+    def mismatches(self) -> int:
+        return sum(n.mismatches for n in self.nodes)
+
+    @property
+    def real(self) -> int:
+        return sum(n.real for n in self.nodes)
+
+    @property
+    def ties(self) -> int:
+        return sum(n.ties for n in self.nodes)
+
+    def first_failure(self) -> NodeParity | None:
+        bad = [n for n in self.nodes if n.real]
+        return min(bad, key=lambda n: (n.first["step"], self.order(n))) if bad else None
+
+    def order(self, node: NodeParity) -> int:
+        return [n.node for n in self.nodes].index(node.node)
+
+    def to_dict(self) -> dict:
+        return {
+            "dtype": self.dtype, "rows": self.rows, "steps": self.steps,
+            "mismatches": self.mismatches, "ties": self.ties, "real": self.real,
+            "logit_max_abs_diff": self.logit_max_abs_diff,
+            "nodes": [{**n.__dict__, "real": n.real} for n in self.nodes],
+        }
+
+
+def compare(model: MKSGN, graph: nir.NIRGraph, x: torch.Tensor, dtype: torch.dtype) -> ParityReport:
+    """Run the student and the executor on ``x`` ``(N, Mod, C, F, V, M)`` and compare spikes."""
+    meta = decode_metadata(graph.metadata)
+    module_map: dict[str, str] = meta["module_map"]
+    steps = int(meta["time_steps"])
+    rows, _ = present_persons(x)
+    net = copy.deepcopy(model).to(dtype).eval()
+    rows = rows.to(dtype)
+    membranes: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad(), record_spikes(net, membranes) as spikes:
+        logits = net(rows.unsqueeze(-1))
+    inputs = {name: rows[:, i].unsqueeze(0).expand(steps, *rows[:, i].shape)
+              for i, name in enumerate(meta["input"]["inputs"])}
+    result = NIRExecutor(graph, dtype=dtype).run(inputs)
+    out = result.outputs["output"][-1]
+    report = ParityReport(str(dtype).replace("torch.", ""), rows.shape[0], steps)
+    report.logit_max_abs_diff = float((out - logits).abs().max())
+    tol = TIE_TOLERANCE.get(dtype, 1e-4)
+    diverged = torch.full((rows.shape[0],), steps, dtype=torch.long)  # first step with any mismatch
+    order = [n for n in result.records if module_map.get(n) in spikes]
+    # First pass: where does each sample diverge first (in time, then in graph order)?
+    per_node = {}
+    for name in order:
+        ref = torch.stack(spikes[module_map[name]])  # (T, R, ...)
+        got = result.records[name].to(ref.dtype)
+        per_node[name] = (ref, got, torch.stack(membranes[module_map[name]]))
+    first_seen: dict[int, tuple[int, int]] = {}
+    for rank, name in enumerate(order):
+        ref, got, _ = per_node[name]
+        diff = (ref != got).flatten(2).any(dim=2)  # (T, R)
+        for t, r in diff.nonzero().tolist():
+            if r not in first_seen or (t, rank) < first_seen[r]:
+                first_seen[r] = (t, rank)
+    for rank, name in enumerate(order):
+        ref, got, mem = per_node[name]
+        module = module_map[name]
+        lif = net.get_submodule(module)
+        node = NodeParity(name, module, spikes=int(ref.sum()), elements=ref.numel())
+        diff = ref != got
+        node.mismatches = int(diff.sum())
+        if node.mismatches:
+            margin = (mem - lif.params.threshold).abs() / max(1.0, abs(lif.params.threshold))
+            tie = diff & (margin < tol)
+            r_idx = torch.arange(ref.shape[1]).view(1, -1, *([1] * (ref.dim() - 2))).expand_as(ref)
+            t_idx = torch.arange(ref.shape[0]).view(-1, *([1] * (ref.dim() - 1))).expand_as(ref)
+            start = torch.tensor([first_seen.get(r, (steps, 0))[0] for r in range(ref.shape[1])])
+            first_rank = torch.tensor([first_seen.get(r, (steps, len(order)))[1] for r in range(ref.shape[1])])
+            later = (t_idx > start[r_idx]) | ((t_idx == start[r_idx]) & (rank > first_rank[r_idx]))
+            node.ties = int((tie & ~later).sum())
+            node.propagated = int((diff & later).sum())
+            where = diff.nonzero()[0].tolist()
+            node.first = {
+                "step": where[0], "row": where[1], "neuron": where[2:],
+                "membrane": float(mem[tuple(where)]), "threshold": lif.params.threshold,
+                "snntorch_spike": float(ref[tuple(where)]), "nir_spike": float(got[tuple(where)]),
+            }
+        report.nodes.append(node)
+    return report
+
