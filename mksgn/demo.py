@@ -7,7 +7,7 @@ number in it comes from this run folder.
 
 Stages so far: ``data`` (generate the built-in dataset as CTR-GCN npz), ``inspect``
 (class counts, shapes, value ranges, a PNG strip of one sample) and ``train`` (teacher and
-distilled student, config ``tiny``).
+distilled student, config ``tiny``) and ``export`` (NIR graph, validated spike for spike).
 """
 
 from __future__ import annotations
@@ -73,10 +73,24 @@ def _stage_train(out: Path) -> dict:
     return record
 
 
+def _stage_export(out: Path) -> dict:
+    from mksgn.convert.export_cli import export_checkpoint
+
+    record = export_checkpoint(str(out / "train" / "student_best.pt"), out / "student.nir",
+                               data=str(out / "data.npz"), log=lambda _m: None)
+    return {
+        "graph": "student.nir", "nodes": record["nodes"], "edges": record["edges"], "seconds": record["seconds"],
+        "validated_on": record["validated_on"],
+        "parity": {k: {f: record[k][f] for f in ("rows", "steps", "mismatches", "ties", "real", "logit_max_abs_diff")}
+                   for k in ("parity_float64", "parity_float32")},
+    }
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data),
     Stage("inspect", "dataset summary and skeleton strips", _stage_inspect),
     Stage("train", "train the teacher and the distilled student (tiny)", _stage_train),
+    Stage("export", "export the student to NIR, validated spike for spike", _stage_export),
 )
 
 
@@ -142,6 +156,22 @@ def render_report(records: dict[str, dict]) -> str:
                   "Student spike rate per LIF population (last epoch, test split):", "",
                   "| layer | spike rate |", "|---|---|"]
         lines += [f"| `{k}` | {v:.3f} |" for k, v in train["spike_rate"].items()]
+        lines.append("")
+    export = records.get("export")
+    if export:
+        lines += [
+            "## Export to NIR",
+            "",
+            f"`{export['graph']}`: {export['nodes']} nodes, {export['edges']} edges, exported and validated in "
+            f"{export['seconds']} s. The reference NIR executor against the snnTorch student on "
+            f"{export['validated_on']}, every LIF node at every step:",
+            "",
+            "| dtype | person rows | steps | mismatching spikes | rounding ties | real | max logit difference |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key, p in export["parity"].items():
+            lines.append(f"| {key.split('_')[1]} | {p['rows']} | {p['steps']} | {p['mismatches']} | {p['ties']} | "
+                         f"{p['real']} | {p['logit_max_abs_diff']:.2e} |")
         lines.append("")
     return "\n".join(lines)
 
