@@ -1,16 +1,24 @@
-"""``mksgn-export``: a trained student checkpoint -> a validated NIR graph.
+"""``mksgn-export``: a trained student checkpoint -> a validated NIR graph (and ONNX files).
 
     mksgn-export CKPT -o MODEL.nir [--data X.npz] [--samples N] [--no-validate]
+    mksgn-export CKPT [-o MODEL.nir] [--teacher TEACHER_CKPT --onnx TEACHER.onnx] [--onnx-student STUDENT.onnx]
 
 The graph is written to a temporary file, read back, run by the reference executor on
 ``N`` test samples in float64 and float32 and compared spike for spike with the snnTorch
 model at every LIF node; only then is it renamed to ``MODEL.nir``. A float64 mismatch, or
 a float32 mismatch that is not a rounding tie, fails the export naming the node. The
 comparison is written beside the graph as ``MODEL.parity.json``.
+
+``--onnx`` writes the teacher (``--teacher``; the ANN baseline) and ``--onnx-student`` the
+student unrolled over its ``T`` steps as ONNX graphs on person rows ``(B, Mod, 3, F, V)``
+(see :mod:`mksgn.convert.onnx_export`); each is run in onnxruntime and compared with
+PyTorch on the persons of the validation samples (unless ``--no-validate``) and on random
+rows before it is written, and one line reports the largest logit difference.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -27,6 +35,7 @@ import torch
 from mksgn.atomic import atomic_write_text
 from mksgn.cli import ArgumentParser, run_cli
 from mksgn.convert.nir_export import ExportError, export_student
+from mksgn.convert.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 PROG = "mksgn-export"
 DEFAULT_SAMPLES = 8
@@ -95,19 +104,111 @@ def export_checkpoint(ckpt: str, out: Path, data: str | None = None, samples: in
     return record
 
 
+def _person_rows(data: str | None, samples: int, info: dict) -> tuple[torch.Tensor, str]:
+    """The present persons' rows ``(R, Mod, 3, F, V)`` of the first test samples, and what they are."""
+    from mksgn.train.blocks import present_persons
+    from mksgn.train.builtin import load_dataset
+    from mksgn.train.pipeline import SkeletonInputs
+
+    splits = load_dataset(data)
+    test = SkeletonInputs(splits.test, info["frames"], info["modalities"])
+    n = min(samples, len(test))
+    x, _ = test.batch(np.arange(n))
+    rows, _ = present_persons(x)
+    return rows, f"person rows of {n} test samples of {splits.test.source}"
+
+
+def export_onnx_files(ckpt: str, teacher_ckpt: str | None = None, teacher_out: Path | None = None,
+                      student_out: Path | None = None, data: str | None = None, samples: int = DEFAULT_SAMPLES,
+                      validate: bool = True, opset: int = DEFAULT_OPSET, log=print) -> list[dict]:
+    """Write the teacher's and/or the unrolled student's ONNX graph, each checked against PyTorch.
+
+    Parameters
+    ----------
+    ckpt
+        The student checkpoint (its data description also checks the teacher's).
+    teacher_ckpt, teacher_out
+        The teacher checkpoint and its ``.onnx`` output (both or neither).
+    student_out
+        The student's ``.onnx`` output, or ``None``.
+    data, samples, validate
+        Compare on the persons of ``samples`` test samples of ``data`` (the built-in
+        dataset if ``None``) besides random rows; ``validate=False``: random rows only.
+    opset
+        ONNX opset.
+
+    Returns
+    -------
+    list of dict
+        The records of :func:`~mksgn.convert.onnx_export.export_teacher_onnx` and
+        :func:`~mksgn.convert.onnx_export.export_student_onnx`, in that order.
+    """
+    from mksgn.convert.onnx_export import export_student_onnx, export_teacher_onnx
+    from mksgn.train.run import load_student, load_teacher
+    from mksgn.train.skeletons import get_layout
+
+    student, _, info = load_student(ckpt)
+    joints = get_layout(info["layout"]).num_joints
+    teacher = load_teacher(teacher_ckpt, info).eval() if teacher_out is not None else None
+    rows, desc = _person_rows(data, samples, info) if validate else (None, "given rows")
+    records = []
+    if teacher is not None:
+        rec = export_teacher_onnx(teacher, info["frames"], joints, teacher_out, opset, rows=rows, rows_desc=desc)
+        log(f"wrote {teacher_out}: teacher ONNX, opset {opset}, {rec['nodes']} nodes; max |logit difference| vs "
+            f"PyTorch {rec['max_abs_diff']:.2e} on {rec['measured_on']}")
+        records.append(rec)
+    if student_out is not None:
+        rec = export_student_onnx(student, info["frames"], joints, student_out, opset, rows=rows, rows_desc=desc)
+        log(f"wrote {student_out}: student ONNX unrolled over {rec['time_steps']} steps, opset {opset}, "
+            f"{rec['nodes']} nodes; max |logit difference| vs PyTorch {rec['max_abs_diff']:.2e}, argmax equal, "
+            f"spike rate {rec['spike_rate']:.3f}, on {rec['measured_on']}")
+        records.append(rec)
+    return records
+
+
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG, description="Export a trained MK-SGN student to NIR, validated spike for spike.")
     p.add_argument("checkpoint", help="student checkpoint (student_best.pt)")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output .nir file")
+    p.add_argument("-o", "--out", type=Path, help="output .nir file")
     p.add_argument("--data", help="CTR-GCN .npz for validation samples (default: the built-in dataset)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="test samples to validate on (default %(default)s)")
-    p.add_argument("--no-validate", action="store_true", help="skip the spike comparison (not recommended)")
+    p.add_argument("--no-validate", action="store_true",
+                   help="skip the spike comparison (not recommended); ONNX files are then compared on random rows only")
+    p.add_argument("--teacher", metavar="CKPT", help="teacher checkpoint (teacher_best.pt) for --onnx")
+    p.add_argument("--onnx", type=Path, metavar="OUT.onnx", help="write the teacher (per person) as ONNX; needs --teacher")
+    p.add_argument("--onnx-student", type=Path, metavar="OUT.onnx",
+                   help="write the student (per person, unrolled over its T steps) as ONNX")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
     return p
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse and check the combination of options (usage errors: one line, exit status 2)."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.onnx is not None and args.teacher is None:
+        p.error("--onnx writes the teacher: give its checkpoint with --teacher CKPT")
+    if args.teacher is not None and args.onnx is None:
+        p.error("--teacher is only used by --onnx OUT.onnx")
+    if args.out is None and args.onnx is None and args.onnx_student is None:
+        p.error("nothing to write: give -o MODEL.nir, --onnx OUT.onnx (with --teacher) or --onnx-student OUT.onnx")
+    outs = [o.resolve() for o in (args.out, args.onnx, args.onnx_student) if o is not None]
+    if len(set(outs)) != len(outs):
+        p.error("-o, --onnx and --onnx-student must name different files")
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        p.error(f"--opset must be {MIN_OPSET} to {MAX_OPSET}, got {args.opset}")
+    if args.samples < 1:
+        p.error(f"--samples must be >= 1, got {args.samples}")
+    return args
+
+
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    export_checkpoint(args.checkpoint, args.out, args.data, args.samples, validate=not args.no_validate)
+    args = parse_args(argv)
+    if args.out is not None:
+        export_checkpoint(args.checkpoint, args.out, args.data, args.samples, validate=not args.no_validate)
+    if args.onnx is not None or args.onnx_student is not None:
+        export_onnx_files(args.checkpoint, args.teacher, args.onnx, args.onnx_student, args.data, args.samples,
+                          validate=not args.no_validate, opset=args.opset)
     return 0
 
 

@@ -178,6 +178,19 @@ class MKSGN(nn.Module):
         if mods != len(self.modalities):
             raise ValueError(f"expected {len(self.modalities)} modalities, got {mods}")
         rows, sample = present_persons(x)
+        row_logits, feats, branch_feats = self.run_rows(rows, return_features)
+        logits = sum_per_sample(row_logits, sample, n)
+        if not return_features:
+            return logits
+        return StudentOutput(logits=logits, features=feats, branch_features=branch_feats, sample_index=sample)
+
+    def run_rows(self, rows: torch.Tensor, return_features: bool = False
+                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Run ``T`` steps on person rows ``(R, Mod, C, F, V)``.
+
+        Returns the rows' logits ``(R, K)`` and, if asked, the time-averaged trunk spike
+        maps and pooled branch spike rates (empty lists otherwise).
+        """
         inputs = [self.input_scale[name](rows[:, i]) for i, name in enumerate(self.modalities)]
         # The input is the same at every step (direct encoding): the branches' first
         # synaptic layer is computed once.
@@ -201,15 +214,9 @@ class MKSGN(nn.Module):
             if return_features:
                 branch_feats = [bf + self.pool(b) for bf, b in zip(branch_feats, branch_out, strict=True)]
             logits = logits + self.fc(self.pool(h))
-        logits = sum_per_sample(logits / t_steps, sample, n)
         if not return_features:
-            return logits
-        return StudentOutput(
-            logits=logits,
-            features=[fe / t_steps for fe in feats],
-            branch_features=[bf / t_steps for bf in branch_feats],
-            sample_index=sample,
-        )
+            return logits / t_steps, [], []
+        return logits / t_steps, [fe / t_steps for fe in feats], [bf / t_steps for bf in branch_feats]
 
 
 STUDENT_CONTAINERS: tuple[type[nn.Module], ...] = (MKSGN, SpikingBlock, SpikingAttention)
