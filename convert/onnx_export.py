@@ -344,7 +344,7 @@ def export_student_onnx(student: MKSGN, frames: int, num_joints: int, path: str 
                 "persons": PERSONS_CONVENTION}
         record, x, expected, got = _export(module, "student", len(student.modalities), frames, num_joints, path,
                                            opset, rows, seed, rows_desc, meta)
-        with torch.no_grad(), record_spikes(module) as spikes:
+        with torch.no_grad(), record_spikes(student) as spikes:
             module(x)
     finally:
         student.train(was_training)
