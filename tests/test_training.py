@@ -140,9 +140,15 @@ def test_bad_config_exits_2_with_one_line(data, tmp_path, capsys):
 
 
 def test_torchrun_two_processes(data, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port),
            "-m", "mksgn.train.train_cli", "--data", str(data), "--out", str(out), "--device", "cpu",
            "--kd", "none", "--epochs", "1", *SMALL, "--set", "data.batch_size=8", "--set", "train_student.lr=0.05"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
