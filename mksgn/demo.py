@@ -13,6 +13,7 @@ distilled student, config ``tiny``) and ``export`` (NIR graph, validated spike f
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,11 +28,16 @@ PROG = "mksgn-demo"
 
 @dataclass(frozen=True)
 class Stage:
-    """One step of the demo: ``run(out_dir) -> record`` (a JSON-ready dict)."""
+    """One step of the demo: ``run(out_dir) -> record`` (a JSON-ready dict).
+
+    ``outputs`` (relative to the run folder) are removed before a forced re-run; an
+    unfinished stage resumes from what it left (training continues its checkpoints).
+    """
 
     name: str
     description: str
     run: Callable[[Path], dict]
+    outputs: tuple[str, ...] = ()
 
 
 def _stage_data(out: Path) -> dict:
@@ -87,10 +93,11 @@ def _stage_export(out: Path) -> dict:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data),
-    Stage("inspect", "dataset summary and skeleton strips", _stage_inspect),
-    Stage("train", "train the teacher and the distilled student (tiny)", _stage_train),
-    Stage("export", "export the student to NIR, validated spike for spike", _stage_export),
+    Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data, ("data.npz",)),
+    Stage("inspect", "dataset summary and skeleton strips", _stage_inspect, ("inspect",)),
+    Stage("train", "train the teacher and the distilled student (tiny)", _stage_train, ("train",)),
+    Stage("export", "export the student to NIR, validated spike for spike", _stage_export,
+          ("student.nir", "student.parity.json")),
 )
 
 
@@ -103,6 +110,13 @@ def run_demo(out: Path, force: bool = False, log: Callable[[str], None] = print)
             log(f"[{stage.name}] done already ({marker}); --force redoes it")
             records[stage.name] = json.loads(marker.read_text())
             continue
+        if force:
+            for rel in stage.outputs:
+                target = out / rel
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
         log(f"[{stage.name}] {stage.description} ...")
         start = time.perf_counter()
         record = stage.run(out)
