@@ -82,12 +82,10 @@ class TeacherPerPerson(nn.Module):
 
     def __init__(self, teacher: GCNTeacher) -> None:
         super().__init__()
-        self.modalities = tuple(teacher.modalities)
-        self.streams = nn.ModuleList(teacher.streams[m] for m in self.modalities)
+        self.teacher = teacher
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = [stream(x[:, i])[0] for i, stream in enumerate(self.streams)]
-        return torch.stack(logits).mean(dim=0)
+        return torch.stack(self.teacher.run_rows(x)[0]).mean(dim=0)
 
 
 class StudentUnrolled(nn.Module):

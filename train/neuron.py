@@ -86,7 +86,7 @@ def lif_step(
     spikes, v
         ``s_t`` and the membrane after reset ``v'_t``.
     """
-    v = params.beta * v + current
+    v = lif_membrane(current, v, params)
     spikes = spike_fn(v - params.threshold)
     return spikes, v * (1.0 - spikes.detach())
 

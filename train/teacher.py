@@ -93,13 +93,19 @@ class GCNTeacher(nn.Module):
     def forward(self, x: torch.Tensor, return_features: bool = False) -> TeacherOutput | torch.Tensor:
         n = x.shape[0]
         inputs, sample = present_persons(x)
-        stream_logits, all_feats = [], []
-        for i, name in enumerate(self.modalities):
-            logit, feats = self.streams[name](inputs[:, i])
-            stream_logits.append(sum_per_sample(logit, sample, n))
-            all_feats.append(feats)
+        row_logits, all_feats = self.run_rows(inputs)
+        stream_logits = [sum_per_sample(logit, sample, n) for logit in row_logits]
         logits = torch.stack(stream_logits).mean(dim=0)
         if not return_features:
             return logits
         features = [torch.stack(level).mean(dim=0) for level in zip(*all_feats, strict=True)]
         return TeacherOutput(logits, stream_logits, features)
+
+    def run_rows(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """Person rows ``(R, Mod, C, F, V)`` -> per-stream row logits and per-stream block outputs."""
+        logits, feats = [], []
+        for i, name in enumerate(self.modalities):
+            logit, f = self.streams[name](rows[:, i])
+            logits.append(logit)
+            feats.append(f)
+        return logits, feats
