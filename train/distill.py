@@ -159,7 +159,7 @@ class DistillationLoss(nn.Module):
             parts["kd_soft"] = float(kd.detach())
         if self.uses_features:
             feat = sum(
-                tr(student_out.features[j], teacher_out.features[d].detach())
+                tr(student_out.features[j], teacher_out.feature(d).detach())
                 for tr, (j, d) in zip(self.translators, self.pairs, strict=True)
             )
             total = total + self.cfg.beta * feat

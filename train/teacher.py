@@ -73,12 +73,25 @@ class GCNStream(nn.Module):
 
 @dataclass
 class TeacherOutput:
-    """Ensemble logits ``(N, K)``, per-stream logits, and per-block features (stream mean,
-    per person row as in :class:`~mksgn.train.student.StudentOutput`)."""
+    """Ensemble logits ``(N, K)``, per-stream logits, and per-stream block outputs.
+
+    ``stream_features[m][d]`` is stream ``m``'s block ``d`` output per person row (as in
+    :class:`~mksgn.train.student.StudentOutput`); :meth:`feature` averages the streams of
+    one block, computed only for the blocks a loss asks for.
+    """
 
     logits: torch.Tensor
     stream_logits: list[torch.Tensor]
-    features: list[torch.Tensor]
+    stream_features: list[list[torch.Tensor]]
+
+    def feature(self, depth: int) -> torch.Tensor:
+        """Block ``depth``'s output averaged over the streams ``(R, C, F', V)``."""
+        return torch.stack([f[depth] for f in self.stream_features]).mean(dim=0)
+
+    @property
+    def num_features(self) -> int:
+        """Blocks with an output."""
+        return len(self.stream_features[0])
 
 
 class GCNTeacher(nn.Module):
@@ -98,8 +111,7 @@ class GCNTeacher(nn.Module):
         logits = torch.stack(stream_logits).mean(dim=0)
         if not return_features:
             return logits
-        features = [torch.stack(level).mean(dim=0) for level in zip(*all_feats, strict=True)]
-        return TeacherOutput(logits, stream_logits, features)
+        return TeacherOutput(logits, stream_logits, all_feats)
 
     def run_rows(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         """Person rows ``(R, Mod, C, F, V)`` -> per-stream row logits and per-stream block outputs."""
