@@ -86,25 +86,57 @@ class ParityReport:
         }
 
 
-def compare(model: MKSGN, graph: nir.NIRGraph, x: torch.Tensor, dtype: torch.dtype) -> ParityReport:
-    """Run the student and the executor on ``x`` ``(N, Mod, C, F, V, M)`` and compare spikes."""
+DEFAULT_CHUNK_ROWS = 16
+"""Person rows run at once: recording every population's spikes and membranes of a large
+model costs memory proportional to the rows, so long comparisons go in chunks."""
+
+
+def compare(model: MKSGN, graph: nir.NIRGraph, x: torch.Tensor, dtype: torch.dtype,
+            chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ParityReport:
+    """Run the student and the executor on ``x`` ``(N, Mod, C, F, V, M)`` and compare spikes.
+
+    The present persons' rows go through both in chunks of ``chunk_rows``; the counts are
+    summed and each node keeps its earliest mismatch (row indices count over all chunks).
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     meta = decode_metadata(graph.metadata)
-    module_map: dict[str, str] = meta["module_map"]
-    steps = int(meta["time_steps"])
     rows, _ = present_persons(x)
     net = copy.deepcopy(model).to(dtype).eval()
-    rows = rows.to(dtype)
+    executor = NIRExecutor(graph, dtype=dtype)
+    report = ParityReport(str(dtype).replace("torch.", ""), rows.shape[0], int(meta["time_steps"]))
+    for start in range(0, rows.shape[0], chunk_rows):
+        part = _compare_rows(net, executor, meta, rows[start:start + chunk_rows].to(dtype), dtype)
+        report.logit_max_abs_diff = max(report.logit_max_abs_diff, part.logit_max_abs_diff)
+        if not report.nodes:
+            report.nodes = [NodeParity(n.node, n.module) for n in part.nodes]
+        for mine, theirs in zip(report.nodes, part.nodes, strict=True):
+            mine.spikes += theirs.spikes
+            mine.elements += theirs.elements
+            mine.mismatches += theirs.mismatches
+            mine.ties += theirs.ties
+            mine.propagated += theirs.propagated
+            if theirs.first is not None:
+                theirs.first["row"] += start
+                if mine.first is None or theirs.first["step"] < mine.first["step"]:
+                    mine.first = theirs.first
+    return report
+
+
+def _compare_rows(net: MKSGN, executor: NIRExecutor, meta: dict, rows: torch.Tensor, dtype: torch.dtype) -> ParityReport:
+    """Compare on person rows ``(R, Mod, C, F, V)`` already in ``dtype``."""
+    module_map: dict[str, str] = meta["module_map"]
+    steps = int(meta["time_steps"])
     membranes: dict[str, list[torch.Tensor]] = {}
     with torch.no_grad(), record_spikes(net, membranes) as spikes:
         logits = net(rows.unsqueeze(-1))
     inputs = {name: rows[:, i].unsqueeze(0).expand(steps, *rows[:, i].shape)
               for i, name in enumerate(meta["input"]["inputs"])}
-    result = NIRExecutor(graph, dtype=dtype).run(inputs)
+    result = executor.run(inputs)
     out = result.outputs["output"][-1]
     report = ParityReport(str(dtype).replace("torch.", ""), rows.shape[0], steps)
     report.logit_max_abs_diff = float((out - logits).abs().max())
     tol = TIE_TOLERANCE.get(dtype, 1e-4)
-    diverged = torch.full((rows.shape[0],), steps, dtype=torch.long)  # first step with any mismatch
     order = [n for n in result.records if module_map.get(n) in spikes]
     # First pass: where does each sample diverge first (in time, then in graph order)?
     per_node = {}

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mksgn.convert.nir_export import ExportError, decode_metadata, export_student, node_name
+from mksgn.train.calibrate import randomise_batchnorm
 from mksgn.train.config import preset
 from mksgn.train.skeletons import NTU25
 from mksgn.train.student import MKSGN
@@ -18,22 +19,11 @@ from mksgn.train.student import MKSGN
 CLASSES = [f"action {k}" for k in range(14)]
 
 
-def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial BatchNorm statistics and affine parameters, so that folding matters."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.add_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
 def _tiny_student(seed: int = 0) -> MKSGN:
     torch.manual_seed(seed)
     cfg = preset("tiny")
     model = MKSGN(cfg.student, NTU25, len(CLASSES), cfg.data.modalities).eval()
-    _randomise_bn(model, seed)
+    randomise_batchnorm(model, seed)
     return model
 
 
