@@ -24,6 +24,8 @@ Layout and conventions of the exported graph (also written into its metadata):
 
 from __future__ import annotations
 
+import copy
+
 import json
 import re
 from collections.abc import Callable
@@ -271,7 +273,11 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
     if bad:
         path, kind = bad[0]
         raise ExportError(f"{path}: module type {kind} is not a deployable block")
-    model = model.eval()
+    # Derived parameters (adjacency + offset, fusion weights, folded BatchNorm) are computed
+    # in float64 from the stored ones, as a float64 run of the model computes them; deriving
+    # them in float32 would shift currents by ~1e-8 and flip spikes that sit that close to
+    # a threshold.
+    model = copy.deepcopy(model).eval().double()
     g = GraphBuilder(dt=dt)
     in_shape = (3, frames, num_joints)
     with torch.no_grad():

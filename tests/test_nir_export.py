@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mksgn.convert.nir_export import ExportError, decode_metadata, export_student, node_name
+from mksgn.train.blocks import JointMix
 from mksgn.train.calibrate import randomise_batchnorm
 from mksgn.train.config import preset
 from mksgn.train.skeletons import NTU25
@@ -24,6 +25,14 @@ def _tiny_student(seed: int = 0) -> MKSGN:
     cfg = preset("tiny")
     model = MKSGN(cfg.student, NTU25, len(CLASSES), cfg.data.modalities).eval()
     randomise_batchnorm(model, seed)
+    # trained-like derived parameters: adjacency offsets and fusion weights that are not
+    # exact in float32 (an export deriving them in float32 flips spikes near a threshold)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, JointMix) and m.offset is not None:
+                m.offset.add_(torch.randn(m.offset.shape, generator=g) * 0.03)
+        model.fusion.logits.add_(torch.randn(model.fusion.logits.shape, generator=g) * 0.3)
     return model
 
 
@@ -72,6 +81,18 @@ def test_batchnorm_is_folded():
     got = torch.nn.functional.conv2d(x.double(), torch.from_numpy(node.weight), torch.from_numpy(node.bias),
                                      stride=node.stride, padding=node.padding)
     torch.testing.assert_close(got.float(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_derived_parameters_are_computed_in_float64():
+    """Adjacency + offset and the fusion weights are derived in float64 from the stored float32
+    parameters, exactly as a float64 run of the model derives them."""
+    model = _tiny_student()
+    graph = export_student(model, 32, 25, CLASSES, "ntu25")
+    mix = model.blocks[0].gcn.mix[1]
+    expected = (mix.fixed.double() + mix.offset.detach().double()).T.numpy()
+    assert np.array_equal(graph.nodes["blocks_0_gcn_mix_1"].weight, expected)
+    assert not np.array_equal(expected, (mix.fixed + mix.offset.detach()).double().T.numpy())  # float32 would differ
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is left alone
 
 
 def test_unsupported_modules_are_named():
