@@ -15,6 +15,7 @@ at every step. A mismatch is
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import nir
@@ -86,27 +87,37 @@ class ParityReport:
         }
 
 
-DEFAULT_CHUNK_ROWS = 16
-"""Person rows run at once: recording every population's spikes and membranes of a large
-model costs memory proportional to the rows, so long comparisons go in chunks."""
+SPIKING_NODES = (nir.LIF, nir.IF)
+"""Node types the exporter writes for the student's LIF populations."""
+MEMORY_BUDGET_BYTES = 2 * 2**30
+"""Recorded spikes and membranes kept at once: rows are compared in chunks that fit."""
+RECORDED_COPIES = 4
+"""Per LIF element and step: executor spikes, executor membrane, model spikes, model membrane."""
 
 
 def compare(model: MKSGN, graph: nir.NIRGraph, x: torch.Tensor, dtype: torch.dtype,
-            chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ParityReport:
+            chunk_rows: int | None = None) -> ParityReport:
     """Run the student and the executor on ``x`` ``(N, Mod, C, F, V, M)`` and compare spikes.
 
-    The present persons' rows go through both in chunks of ``chunk_rows``; the counts are
-    summed and each node keeps its earliest mismatch (row indices count over all chunks).
+    The present persons' rows go through both in chunks of ``chunk_rows`` (by default as
+    many as keep the recordings within :data:`MEMORY_BUDGET_BYTES`); the counts are summed
+    and each node keeps its earliest mismatch (row indices count over all chunks).
     """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     meta = decode_metadata(graph.metadata)
     rows, _ = present_persons(x)
     net = copy.deepcopy(model).to(dtype).eval()
     executor = NIRExecutor(graph, dtype=dtype)
+    lif_nodes = [n for n in meta["module_map"] if isinstance(graph.nodes.get(n), SPIKING_NODES)]
+    if chunk_rows is None:
+        steps = int(meta["time_steps"])
+        per_row = sum(math.prod(executor.output_shapes[n]) for n in lif_nodes) * steps
+        per_row *= RECORDED_COPIES * torch.empty((), dtype=dtype).element_size()
+        chunk_rows = max(1, MEMORY_BUDGET_BYTES // max(per_row, 1))
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     report = ParityReport(str(dtype).replace("torch.", ""), rows.shape[0], int(meta["time_steps"]))
     for start in range(0, rows.shape[0], chunk_rows):
-        part = _compare_rows(net, executor, meta, rows[start:start + chunk_rows].to(dtype), dtype)
+        part = _compare_rows(net, executor, meta, rows[start:start + chunk_rows].to(dtype), dtype, lif_nodes)
         report.logit_max_abs_diff = max(report.logit_max_abs_diff, part.logit_max_abs_diff)
         if not report.nodes:
             report.nodes = [NodeParity(n.node, n.module) for n in part.nodes]
@@ -123,7 +134,8 @@ def compare(model: MKSGN, graph: nir.NIRGraph, x: torch.Tensor, dtype: torch.dty
     return report
 
 
-def _compare_rows(net: MKSGN, executor: NIRExecutor, meta: dict, rows: torch.Tensor, dtype: torch.dtype) -> ParityReport:
+def _compare_rows(net: MKSGN, executor: NIRExecutor, meta: dict, rows: torch.Tensor, dtype: torch.dtype,
+                  lif_nodes: list[str]) -> ParityReport:
     """Compare on person rows ``(R, Mod, C, F, V)`` already in ``dtype``."""
     module_map: dict[str, str] = meta["module_map"]
     steps = int(meta["time_steps"])
@@ -132,7 +144,7 @@ def _compare_rows(net: MKSGN, executor: NIRExecutor, meta: dict, rows: torch.Ten
         logits = net(rows.unsqueeze(-1))
     inputs = {name: rows[:, i].unsqueeze(0).expand(steps, *rows[:, i].shape)
               for i, name in enumerate(meta["input"]["inputs"])}
-    result = executor.run(inputs)
+    result = executor.run(inputs, record=lif_nodes)
     out = result.outputs["output"][-1]
     report = ParityReport(str(dtype).replace("torch.", ""), rows.shape[0], steps)
     report.logit_max_abs_diff = float((out - logits).abs().max())

@@ -94,7 +94,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -993,7 +993,8 @@ class NIRExecutor:
         assert steps_batch is not None
         return checked, steps_batch[0], steps_batch[1]
 
-    def run(self, inputs: Mapping[str, torch.Tensor] | torch.Tensor, record: bool = True) -> ExecutionResult:
+    def run(self, inputs: Mapping[str, torch.Tensor] | torch.Tensor,
+            record: bool | Collection[str] = True) -> ExecutionResult:
         """Run the graph from zero state.
 
         Parameters
@@ -1003,7 +1004,8 @@ class NIRExecutor:
             executor's), or one tensor when the graph has exactly one Input.
         record
             Keep every node's output and the spiking nodes' membranes; if False only the
-            Output nodes are kept.
+            Output nodes are kept; if a collection of node names, only those nodes (and the
+            Output nodes) are kept, with their membranes. Unknown names raise.
 
         Returns
         -------
@@ -1017,7 +1019,14 @@ class NIRExecutor:
         """
         xs, steps, batch = self._check_inputs(inputs)
         states = {name: program.initial_state(batch) for name, program in self.programs.items()}
-        kept = self.order if record else list(self.outputs)
+        if isinstance(record, bool):
+            kept = self.order if record else list(self.outputs)
+        else:
+            wanted = {self._flat.aliases.get(name, name) for name in record}
+            unknown = sorted(wanted - set(self.order))
+            if unknown:
+                raise NIRExecutionError(f"cannot record unknown nodes {unknown}")
+            kept = [name for name in self.order if name in wanted or name in self.outputs]
         traces: dict[str, list[torch.Tensor]] = {name: [] for name in kept}
         membranes: dict[str, list[torch.Tensor]] = {}
         back_sources = sorted({src for src, _ in self.back_edges})
@@ -1039,13 +1048,14 @@ class NIRExecutor:
                     current[name] = y
                     if name in traces:
                         traces[name].append(y)
-                    if record and membrane is not None:
+                    if record and membrane is not None and name in traces:
                         membranes.setdefault(name, []).append(membrane)
                 previous = {src: current[src] for src in back_sources}
         records = {name: torch.stack(values) for name, values in traces.items()}
         if record:
             for alias, target in self._flat.aliases.items():
-                records[alias] = records[target]
+                if target in records:
+                    records[alias] = records[target]
         return ExecutionResult(
             outputs={name: records[name] for name in self.outputs},
             records=records if record else {},

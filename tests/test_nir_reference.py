@@ -282,6 +282,19 @@ def test_several_incoming_edges_are_summed_and_every_node_is_recorded():
     assert res.membranes == {}
 
 
+def test_recording_only_chosen_nodes():
+    g = chain(("in", nir.Input(np.array([3]))), ("lin", nir.Linear(weight=np.eye(3) * 2.0)),
+              ("lif", leaky(0.5, 3)), ("out", nir.Output(np.array([3]))))
+    x = torch.full((4, 2, 3), 0.6, dtype=torch.float64)
+    full = NIRExecutor(g).run(x)
+    some = NIRExecutor(g).run(x, record={"lif"})
+    assert set(some.records) == {"lif", "out"} and set(some.membranes) == {"lif"}
+    assert torch.equal(some.records["lif"], full.records["lif"])
+    assert torch.equal(some.membranes["lif"], full.membranes["lif"])
+    with pytest.raises(NIRExecutionError, match="nope"):
+        NIRExecutor(g).run(x, record={"nope"})
+
+
 def nested_graph(dotted: bool) -> nir.NIRGraph:
     inner = nir.NIRGraph(
         nodes={"i": nir.Input(np.array([2])), "lin": nir.Linear(weight=np.array([[1.0, 1.0], [0.0, 2.0]])),
