@@ -1,0 +1,318 @@
+"""A batched torch emulator of what Lava computes for a :class:`~mksgn.convert.synapse_graph.SynapseGraph`.
+
+Two arithmetic tags, as Lava's process models:
+
+``floating_pt``
+    Float64 (or float32) ``PyLifModelFloat`` neurons and float synapses.
+``fixed_pt``
+    Integers, bit for bit as ``PyLifModelBitAcc`` with ``PyDenseModelBitAcc`` (for
+    ``elementwise``, ``mix`` and ``dense`` synapses: weights clipped and truncated, the sum
+    shifted by ``weight_exp``) or ``PyConvModelFixed`` (``conv`` synapses: the sum clamped
+    to 24 bits, no exponent); inputs are graded integers. It needs a quantised graph
+    (:mod:`mksgn.convert.quantize`).
+
+Two timings:
+
+``aligned``
+    As the reference NIR executor: within a step every population sees its sources'
+    output of the same step (of the previous step for recurrent synapses), plus the
+    chains' Delay steps.
+``lava``
+    As Lava runs it: every synapse delivers at step ``t`` what it accumulated at ``t - 1``,
+    and the Lava builder delays each synapse so that all inputs of a population arrive
+    together: a population at synaptic depth ``D`` (see ``SynapseGraph.depth``) runs
+    aligned step ``k`` at Lava step ``k + D``, its bias switched on from step ``D`` (before
+    that nothing has arrived and its state stays zero). ``T + max D`` steps run; the
+    results are returned already aligned, so both timings give identical records (a test
+    proves it); ``latency`` says by how much Lava's output is late.
+
+The integer arithmetic runs as float64 matrix products and convolutions on integer values
+(exact: every value stays far below 2**53) and is rounded back to int64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mksgn.convert.synapse_graph import Population, Synapse, SynapseGraph
+from mksgn.deploy import loihi
+from mksgn.errors import MksgnError
+
+TAGS = ("floating_pt", "fixed_pt")
+TIMINGS = ("aligned", "lava")
+DENSE_LIKE = ("elementwise", "mix", "dense")
+"""Synapse kinds with Lava Dense/Sparse fixed-point semantics (``conv``: Conv semantics)."""
+
+
+class EmulatorError(MksgnError, ValueError):
+    """A graph or input the emulator cannot run; names the population or synapse."""
+
+
+@dataclass
+class EmulatorResult:
+    """Per output: ``(T, B, *shape)`` (spikes, or values of non-spiking populations, in float).
+
+    ``spikes`` holds every spiking population's spikes ``(T, B, *shape)`` (bool) when
+    recorded; ``spike_counts`` the total per population; ``synops`` the synaptic
+    operations per synapse (presynaptic events times their non-zero fan-out; for graded
+    inputs every non-zero input value counts); ``saturation`` per population the number of
+    current wraps and voltage clips (fixed point only).
+    """
+
+    outputs: dict[str, torch.Tensor]
+    spikes: dict[str, torch.Tensor] = field(default_factory=dict)
+    spike_counts: dict[str, int] = field(default_factory=dict)
+    synops: dict[str, int] = field(default_factory=dict)
+    saturation: dict[str, int] = field(default_factory=dict)
+    latency: int = 0
+
+
+def _fanout(syn: Synapse, src: Population, dst: Population) -> torch.Tensor:
+    """Non-zero weights each source neuron drives, shape of the source population."""
+    nz = torch.as_tensor(np.asarray(syn.weight) != 0, dtype=torch.float64)
+    if syn.kind == "elementwise":
+        return nz
+    if syn.kind == "dense":
+        return nz.sum(dim=0).reshape(src.shape)
+    if syn.kind == "mix":
+        per = nz.sum(dim=(0, 1))  # (W_in, C_in)
+        c, h, w = src.shape
+        return per.T.reshape(c, 1, w).expand(c, h, w).contiguous()
+    x = torch.zeros((1, *src.shape), dtype=torch.float64, requires_grad=True)
+    y = _conv(syn, x, nz)
+    y.sum().backward()
+    return x.grad[0].detach()
+
+
+def _conv(syn: Synapse, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    fn = F.conv1d if w.dim() == 3 else F.conv2d
+    return fn(x, w, None, syn.stride, syn.padding, syn.dilation, syn.groups)
+
+
+class Emulator:
+    """Runs a synapse graph over a batch (see the module docstring).
+
+    Parameters
+    ----------
+    graph
+        Float (``floating_pt``) or quantised (``fixed_pt``) synapse graph.
+    tag
+        ``"floating_pt"`` or ``"fixed_pt"``.
+    timing
+        ``"aligned"`` or ``"lava"``.
+    device
+        Torch device.
+    dtype
+        Float dtype of the floating-point tag.
+    """
+
+    def __init__(self, graph: SynapseGraph, tag: str = "floating_pt", timing: str = "aligned",
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64) -> None:
+        if tag not in TAGS:
+            raise EmulatorError(f"unknown tag {tag!r}; choose one of {TAGS}")
+        if timing not in TIMINGS:
+            raise EmulatorError(f"unknown timing {timing!r}; choose one of {TIMINGS}")
+        self.graph, self.tag, self.timing = graph, tag, timing
+        self.device = torch.device(device)
+        self.fixed = tag == "fixed_pt"
+        self.dtype = torch.float64 if self.fixed else dtype
+        if self.fixed and "quantization" not in graph.metadata:
+            raise EmulatorError("fixed_pt needs a quantised graph (mksgn-quantize)")
+        self.depth = graph.depth()
+        self.latency = max((self.depth[p] for p in graph.outputs.values()), default=0)
+        self._weights: dict[str, torch.Tensor] = {}
+        self._fanout: dict[str, torch.Tensor] = {}
+        for syn in graph.synapses:
+            w = np.asarray(syn.weight, dtype=np.float64)
+            if self.fixed:
+                w = self._fixed_weights(syn, w)
+            self._weights[syn.name] = torch.as_tensor(w, dtype=self.dtype, device=self.device)
+            self._fanout[syn.name] = _fanout(syn, graph.populations[syn.source],
+                                             graph.populations[syn.target]).to(self.device)
+        self._params = {name: self._neuron_params(p) for name, p in graph.populations.items() if p.kind != "input"}
+        self._lag = {syn.name: self._synapse_lag(syn) for syn in graph.synapses}
+        self.history = max(self._lag.values(), default=0) + 1
+
+    # ------------------------------------------------------------------ set-up
+
+    def _fixed_weights(self, syn: Synapse, w: np.ndarray) -> np.ndarray:
+        q = self.graph.metadata["quantization"]["synapses"][syn.name]
+        if syn.kind in DENSE_LIKE:
+            return loihi.dense_weights(w, q.get("num_weight_bits", loihi.WEIGHT_BITS)).astype(np.float64)
+        return w
+
+    def _neuron_params(self, pop: Population) -> dict[str, torch.Tensor]:
+        def t(x, dtype=None) -> torch.Tensor:
+            return torch.as_tensor(np.broadcast_to(np.asarray(x), pop.shape).copy(),
+                                   dtype=dtype or self.dtype, device=self.device)
+
+        if self.fixed:
+            q = self.graph.metadata["quantization"]["populations"][pop.name]
+            i64 = torch.int64
+            bias = loihi.effective_bias(t(q["bias_mant"], i64), t(q["bias_exp"], i64))
+            return {"du": torch.tensor(int(q["du"]), dtype=i64), "dv": torch.tensor(int(q["dv"]), dtype=i64),
+                    "vth": torch.tensor(int(q["vth"]), dtype=i64), "bias": bias,
+                    "scale": torch.tensor(float(q["scale"]), dtype=torch.float64)}
+        threshold = t(pop.threshold) if pop.spiking else None
+        return {"du": t(pop.du), "dv": t(pop.dv), "bias": t(pop.bias), "vth": threshold}
+
+    def _synapse_lag(self, syn: Synapse) -> int:
+        """Steps between the source's output and its arrival (in this timing)."""
+        if self.timing == "aligned":
+            return syn.delay + (1 if syn.recurrent else 0)
+        d_src, d_dst = self.depth[syn.source], self.depth[syn.target]
+        extra = d_dst - d_src - (0 if syn.recurrent else 1) + syn.delay
+        if extra < 0:
+            raise EmulatorError(f"synapse {syn.name}: a recurrent connection from a deeper population "
+                                f"(depth {d_src} -> {d_dst}) cannot be latency-aligned")
+        return 1 + extra
+
+    # ------------------------------------------------------------------ running
+
+    def quantize_inputs(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Graded integer inputs (fixed point), or the inputs in the float dtype."""
+        out = {}
+        for name in self.graph.inputs:
+            if name not in inputs:
+                raise EmulatorError(f"input {name!r} is missing; inputs: {self.graph.inputs}")
+            x = torch.as_tensor(inputs[name]).to(self.device, torch.float64)
+            shape = self.graph.populations[name].shape
+            if tuple(x.shape[2:]) != shape:
+                raise EmulatorError(f"input {name!r}: expected (T, B, {', '.join(map(str, shape))}), "
+                                    f"got {tuple(x.shape)}")
+            if not bool(torch.isfinite(x).all()):
+                raise EmulatorError(f"input {name!r} has non-finite values")
+            if self.fixed:
+                q = self.graph.metadata["quantization"]["inputs"][name]
+                limit = (1 << (int(q["bits"]) - 1)) - 1
+                x = torch.round(x / float(q["scale"])).clamp(-limit, limit)
+            out[name] = x.to(self.dtype)
+        return out
+
+    def _synapse(self, syn: Synapse, x: torch.Tensor) -> torch.Tensor:
+        w = self._weights[syn.name]
+        b = x.shape[0]
+        if syn.kind == "elementwise":
+            y = x * w
+        elif syn.kind == "conv":
+            y = _conv(syn, x, w)
+        elif syn.kind == "mix":
+            _, c, h, wi = x.shape
+            wo, co = w.shape[:2]
+            y = x.permute(0, 2, 3, 1).reshape(b, h, wi * c) @ w.reshape(wo * co, wi * c).T
+            y = y.reshape(b, h, wo, co).permute(0, 3, 1, 2)
+        else:
+            y = (x.reshape(b, -1) @ w.T).reshape(b, *self.graph.populations[syn.target].shape)
+        if not self.fixed:
+            return y
+        y = torch.round(y).to(torch.int64)
+        if syn.kind in DENSE_LIKE:
+            exp = int(self.graph.metadata["quantization"]["synapses"][syn.name].get("weight_exp", 0))
+            return loihi.shift(y, exp)
+        return loihi.clamp_signed(y, loihi.CONV_OUTPUT_BITS)
+
+    def run(self, inputs: dict[str, torch.Tensor], record_spikes: bool = False) -> EmulatorResult:
+        """Run ``T`` aligned steps on ``inputs`` (input name -> ``(T, B, *shape)``)."""
+        xs = self.quantize_inputs(inputs)
+        steps, batch = next(iter(xs.values())).shape[:2]
+        total = steps + (self.latency if self.timing == "lava" else 0)
+        g = self.graph
+        int_dtype = torch.int64
+        state: dict[str, dict[str, torch.Tensor]] = {}
+        for name, pop in g.populations.items():
+            if pop.kind == "input":
+                continue
+            zero = torch.zeros((batch, *pop.shape), dtype=int_dtype if self.fixed else self.dtype, device=self.device)
+            state[name] = {"u": zero, "v": zero.clone()}
+        hist: dict[str, list[torch.Tensor]] = {name: [] for name in g.populations}
+        outputs: dict[str, list[torch.Tensor]] = {o: [] for o in g.outputs}
+        spikes: dict[str, list[torch.Tensor]] = {}
+        counts = dict.fromkeys((n for n, p in g.populations.items() if p.spiking), 0)
+        synops = dict.fromkeys((s.name for s in g.synapses), 0)
+        saturation = dict.fromkeys(state, 0)
+        incoming = {name: g.incoming(name) for name in state}
+        for tau in range(total):
+            current: dict[str, torch.Tensor] = {}
+            for name, pop in g.populations.items():
+                if pop.kind == "input":
+                    x = xs[name][tau] if tau < steps else torch.zeros_like(xs[name][0])
+                    current[name] = x
+                    continue
+                k = tau - (self.depth[name] if self.timing == "lava" else 0)  # aligned step
+                a_in = None
+                for syn in incoming[name]:
+                    lag = self._lag[syn.name]
+                    src_out = current[syn.source] if lag == 0 else (
+                        hist[syn.source][-lag] if len(hist[syn.source]) >= lag else None)
+                    if src_out is None:
+                        continue
+                    if 0 <= k < steps:
+                        synops[syn.name] += int((src_out.ne(0).to(torch.float64) * self._fanout[syn.name]).sum())
+                    contrib = self._synapse(syn, src_out.to(self.dtype))
+                    a_in = contrib if a_in is None else a_in + contrib
+                p = self._params[name]
+                st = state[name]
+                if a_in is None:
+                    a_in = torch.zeros_like(st["u"])
+                bias = p["bias"] if k >= 0 else p["bias"] * 0
+                if self.fixed:
+                    raw_u = loihi.decay(st["u"], loihi.DECAY_UNITY - (p["du"] + 1)) + (a_in << loihi.ACTIVATION_SHIFT)
+                    s, u, v = loihi.lif_fixed_step(a_in, st["u"], st["v"], p["du"], p["dv"], p["vth"], bias)
+                    if 0 <= k < steps:
+                        raw_v = loihi.decay(st["v"], loihi.DECAY_UNITY - p["dv"]) + u + bias
+                        events = (raw_u != u).sum() + (raw_v.abs() >= loihi.STATE_LIMIT).sum()
+                        if not pop.spiking:  # a read-out crossing the largest threshold resets: an overflow
+                            events = events + s.sum()
+                        saturation[name] += int(events)
+                    if not pop.spiking:
+                        s = torch.zeros_like(s)
+                else:
+                    u = st["u"] * (1 - p["du"]) + a_in
+                    v = st["v"] * (1 - p["dv"]) + u + bias
+                    if pop.spiking:
+                        s = v > p["vth"]
+                        v = torch.where(s, torch.zeros_like(v), v)
+                    else:
+                        s = torch.zeros_like(v, dtype=torch.bool)
+                st["u"], st["v"] = u, v
+                out = s if pop.spiking else v
+                current[name] = out.to(self.dtype) if pop.spiking else out
+                if 0 <= k < steps and pop.spiking:
+                    counts[name] += int(s.sum())
+                    if record_spikes:
+                        spikes.setdefault(name, []).append(s)
+            for name in g.populations:
+                hist[name].append(current[name])
+                if len(hist[name]) > self.history:
+                    hist[name].pop(0)
+            for out_name, pop_name in g.outputs.items():
+                k = tau - (self.depth[pop_name] if self.timing == "lava" else 0)
+                if 0 <= k < steps:
+                    outputs[out_name].append(self._readout(pop_name, current[pop_name]))
+        return EmulatorResult(
+            outputs={o: torch.stack(v) for o, v in outputs.items()},
+            spikes={n: torch.stack(v) for n, v in spikes.items()},
+            spike_counts=counts, synops=synops, saturation=saturation if self.fixed else {},
+            latency=self.latency,
+        )
+
+    def _readout(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        pop = self.graph.populations[name]
+        if pop.spiking or pop.kind == "input":
+            return value.to(torch.float64)
+        if self.fixed:  # v is in units of 2**-6 of one synaptic unit
+            return value.to(torch.float64) * (float(self._params[name]["scale"]) / (1 << loihi.ACTIVATION_SHIFT))
+        return value.to(torch.float64)
+
+
+def describe(result: EmulatorResult) -> dict[str, float]:
+    """Totals of a run (for reports)."""
+    return {"spikes": float(sum(result.spike_counts.values())), "synops": float(sum(result.synops.values())),
+            "saturation": float(sum(result.saturation.values())) if result.saturation else 0.0,
+            "layers": float(len(result.spike_counts)), "latency": float(result.latency),
+            "log2_synops": math.log2(max(1.0, float(sum(result.synops.values()))))}

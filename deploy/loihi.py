@@ -1,0 +1,156 @@
+"""Loihi fixed-point arithmetic exactly as Lava 0.10's bit-accurate process models compute it.
+
+Every bit width is a named constant. The functions accept numpy arrays (Lava's forked
+processes cannot use torch) and torch integer tensors (the batched emulator) alike.
+
+Synapses (``PyDenseModelBitAcc``, ``PySparseModelBitAcc``)::
+
+    w   = clip(w, [-256, 255] mixed sign | [0, 255] excitatory | [-255, 0] inhibitory)
+    w   = (w >> k) << k,   k = 8 - num_weight_bits + (1 if mixed sign else 0)
+    a   = sum_j w_ij s_j,  then a << weight_exp (or >> -weight_exp, arithmetic)
+
+``PyConvModelFixed`` uses the weights as given (no clipping, no exponent) and clamps its
+output to signed 24 bits.
+
+Neuron (``PyLifModelBitAcc``), one step::
+
+    u = sgn(u (4096 - (du + 1))) (|u (4096 - (du + 1))| >> 12) + (a_in << 6)     wrap once into 24 bits
+    v = clip(sgn(v (4096 - dv)) (|v (4096 - dv)| >> 12) + u + (bias_mant << bias_exp), +-(2^23 - 1))
+    s = v > (vth << 6);  v[s] = 0
+
+Float (``PyLifModelFloat``): ``u = u (1 - du) + a_in;  v = v (1 - dv) + u + bias_mant``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+WEIGHT_BITS = 8
+"""Synaptic weight mantissa bits."""
+WEIGHT_MIN_MIXED = -(1 << WEIGHT_BITS)
+"""Lowest mixed-sign weight before truncation (-256)."""
+WEIGHT_MAX = (1 << WEIGHT_BITS) - 1
+"""Highest weight (255)."""
+DECAY_BITS = 12
+"""Decay constants ``du``, ``dv`` are fractions of ``2**DECAY_BITS``."""
+DECAY_UNITY = 1 << DECAY_BITS
+DECAY_MAX = DECAY_UNITY - 1
+"""Largest ``du`` / ``dv`` (12 bits unsigned)."""
+ACTIVATION_SHIFT = 6
+"""Synaptic input is left-shifted by this before it is added to the current."""
+THRESHOLD_SHIFT = 6
+"""The threshold mantissa is left-shifted by this."""
+STATE_BITS = 24
+"""Current and voltage are signed 24-bit."""
+STATE_LIMIT = 1 << (STATE_BITS - 1)
+VTH_BITS = 17
+VTH_MAX = (1 << VTH_BITS) - 1
+"""Largest threshold mantissa (17 bits unsigned)."""
+BIAS_MANT_BITS = 13
+BIAS_MANT_MIN = -(1 << (BIAS_MANT_BITS - 1))
+BIAS_MANT_MAX = (1 << (BIAS_MANT_BITS - 1)) - 1
+BIAS_EXP_BITS = 3
+BIAS_EXP_MAX = (1 << BIAS_EXP_BITS) - 1
+"""Bias exponents 0..7 (3 bits unsigned)."""
+CONV_OUTPUT_BITS = 24
+"""The fixed-point Conv clamps its output to this many signed bits."""
+
+SIGN_MIXED, SIGN_EXCITATORY, SIGN_INHIBITORY = "mixed", "excitatory", "inhibitory"
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _where(cond, a, b):
+    if _is_torch(cond):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def _sign(x):
+    if _is_torch(x):
+        return x.sign()
+    return np.sign(x)
+
+
+def sign_mode(weights) -> str:
+    """Lava's ``determine_sign_mode``: excitatory if all >= 0, inhibitory if all <= 0, else mixed."""
+    lo, hi = float(weights.min()), float(weights.max())
+    if lo >= 0:
+        return SIGN_EXCITATORY
+    if hi <= 0:
+        return SIGN_INHIBITORY
+    return SIGN_MIXED
+
+
+def truncated_bits(mode: str, num_weight_bits: int = WEIGHT_BITS) -> int:
+    """Low bits Lava's Dense drops from every weight: ``8 - num_weight_bits + mixed``."""
+    return WEIGHT_BITS - num_weight_bits + (1 if mode == SIGN_MIXED else 0)
+
+
+def dense_weights(weights: np.ndarray, num_weight_bits: int = WEIGHT_BITS, mode: str | None = None) -> np.ndarray:
+    """The weights Lava's fixed-point Dense/Sparse really use: clipped, then truncated."""
+    mode = mode or sign_mode(weights)
+    w = np.asarray(weights).astype(np.int64)
+    if mode == SIGN_INHIBITORY:
+        w = -w
+    low = WEIGHT_MIN_MIXED if mode == SIGN_MIXED else 0
+    w = np.clip(w, low, WEIGHT_MAX)
+    k = truncated_bits(mode, num_weight_bits)
+    w = (w >> k) << k
+    return -w if mode == SIGN_INHIBITORY else w
+
+
+def shift(x, exponent: int):
+    """``x << exponent`` for positive exponents, arithmetic ``x >> -exponent`` otherwise."""
+    return x << exponent if exponent > 0 else x >> -exponent
+
+
+def decay(x, d):
+    """``sgn(x d) (|x d| >> 12)``: multiply by ``d / 4096``, rounding toward zero."""
+    prod = x * d
+    return _sign(prod) * (abs(prod) >> DECAY_BITS)
+
+
+def wrap_once(x):
+    """Lava's single wrap of the current into 24 bits (not a full modulo)."""
+    y = _where(x > STATE_LIMIT, x - 2 * STATE_LIMIT, x)
+    return _where(y <= -STATE_LIMIT, x + 2 * STATE_LIMIT, y)
+
+
+def clamp_signed(x, bits: int):
+    """Clamp into ``[-2**(bits-1), 2**(bits-1) - 1]`` (Conv's output)."""
+    limit = 1 << (bits - 1)
+    return x.clip(-limit, limit - 1)
+
+
+def lif_fixed_step(a_in, u, v, du, dv, vth, bias):
+    """One bit-accurate LIF step; returns ``(spikes, u, v)`` (``v`` after reset).
+
+    ``bias`` is the effective bias ``bias_mant << bias_exp``; ``a_in`` the synaptic input.
+    All integer arrays/tensors (int64), broadcastable.
+    """
+    u = wrap_once(decay(u, DECAY_UNITY - (du + 1)) + (a_in << ACTIVATION_SHIFT))
+    v = (decay(v, DECAY_UNITY - dv) + u + bias).clip(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+    spikes = v > (vth << THRESHOLD_SHIFT)
+    v = _where(spikes, v * 0, v)
+    return spikes, u, v
+
+
+def lif_float_step(a_in, u, v, du, dv, vth, bias):
+    """One floating-point LIF step as ``PyLifModelFloat``; returns ``(spikes, u, v)``."""
+    u = u * (1 - du) + a_in
+    v = v * (1 - dv) + u + bias
+    spikes = v > vth
+    v = _where(spikes, v * 0, v)
+    return spikes, u, v
+
+
+def effective_bias(bias_mant, bias_exp):
+    """``bias_mant << bias_exp`` (``>>`` for a negative exponent), as Lava scales it."""
+    return _where(bias_exp >= 0, bias_mant << abs(bias_exp), bias_mant >> abs(bias_exp))
