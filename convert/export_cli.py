@@ -35,24 +35,11 @@ import torch
 from mksgn.atomic import atomic_write_text
 from mksgn.cli import ArgumentParser, run_cli
 from mksgn.convert.nir_export import ExportError, export_student
+from mksgn.convert.nir_file import write_graph
 from mksgn.convert.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 PROG = "mksgn-export"
 DEFAULT_SAMPLES = 8
-
-
-def write_graph(graph: nir.NIRGraph, path: Path) -> None:
-    """``nir.write`` to a temporary file beside ``path``, then rename (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def export_checkpoint(ckpt: str, out: Path, data: str | None = None, samples: int = DEFAULT_SAMPLES,

@@ -70,6 +70,9 @@ class EmulatorResult:
     synops: dict[str, int] = field(default_factory=dict)
     saturation: dict[str, int] = field(default_factory=dict)
     latency: int = 0
+    peaks: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per population the largest ``|a_in|`` and ``|v|`` (before reset) seen, per input ``|x|``;
+    in float units (``floating_pt``) or integer units (``fixed_pt``)."""
 
 
 def _fanout(syn: Synapse, src: Population, dst: Population) -> torch.Tensor:
@@ -141,10 +144,12 @@ class Emulator:
     # ------------------------------------------------------------------ set-up
 
     def _fixed_weights(self, syn: Synapse, w: np.ndarray) -> np.ndarray:
+        """The synapse's quantised integer weights as the Lava model uses them."""
         q = self.graph.metadata["quantization"]["synapses"][syn.name]
+        w = np.asarray(q["weight"], dtype=np.int64)
         if syn.kind in DENSE_LIKE:
             return loihi.dense_weights(w, q.get("num_weight_bits", loihi.WEIGHT_BITS)).astype(np.float64)
-        return w
+        return w.astype(np.float64)
 
     def _neuron_params(self, pop: Population) -> dict[str, torch.Tensor]:
         def t(x, dtype=None) -> torch.Tensor:
@@ -236,12 +241,14 @@ class Emulator:
         synops = dict.fromkeys((s.name for s in g.synapses), 0)
         saturation = dict.fromkeys(state, 0)
         incoming = {name: g.incoming(name) for name in state}
+        peaks = {name: {"a_in": 0.0, "v": 0.0} for name in g.populations}
         for tau in range(total):
             current: dict[str, torch.Tensor] = {}
             for name, pop in g.populations.items():
                 if pop.kind == "input":
                     x = xs[name][tau] if tau < steps else torch.zeros_like(xs[name][0])
                     current[name] = x
+                    peaks[name]["v"] = max(peaks[name]["v"], float(x.abs().max()))
                     continue
                 k = tau - (self.depth[name] if self.timing == "lava" else 0)  # aligned step
                 a_in = None
@@ -274,6 +281,9 @@ class Emulator:
                 else:
                     u = st["u"] * (1 - p["du"]) + a_in
                     v = st["v"] * (1 - p["dv"]) + u + bias
+                    if 0 <= k < steps:
+                        peaks[name]["a_in"] = max(peaks[name]["a_in"], float(a_in.abs().max()))
+                        peaks[name]["v"] = max(peaks[name]["v"], float(v.abs().max()), float(u.abs().max()))
                     if pop.spiking:
                         s = v > p["vth"]
                         v = torch.where(s, torch.zeros_like(v), v)
@@ -298,7 +308,7 @@ class Emulator:
             outputs={o: torch.stack(v) for o, v in outputs.items()},
             spikes={n: torch.stack(v) for n, v in spikes.items()},
             spike_counts=counts, synops=synops, saturation=saturation if self.fixed else {},
-            latency=self.latency,
+            latency=self.latency, peaks=peaks,
         )
 
     def _readout(self, name: str, value: torch.Tensor) -> torch.Tensor:
