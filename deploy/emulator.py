@@ -7,7 +7,7 @@ Two arithmetic tags, as Lava's process models:
 ``fixed_pt``
     Integers, bit for bit as ``PyLifModelBitAcc`` with ``PyDenseModelBitAcc`` (for
     ``elementwise``, ``mix`` and ``dense`` synapses: weights clipped and truncated, the sum
-    shifted by ``weight_exp``) or ``PyConvModelFixed`` (``conv`` synapses: the sum clamped
+    shifted by ``weight_exp``) or ``PyConvModelFixed`` (``conv`` synapses: the sum wrapped
     to 24 bits, no exponent); inputs are graded integers. It needs a quantised graph
     (:mod:`mksgn.convert.quantize`).
 
@@ -219,7 +219,7 @@ class Emulator:
         if syn.kind in DENSE_LIKE:
             exp = int(self.graph.metadata["quantization"]["synapses"][syn.name].get("weight_exp", 0))
             return loihi.shift(y, exp)
-        return loihi.clamp_signed(y, loihi.CONV_OUTPUT_BITS)
+        return loihi.wrap_signed(y, loihi.CONV_OUTPUT_BITS)
 
     def run(self, inputs: dict[str, torch.Tensor], record_spikes: bool = False) -> EmulatorResult:
         """Run ``T`` aligned steps on ``inputs`` (input name -> ``(T, B, *shape)``)."""

@@ -9,8 +9,8 @@ Synapses (``PyDenseModelBitAcc``, ``PySparseModelBitAcc``)::
     w   = (w >> k) << k,   k = 8 - num_weight_bits + (1 if mixed sign else 0)
     a   = sum_j w_ij s_j,  then a << weight_exp (or >> -weight_exp, arithmetic)
 
-``PyConvModelFixed`` uses the weights as given (no clipping, no exponent) and clamps its
-output to signed 24 bits.
+``PyConvModelFixed`` uses the weights as given (no clipping, no exponent) and wraps its
+output into signed 24 bits (``signed_clamp`` in Lava is a modulo, not a saturation).
 
 Neuron (``PyLifModelBitAcc``), one step::
 
@@ -55,7 +55,7 @@ BIAS_EXP_BITS = 3
 BIAS_EXP_MAX = (1 << BIAS_EXP_BITS) - 1
 """Bias exponents 0..7 (3 bits unsigned)."""
 CONV_OUTPUT_BITS = 24
-"""The fixed-point Conv clamps its output to this many signed bits."""
+"""The fixed-point Conv wraps its output into this many signed bits."""
 
 SIGN_MIXED, SIGN_EXCITATORY, SIGN_INHIBITORY = "mixed", "excitatory", "inhibitory"
 
@@ -123,10 +123,10 @@ def wrap_once(x):
     return _where(y <= -STATE_LIMIT, x + 2 * STATE_LIMIT, y)
 
 
-def clamp_signed(x, bits: int):
-    """Clamp into ``[-2**(bits-1), 2**(bits-1) - 1]`` (Conv's output)."""
-    limit = 1 << (bits - 1)
-    return x.clip(-limit, limit - 1)
+def wrap_signed(x, bits: int):
+    """``(x + 2**(bits-1)) mod 2**bits - 2**(bits-1)``: Lava Conv's ``signed_clamp`` (a wrap)."""
+    base = 1 << bits
+    return (x + base // 2) % base - base // 2
 
 
 def lif_fixed_step(a_in, u, v, du, dv, vth, bias):
