@@ -1,0 +1,84 @@
+"""Skeleton samples as the inputs of an exported graph, batch by batch.
+
+An mksgn graph records in its metadata which Input node takes which modality, the frames,
+the time steps and the class names (:mod:`mksgn.convert.nir_export`). A sample's persons
+are separate rows; the logits of a sample are the sum of its rows' logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+import torch
+
+from mksgn.errors import MksgnError
+
+
+class GraphInputError(MksgnError, ValueError):
+    """A graph whose inputs cannot be fed from skeleton data; names what is missing."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What an mksgn graph expects."""
+
+    inputs: tuple[str, ...]
+    modalities: tuple[str, ...]
+    frames: int
+    joints: int
+    time_steps: int
+    class_names: tuple[str, ...]
+    layout: str
+
+    @classmethod
+    def of(cls, graph: nir.NIRGraph, where: str = "graph") -> InputSpec:
+        from mksgn.convert.nir_export import decode_metadata
+
+        meta = decode_metadata(dict(graph.metadata or {}))
+        info = meta.get("input")
+        if not isinstance(info, dict) or "inputs" not in info:
+            raise GraphInputError(f"{where}: no mksgn input metadata (metadata['input']); only graphs written by "
+                                  f"mksgn-export can be fed skeleton data")
+        try:
+            return cls(tuple(info["inputs"]), tuple(info["modalities"]), int(info["frames"]), int(info["joints"]),
+                       int(meta["time_steps"]), tuple(meta.get("class_names", ())), str(info.get("skeleton", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GraphInputError(f"{where}: malformed input metadata ({exc})") from None
+
+
+@dataclass
+class Batch:
+    """Graph inputs ``(T, R, *shape)`` per Input node for ``n`` samples, their rows' sample index."""
+
+    inputs: dict[str, torch.Tensor]
+    sample_index: torch.Tensor
+    labels: np.ndarray
+    indices: np.ndarray
+
+    @property
+    def samples(self) -> int:
+        return len(self.indices)
+
+
+def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> Iterator[Batch]:
+    """Batches of ``dataset`` (a :class:`~mksgn.train.dataset.SkeletonDataset`) at ``indices``."""
+    from mksgn.train.blocks import present_persons
+    from mksgn.train.pipeline import SkeletonInputs
+
+    joints = dataset.skeleton.num_joints
+    if joints != spec.joints:
+        raise GraphInputError(f"{dataset.source}: the data has {joints} joints, the graph expects {spec.joints}")
+    if spec.class_names and len(dataset.class_names) != len(spec.class_names):
+        raise GraphInputError(f"{dataset.source}: the data has {len(dataset.class_names)} classes, the graph "
+                              f"{len(spec.class_names)}")
+    source = SkeletonInputs(dataset, spec.frames, spec.modalities, None)
+    for start in range(0, len(indices), batch_size):
+        idx = np.asarray(indices[start:start + batch_size])
+        x, y = source.batch(idx)
+        rows, sample = present_persons(x)
+        inputs = {name: rows[:, i].to(torch.float64).unsqueeze(0).expand(spec.time_steps, *rows[:, i].shape)
+                  for i, name in enumerate(spec.inputs)}
+        yield Batch(inputs, sample, np.asarray(y), idx)
