@@ -27,3 +27,41 @@ def random_dataset(n: int = 6, frames: int = 10, classes: int = 3, seed: int = 0
 def random_splits(seed: int = 0, **kwargs) -> DatasetSplits:
     """Train and test random datasets with the same classes."""
     return DatasetSplits(random_dataset(seed=seed, **kwargs), random_dataset(seed=seed + 1, **kwargs), "test-bench")
+
+
+def lively_tiny_student(seed: int = 0, classes: int = 14):
+    """A random ``tiny`` student (non-trivial BatchNorm, calibrated so every population fires)
+    and person rows ``(R, 4, 3, 32, 25)`` to run it on."""
+    import torch
+
+    from mksgn.train.calibrate import calibrate_activity, randomise_batchnorm
+    from mksgn.train.config import preset
+    from mksgn.train.skeletons import NTU25
+    from mksgn.train.student import MKSGN
+
+    torch.manual_seed(seed)
+    cfg = preset("tiny")
+    model = MKSGN(cfg.student, NTU25, classes, cfg.data.modalities).eval()
+    randomise_batchnorm(model, seed)
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randn(12, 4, 3, cfg.data.frames, 25, generator=g).cumsum(dim=3) / cfg.data.frames**0.5
+    calibrate_activity(model, rows[:6])
+    return model, rows[6:]
+
+
+def tiny_graph(seed: int = 0, classes: int = 14):
+    """The lively tiny student exported to NIR, and rows to run it on."""
+    from mksgn.convert.nir_export import export_student
+
+    model, rows = lively_tiny_student(seed, classes)
+    return export_student(model, 32, 25, [f"class {k}" for k in range(classes)], "ntu25"), model, rows
+
+
+def graph_inputs(graph, rows):
+    """Per-Input ``(T, R, 3, F, V)`` tensors of an mksgn graph for person rows."""
+    from mksgn.convert.nir_export import decode_metadata
+
+    meta = decode_metadata(graph.metadata)
+    steps = int(meta["time_steps"])
+    return {name: rows[:, i].double().unsqueeze(0).expand(steps, *rows[:, i].shape)
+            for i, name in enumerate(meta["input"]["inputs"])}

@@ -1,0 +1,208 @@
+"""Synapse fusion, quantisation and the emulator on the student and on graphs from other tools."""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+from helpers import graph_inputs, tiny_graph
+
+from mksgn.convert.quantize import (
+    WEIGHT_LIMIT_MIXED, QuantizeError, quantize, read_quantized, write_quantized,
+)
+from mksgn.convert.synapse_graph import FusionError, fuse
+from mksgn.deploy import loihi
+from mksgn.deploy.emulator import Emulator, EmulatorError
+from mksgn.deploy.nir_reference import NIRExecutor
+
+
+@pytest.fixture(scope="module")
+def student():
+    graph, model, rows = tiny_graph()
+    return graph, graph_inputs(graph, rows)
+
+
+def _spike_mismatches(sg, result, reference) -> dict[str, int]:
+    return {name: int((result.spikes[name].double() != reference.records[name]).sum()) for name in result.spikes}
+
+
+def test_student_fuses_into_convolutions_mixes_and_one_dense_readout(student):
+    graph, _ = student
+    sg = fuse(graph)
+    kinds = {}
+    for s in sg.synapses:
+        kinds[s.kind] = kinds.get(s.kind, 0) + 1
+    # per branch: graph conv (mix), gate (mix), AND (elementwise + broadcast conv), temporal conv;
+    # fusion: 4 convs; per block: mix, mix, elementwise, conv, conv (+ residual)
+    assert kinds["dense"] == 1 and kinds["mix"] == 14 and kinds["elementwise"] >= 7
+    graph_conv = next(s for s in sg.synapses if s.target == "blocks_0_lif_s")
+    assert graph_conv.kind == "mix" and len(graph_conv.nodes) == 6  # 3 partitions x (joint mix, 1x1 conv)
+    assert sg.depth()["readout"] == 18
+
+
+@pytest.mark.parametrize("timing", ["aligned", "lava"])
+def test_float_emulator_equals_the_reference_executor(student, timing):
+    graph, inputs = student
+    sg = fuse(graph)
+    ref = NIRExecutor(graph).run(inputs)
+    res = Emulator(sg, "floating_pt", timing).run(inputs, record_spikes=True)
+    assert len(res.spikes) == 29 and all(v.any() for v in res.spikes.values())
+    assert sum(_spike_mismatches(sg, res, ref).values()) == 0
+    torch.testing.assert_close(res.outputs["output"], ref.outputs["output"], rtol=0, atol=1e-9)
+    assert res.latency == 18
+
+
+def test_quantised_graph_is_valid_loihi_and_round_trips(student, tmp_path):
+    graph, inputs = student
+    sg, reports = quantize(fuse(graph), inputs)
+    q = sg.metadata["quantization"]
+    for name, p in q["populations"].items():
+        assert 0 <= p["du"] <= loihi.DECAY_MAX and 0 <= p["dv"] <= loihi.DECAY_MAX
+        assert 1 <= p["vth"] <= loihi.VTH_MAX
+        assert np.all(np.abs(p["bias_mant"]) <= loihi.BIAS_MANT_MAX)
+        assert np.all((p["bias_exp"] >= 0) & (p["bias_exp"] <= loihi.BIAS_EXP_MAX))
+    for name, s in q["synapses"].items():
+        w = s["weight"]
+        if loihi.sign_mode(w) == loihi.SIGN_MIXED:
+            assert np.all(w % 2 == 0) and w.min() >= loihi.WEIGHT_MIN_MIXED and w.max() <= WEIGHT_LIMIT_MIXED
+        np.testing.assert_array_equal(loihi.dense_weights(w), w)  # Lava's Dense leaves them unchanged
+    conv = [s for s in sg.synapses if s.kind == "conv"]
+    assert all(q["synapses"][s.name]["weight_exp"] == 0 for s in conv)  # Lava's Conv has no exponent
+    assert {r.population for r in reports} == {n for n, p in sg.populations.items() if p.kind != "input"}
+    assert sum(r.saturated for r in reports) == 0
+    path = tmp_path / "m.q.nir"
+    write_quantized(graph, sg, reports, path)
+    back, sg2 = read_quantized(path)
+    assert set(back.nodes) == set(graph.nodes)
+    a = Emulator(sg, "fixed_pt").run(inputs)
+    b = Emulator(sg2, "fixed_pt").run(inputs)
+    assert torch.equal(a.outputs["output"], b.outputs["output"])
+
+
+def test_fixed_point_lava_timing_equals_aligned_and_tracks_float(student):
+    graph, inputs = student
+    sg, _ = quantize(fuse(graph), inputs)
+    aligned = Emulator(sg, "fixed_pt", "aligned").run(inputs, record_spikes=True)
+    lava = Emulator(sg, "fixed_pt", "lava").run(inputs, record_spikes=True)
+    for name in aligned.spikes:
+        assert torch.equal(aligned.spikes[name], lava.spikes[name]), name
+    assert torch.equal(aligned.outputs["output"], lava.outputs["output"])
+    assert aligned.synops == lava.synops and aligned.spike_counts == lava.spike_counts
+    flt = Emulator(sg, "floating_pt").run(inputs, record_spikes=True)
+    agree = np.mean([float((flt.spikes[n] == aligned.spikes[n]).double().mean()) for n in flt.spikes])
+    assert agree > 0.9, agree
+    fixed_logits, float_logits = aligned.outputs["output"][-1], flt.outputs["output"][-1]
+    assert torch.corrcoef(torch.stack([fixed_logits.flatten(), float_logits.flatten()]))[0, 1] > 0.9
+
+
+def test_fixed_point_needs_a_quantised_graph(student):
+    graph, _ = student
+    with pytest.raises(EmulatorError, match="quantised"):
+        Emulator(fuse(graph), "fixed_pt")
+
+
+# --------------------------------------------------------------------------- other tools' graphs
+
+
+def _check_generic(graph: nir.NIRGraph, inputs: dict[str, torch.Tensor]) -> None:
+    """Fuse, compare the float emulator with the reference executor, quantise, run fixed point."""
+    sg = fuse(graph)
+    ref = NIRExecutor(graph).run(inputs)
+    for timing in ("aligned", "lava"):
+        res = Emulator(sg, "floating_pt", timing).run(inputs, record_spikes=True)
+        assert sum(_spike_mismatches(sg, res, ref).values()) == 0, timing
+        for out, value in res.outputs.items():
+            torch.testing.assert_close(value, ref.outputs[out].double(), rtol=0, atol=1e-9)
+    assert any(v.any() for v in res.spikes.values())
+    sg, reports = quantize(sg, inputs)
+    fixed = Emulator(sg, "fixed_pt").run(inputs, record_spikes=True)
+    lava = Emulator(sg, "fixed_pt", "lava").run(inputs, record_spikes=True)
+    assert all(torch.equal(fixed.spikes[n], lava.spikes[n]) for n in fixed.spikes)
+    agree = np.mean([float((fixed.spikes[n] == res.spikes[n]).double().mean()) for n in fixed.spikes])
+    assert agree > 0.9, agree
+
+
+def test_an_snntorch_export_quantises_and_runs():
+    import snntorch as snn
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(10, 16), snn.Leaky(beta=torch.full((16,), 0.8), threshold=torch.ones(16),
+                                                                 init_hidden=True),
+                              torch.nn.Linear(16, 4), snn.Leaky(beta=torch.full((4,), 0.7), threshold=torch.ones(4),
+                                                                init_hidden=True, output=True))
+    with torch.no_grad():
+        net[0].weight.mul_(3.0)
+    graph = export_to_nir(net, torch.zeros(1, 10), ignore_dims=[0])
+    x = torch.rand(20, 8, 10, dtype=torch.float64) * 2
+    _check_generic(graph, {"input": x})
+
+
+def test_an_if_sumpool_conv_net_quantises_and_runs():
+    rng = np.random.default_rng(1)
+    dt = 1e-4
+    nodes = {
+        "input": nir.Input(np.array([2, 8, 8])),
+        "conv1": nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0, 0.8, (4, 2, 3, 3)), stride=1, padding=1,
+                            dilation=1, groups=1, bias=np.full(4, 0.1)),
+        "if1": nir.IF(r=np.full((4, 8, 8), 1 / dt), v_threshold=np.ones((4, 8, 8)), v_reset=np.zeros((4, 8, 8))),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "conv2": nir.Conv2d(input_shape=(4, 4), weight=rng.normal(0, 0.6, (6, 4, 3, 3)), stride=1, padding=1,
+                            dilation=1, groups=1, bias=np.zeros(6)),
+        "if2": nir.IF(r=np.full((6, 4, 4), 1 / dt), v_threshold=np.ones((6, 4, 4)), v_reset=np.zeros((6, 4, 4))),
+        "flat": nir.Flatten(input_type={"input": np.array([6, 4, 4])}, start_dim=0, end_dim=-1),
+        "fc": nir.Affine(weight=rng.normal(0, 0.3, (5, 96)), bias=np.zeros(5)),
+        "if3": nir.IF(r=np.full(5, 1 / dt), v_threshold=np.ones(5), v_reset=np.zeros(5)),
+        "output": nir.Output(np.array([5])),
+    }
+    names = list(nodes)
+    graph = nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:])), metadata={"dt": dt}, type_check=False)
+    x = torch.as_tensor(rng.random((10, 4, 2, 8, 8)) < 0.3, dtype=torch.float64)
+    _check_generic(graph, {"input": x})
+    kinds = {s.target: s.kind for s in fuse(graph).synapses}
+    assert kinds == {"if1": "conv", "if2": "dense", "if3": "dense"}  # pool + conv becomes one dense synapse
+
+
+def test_a_recurrent_cubalif_subgraph_quantises_and_runs():
+    rng = np.random.default_rng(2)
+    dt, n = 1e-4, 12
+    cuba = nir.CubaLIF(tau_syn=np.full(n, 4e-4), tau_mem=np.full(n, 2e-4), r=np.full(n, 2.0), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 1.5))
+    inner = nir.NIRGraph(nodes={"input": nir.Input(np.array([n])), "lif": cuba,
+                                "rec": nir.Linear(weight=rng.normal(0, 0.4, (n, n))), "output": nir.Output(np.array([n]))},
+                         edges=[("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")], type_check=False)
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([6])), "fc": nir.Linear(weight=rng.normal(0, 1.5, (n, 6))),
+                                "rnn": inner, "out_fc": nir.Affine(weight=rng.normal(0, 0.5, (3, n)), bias=np.zeros(3)),
+                                "output": nir.Output(np.array([3]))},
+                         edges=[("input", "fc"), ("fc", "rnn"), ("rnn", "out_fc"), ("out_fc", "output")],
+                         metadata={"dt": dt}, type_check=False)
+    sg = fuse(graph)
+    rec = [s for s in sg.synapses if s.recurrent]
+    assert len(rec) == 1 and rec[0].source == rec[0].target == "rnn.lif"
+    assert sg.outputs == {"output": "output.readout"}  # a linear read-out becomes a memoryless population
+    x = torch.as_tensor(rng.random((15, 6, 6)), dtype=torch.float64)
+    _check_generic(graph, {"input": x})
+
+
+def test_unsupported_and_unfusable_graphs_are_named():
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([3])),
+                                "lif": nir.LIF(tau=np.full(3, 2e-4), r=np.ones(3), v_leak=np.zeros(3),
+                                               v_threshold=np.ones(3), v_reset=np.full(3, 0.5)),
+                                "output": nir.Output(np.array([3]))},
+                         edges=[("input", "lif"), ("lif", "output")], metadata={"dt": 1e-4}, type_check=False)
+    with pytest.raises(FusionError, match="'lif'.*v_reset must be 0"):
+        fuse(graph)
+    with pytest.raises(FusionError, match="invalid graph"):
+        fuse(nir.NIRGraph(nodes={"input": nir.Input(np.array([3]))}, edges=[], type_check=False))
+
+
+def test_per_neuron_thresholds_are_refused_by_the_quantiser():
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([3])), "fc": nir.Linear(weight=np.eye(3)),
+                                "lif": nir.LIF(tau=np.full(3, 2e-4), r=np.full(3, 2.0), v_leak=np.zeros(3),
+                                               v_threshold=np.array([1.0, 2.0, 1.0]), v_reset=np.zeros(3)),
+                                "output": nir.Output(np.array([3]))},
+                         edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")], metadata={"dt": 1e-4},
+                         type_check=False)
+    with pytest.raises(QuantizeError, match="'lif': threshold differs"):
+        quantize(fuse(graph), {"input": torch.rand(3, 2, 3, dtype=torch.float64)})

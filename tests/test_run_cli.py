@@ -1,0 +1,91 @@
+"""mksgn-quantize and mksgn-run end to end on an exported tiny student, errors, and torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import nir
+import pytest
+from helpers import tiny_graph
+
+from mksgn.convert.quantize_cli import main as quantize_main
+from mksgn.deploy.run_cli import main as run_main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    graph, _, _ = tiny_graph()
+    path = tmp / "student.nir"
+    nir.write(str(path), graph)
+    assert quantize_main([str(path), "-o", str(tmp / "student.q.nir"), "--samples", "16", "--quiet"]) == 0
+    return tmp
+
+
+def _one_line_error(capsys, code: int, *needles: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_quantize_writes_graph_and_reports(files):
+    report = json.loads((files / "student.q.quantization.json").read_text())
+    assert report["calibrated_on"].startswith("16 training samples of")
+    assert len(report["layers"]) == 30
+    assert (files / "student.q.quantization.md").read_text().startswith("# Quantisation of")
+    assert "quantization" in nir.read(str(files / "student.q.nir"), type_check=False).metadata
+
+
+def test_run_emulator_fixed_and_reference(files, capsys):
+    out = files / "fixed.json"
+    assert run_main([str(files / "student.q.nir"), "--limit", "6", "--batch", "4", "--out", str(out), "--quiet"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    fixed = json.loads(out.read_text())
+    assert fixed["tag"] == "fixed_pt" and fixed["samples"] == 6 and len(fixed["predictions"]) == 6
+    assert fixed["measured_on"].startswith("6 test samples of")
+    assert len(fixed["spikes_per_population"]) == 29 and len(fixed["synops_per_synapse"]) == 43
+    assert fixed["synops_per_sample"] > 0
+    ref_out, emu_out = files / "ref.json", files / "float.json"
+    assert run_main([str(files / "student.nir"), "--backend", "reference", "--limit", "6", "--out", str(ref_out),
+                     "--quiet"]) == 0
+    assert run_main([str(files / "student.nir"), "--tag", "floating_pt", "--timing", "lava", "--limit", "6",
+                     "--out", str(emu_out), "--quiet"]) == 0
+    ref, emu = json.loads(ref_out.read_text()), json.loads(emu_out.read_text())
+    assert ref["predictions"] == emu["predictions"]
+    assert ref["spikes_per_population"] == emu["spikes_per_population"]
+    assert ref["synops_per_synapse"] == emu["synops_per_synapse"]
+
+
+def test_bad_inputs_give_one_line_and_status_2(files, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.nir"
+    corrupt.write_bytes(b"\x89HDF garbage" * 10)
+    _one_line_error(capsys, run_main([str(corrupt), "--quiet"]), "corrupt.nir", "not a NIR file")
+    _one_line_error(capsys, run_main([str(tmp_path / "missing.nir"), "--quiet"]), "missing.nir", "no such file")
+    _one_line_error(capsys, run_main([str(files / "student.nir"), "--quiet"]), "not a quantised graph")
+    _one_line_error(capsys, quantize_main([str(corrupt), "-o", str(tmp_path / "x.q.nir")]), "corrupt.nir")
+    assert not (tmp_path / "x.q.nir").exists()
+    _one_line_error(capsys, run_main([str(files / "student.q.nir"), "--limit", "0"]), "--limit")
+
+
+def test_torchrun_shards_the_samples_and_gathers_one_result(files, tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "ddp.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(port), "-m", "mksgn.deploy.run_cli", str(files / "student.q.nir"), "--limit", "7",
+           "--batch", "2", "--device", "cpu", "--out", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads(out.read_text())
+    assert run_main([str(files / "student.q.nir"), "--limit", "7", "--out", str(tmp_path / "one.json"), "--quiet"]) == 0
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert ddp["processes"] == 2 and ddp["samples"] == 7
+    for key in ("predictions", "labels", "accuracy", "spikes_per_population", "synops_per_synapse"):
+        assert ddp[key] == one[key], key
