@@ -27,7 +27,8 @@ Two timings:
     proves it); ``latency`` says by how much Lava's output is late.
 
 The integer arithmetic runs as float64 matrix products and convolutions on integer values
-(exact: every value stays far below 2**53) and is rounded back to int64.
+(float32 where the largest possible sum of a synapse stays below 2**24, else float64: exact
+either way) and is rounded back to int64.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ TAGS = ("floating_pt", "fixed_pt")
 TIMINGS = ("aligned", "lava")
 DENSE_LIKE = ("elementwise", "mix", "dense")
 """Synapse kinds with Lava Dense/Sparse fixed-point semantics (``conv``: Conv semantics)."""
+
+
+EXACT_FLOAT32 = float(1 << 24)
+"""Integers (and every partial sum of them) below this are exact in float32."""
 
 
 class EmulatorError(MksgnError, ValueError):
@@ -134,7 +139,8 @@ class Emulator:
             w = np.asarray(syn.weight, dtype=np.float64)
             if self.fixed:
                 w = self._fixed_weights(syn, w)
-            self._weights[syn.name] = torch.as_tensor(w, dtype=self.dtype, device=self.device)
+            dtype = self._exact_dtype(syn, w) if self.fixed else self.dtype
+            self._weights[syn.name] = torch.as_tensor(w, dtype=dtype, device=self.device)
             self._fanout[syn.name] = _fanout(syn, graph.populations[syn.source],
                                              graph.populations[syn.target]).to(self.device)
         self._params = {name: self._neuron_params(p) for name, p in graph.populations.items() if p.kind != "input"}
@@ -142,6 +148,27 @@ class Emulator:
         self.history = max(self._lag.values(), default=0) + 1
 
     # ------------------------------------------------------------------ set-up
+
+    def _exact_dtype(self, syn: Synapse, w: np.ndarray) -> torch.dtype:
+        """float32 where every partial sum of integers stays below 2**24 (exact, and fast), else float64."""
+        src = self.graph.populations[syn.source]
+        if src.kind == "input":
+            bits = int(self.graph.metadata["quantization"]["inputs"][syn.source]["bits"])
+            x_max = float(1 << (bits - 1))
+        elif src.spiking:
+            x_max = 1.0
+        else:
+            return torch.float64
+        w_abs = np.abs(w)
+        if syn.kind == "dense":
+            bound = float(w_abs.sum(axis=1).max())
+        elif syn.kind == "mix":
+            bound = float(w_abs.sum(axis=(2, 3)).max())
+        elif syn.kind == "conv":
+            bound = float(w_abs.reshape(w_abs.shape[0], -1).sum(axis=1).max())
+        else:
+            bound = float(w_abs.max())
+        return torch.float32 if bound * x_max < EXACT_FLOAT32 else torch.float64
 
     def _fixed_weights(self, syn: Synapse, w: np.ndarray) -> np.ndarray:
         """The synapse's quantised integer weights as the Lava model uses them."""
@@ -260,7 +287,7 @@ class Emulator:
                         continue
                     if 0 <= k < steps:
                         synops[syn.name] += int((src_out.ne(0).to(torch.float64) * self._fanout[syn.name]).sum())
-                    contrib = self._synapse(syn, src_out.to(self.dtype))
+                    contrib = self._synapse(syn, src_out.to(self._weights[syn.name].dtype))
                     a_in = contrib if a_in is None else a_in + contrib
                 p = self._params[name]
                 st = state[name]

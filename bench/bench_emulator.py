@@ -1,0 +1,74 @@
+"""Emulator throughput (samples per second) in fixed point, at batch 1 and 64, ``tiny`` and ``ntu``.
+
+Models: random students with random BatchNorm statistics, activity calibrated on built-in
+samples (every population fires; :mod:`mksgn.train.calibrate`), exported, fused and
+quantised on 16 built-in training samples. Timed: ``Emulator(fixed_pt).run`` on built-in
+test samples (all persons of a sample; one warm-up run first), aligned timing, 2 threads.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from mksgn.convert.nir_export import export_student
+from mksgn.convert.quantize import quantize
+from mksgn.convert.synapse_graph import fuse
+from mksgn.deploy.emulator import Emulator
+from mksgn.deploy.graph_inputs import InputSpec, batches
+from mksgn.train.blocks import present_persons
+from mksgn.train.builtin import load_dataset
+from mksgn.train.calibrate import calibrate_activity, randomise_batchnorm
+from mksgn.train.config import preset
+from mksgn.train.pipeline import SkeletonInputs
+from mksgn.train.skeletons import NTU25
+from mksgn.train.student import MKSGN
+
+BATCHES = (1, 64)
+CALIBRATION = 16
+
+
+def _model(name: str, splits, classes: int):
+    cfg = preset(name)
+    torch.manual_seed(0)
+    model = MKSGN(cfg.student, NTU25, classes, cfg.data.modalities).eval()
+    randomise_batchnorm(model, 0)
+    train = SkeletonInputs(splits.train, cfg.data.frames, cfg.data.modalities, None)
+    scale = torch.as_tensor(1.0 / train.channel_std())
+    for i, mod in enumerate(cfg.data.modalities):
+        model.input_scale[mod].scale.copy_(scale[i])
+    x, _ = train.batch(np.arange(CALIBRATION))
+    calibrate_activity(model, present_persons(x)[0])
+    return export_student(model, cfg.data.frames, 25, list(splits.train.class_names), "ntu25")
+
+
+def _measure(name: str, splits) -> dict:
+    graph = _model(name, splits, len(splits.train.class_names))
+    spec = InputSpec.of(graph)
+    start = time.perf_counter()
+    sg = fuse(graph)
+    calib = next(batches(spec, splits.train, np.arange(CALIBRATION), CALIBRATION))
+    sg, reports = quantize(sg, calib.inputs)
+    prepare = time.perf_counter() - start
+    emulator = Emulator(sg, "fixed_pt")
+    result = {"fuse_and_quantize_s": round(prepare, 2), "populations": len(reports), "synapses": len(sg.synapses),
+              "saturated_states_on_calibration": sum(r.saturated for r in reports)}
+    for b in BATCHES:
+        batch = next(batches(spec, splits.test, np.arange(b), b))
+        emulator.run(batch.inputs) if b == 1 else None  # warm-up (allocations) on the small batch
+        start = time.perf_counter()
+        res = emulator.run(batch.inputs)
+        seconds = time.perf_counter() - start
+        result[f"batch_{b}"] = {"samples": b, "person_rows": int(batch.sample_index.numel()),
+                                "seconds": round(seconds, 3), "samples_per_s": round(b / seconds, 2),
+                                "synops_per_sample": int(sum(res.synops.values()) / b)}
+    return result
+
+
+def run() -> dict:
+    torch.set_num_threads(2)
+    splits = load_dataset(None)
+    return {"measured_on": f"built-in test samples of {splits.test.source}", "tag": "fixed_pt",
+            "tiny": _measure("tiny", splits), "ntu": _measure("ntu", splits)}
