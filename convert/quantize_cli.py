@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,6 +72,30 @@ def write_report(path: Path, reports: list[LayerReport], measured_on: str, model
     atomic_write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
+def quantize_file(model: Path, out: Path, data: str | None = None, samples: int = DEFAULT_SAMPLES, steps: int = 4,
+                  seed: int = 0) -> dict:
+    """Quantise ``model`` into ``out`` with its reports; returns a summary record."""
+    start = time.perf_counter()
+    graph = read_graph(model)
+    try:
+        sg = fuse(graph)
+    except FusionError as exc:
+        raise QuantizeError(f"{model}: {exc}") from None
+    calib, measured_on = calibration_inputs(graph, sg, data, samples, steps, seed)
+    sg, reports = quantize(sg, calib)
+    write_quantized(graph, sg, reports, out)
+    report_path = out.with_name(out.name.removesuffix(".nir") + ".quantization.json")
+    write_report(report_path, reports, measured_on, str(model))
+    kinds: dict[str, int] = {}
+    for syn in sg.synapses:
+        kinds[syn.kind] = kinds.get(syn.kind, 0) + 1
+    return {"graph": str(out), "report": str(report_path), "calibrated_on": measured_on,
+            "populations": len(reports), "synapses": len(sg.synapses), "synapse_kinds": kinds,
+            "clipped_weights": sum(w["clipped"] for r in reports for w in r.weights.values()),
+            "saturated_states": sum(r.saturated for r in reports), "input_bits": INPUT_BITS,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("model", type=Path, help="float NIR graph (MODEL.nir)")
@@ -90,23 +115,14 @@ def _main(argv: Sequence[str] | None) -> int:
         p.error("--samples and --steps must be >= 1")
     if args.out.resolve() == args.model.resolve():
         p.error("-o must differ from the input graph")
-    graph = read_graph(args.model)
-    try:
-        sg = fuse(graph)
-    except FusionError as exc:
-        raise QuantizeError(f"{args.model}: {exc}") from None
-    calib, measured_on = calibration_inputs(graph, sg, args.data, args.samples, args.steps, args.seed)
-    sg, reports = quantize(sg, calib)
-    write_quantized(graph, sg, reports, args.out)
-    report_path = args.out.with_name(args.out.name.removesuffix(".nir") + ".quantization.json")
-    write_report(report_path, reports, measured_on, str(args.model))
-    saturated = sum(r.saturated for r in reports)
-    clipped = sum(w["clipped"] for r in reports for w in r.weights.values())
+    rec = quantize_file(args.model, args.out, args.data, args.samples, args.steps, args.seed)
     if not args.quiet:
-        print(f"{len(reports)} populations, {len(sg.synapses)} synapses quantised (8-bit weights, "
-              f"{INPUT_BITS}-bit graded inputs); calibrated on {measured_on}")
-        print(f"clipped weights: {clipped}; saturated states on the calibration data: {saturated}")
-    print(f"wrote {args.out}, {report_path.with_suffix('.json').name}, {report_path.with_suffix('.md').name}")
+        print(f"{rec['populations']} populations, {rec['synapses']} synapses quantised (8-bit weights, "
+              f"{INPUT_BITS}-bit graded inputs); calibrated on {rec['calibrated_on']}")
+        print(f"clipped weights: {rec['clipped_weights']}; saturated states on the calibration data: "
+              f"{rec['saturated_states']}")
+    report = Path(rec["report"])
+    print(f"wrote {args.out}, {report.name}, {report.with_suffix('.md').name}")
     return 0
 
 

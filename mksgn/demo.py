@@ -92,12 +92,41 @@ def _stage_export(out: Path) -> dict:
     }
 
 
+def _stage_quantize(out: Path) -> dict:
+    from mksgn.convert.quantize_cli import quantize_file
+
+    record = quantize_file(out / "student.nir", out / "student.q.nir", data=str(out / "data.npz"))
+    record["graph"], record["report"] = "student.q.nir", "student.q.quantization.md"
+    return record
+
+
+def _stage_emulate(out: Path) -> dict:
+    from mksgn.deploy.run_cli import run
+
+    record: dict = {}
+    runs = {"fixed_pt": ("student.q.nir", "run_fixed_pt.json"), "floating_pt": ("student.nir", "run_floating_pt.json")}
+    results = {}
+    for tag, (model, name) in runs.items():
+        res = run(out / model, str(out / "data.npz"), "emulator", tag, "aligned", None, 64, "cpu", progress=True)
+        atomic_write_text(out / name, json.dumps(res, indent=1) + "\n")
+        results[tag] = res
+        record[tag] = {"file": name, **{k: res[k] for k in ("accuracy", "measured_on", "spikes_per_sample",
+                                                            "synops_per_sample", "seconds")}}
+    a, b = results["fixed_pt"]["predictions"], results["floating_pt"]["predictions"]
+    record["prediction_agreement"] = sum(x == y for x, y in zip(a, b, strict=True)) / max(len(a), 1)
+    return record
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data, ("data.npz",)),
     Stage("inspect", "dataset summary and skeleton strips", _stage_inspect, ("inspect",)),
     Stage("train", "train the teacher and the distilled student (tiny)", _stage_train, ("train",)),
     Stage("export", "export the student to NIR, validated spike for spike", _stage_export,
           ("student.nir", "student.parity.json")),
+    Stage("quantize", "quantise the student to Loihi fixed point (mksgn-quantize)", _stage_quantize,
+          ("student.q.nir", "student.q.quantization.json", "student.q.quantization.md")),
+    Stage("emulate", "run the emulator on the whole test split, fixed and floating point (mksgn-run)",
+          _stage_emulate, ("run_fixed_pt.json", "run_floating_pt.json")),
 )
 
 
@@ -187,6 +216,28 @@ def render_report(records: dict[str, dict]) -> str:
             lines.append(f"| {key.split('_')[1]} | {p['rows']} | {p['steps']} | {p['mismatches']} | {p['ties']} | "
                          f"{p['real']} | {p['logit_max_abs_diff']:.2e} |")
         lines.append("")
+    quant = records.get("quantize")
+    if quant:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(quant["synapse_kinds"].items()))
+        lines += [
+            "## Loihi quantisation",
+            "",
+            f"`{quant['graph']}`: {quant['populations']} populations and {quant['synapses']} synapses ({kinds}); "
+            f"8-bit weights, {quant['input_bits']}-bit graded inputs, calibrated on {quant['calibrated_on']}; "
+            f"{quant['clipped_weights']} clipped weights, {quant['saturated_states']} saturated states on the "
+            f"calibration data ({quant['seconds']} s). Per layer: [{quant['report']}]({quant['report']}).",
+            "",
+        ]
+    emu = records.get("emulate")
+    if emu:
+        lines += ["## Emulator", "", "| arithmetic | top-1 | spikes per sample | synaptic ops per sample | seconds "
+                  "| measured on |", "|---|---|---|---|---|---|"]
+        for tag in ("floating_pt", "fixed_pt"):
+            r = emu[tag]
+            lines.append(f"| {tag} | {r['accuracy']:.4f} | {r['spikes_per_sample']:.0f} | "
+                         f"{r['synops_per_sample']:.4g} | {r['seconds']:.1f} | {r['measured_on']} |")
+        lines += ["", f"Fixed-point and floating-point predictions agree on {emu['prediction_agreement']:.1%} of the "
+                  "samples.", ""]
     return "\n".join(lines)
 
 
