@@ -306,8 +306,7 @@ class Emulator:
                     if not pop.spiking:
                         s = torch.zeros_like(s)
                 else:
-                    u = st["u"] * (1 - p["du"]) + a_in
-                    v = st["v"] * (1 - p["dv"]) + u + bias
+                    u, v = loihi.lif_float_membrane(a_in, st["u"], st["v"], p["du"], p["dv"], bias)
                     if 0 <= k < steps:
                         peaks[name]["a_in"] = max(peaks[name]["a_in"], float(a_in.abs().max()))
                         peaks[name]["v"] = max(peaks[name]["v"], float(v.abs().max()), float(u.abs().max()))

@@ -142,10 +142,15 @@ def lif_fixed_step(a_in, u, v, du, dv, vth, bias):
     return spikes, u, v
 
 
+def lif_float_membrane(a_in, u, v, du, dv, bias):
+    """The sub-threshold part of a floating-point LIF step: ``(u, v)`` before the spike decision."""
+    u = u * (1 - du) + a_in
+    return u, v * (1 - dv) + u + bias
+
+
 def lif_float_step(a_in, u, v, du, dv, vth, bias):
     """One floating-point LIF step as ``PyLifModelFloat``; returns ``(spikes, u, v)``."""
-    u = u * (1 - du) + a_in
-    v = v * (1 - dv) + u + bias
+    u, v = lif_float_membrane(a_in, u, v, du, dv, bias)
     spikes = v > vth
     v = _where(spikes, v * 0, v)
     return spikes, u, v

@@ -206,3 +206,34 @@ def test_per_neuron_thresholds_are_refused_by_the_quantiser():
                          type_check=False)
     with pytest.raises(QuantizeError, match="'lif': threshold differs"):
         quantize(fuse(graph), {"input": torch.rand(3, 2, 3, dtype=torch.float64)})
+
+
+def test_delays_average_pooling_scales_and_a_leaky_readout():
+    """Delay, AvgPool2d, Scale and LI nodes, with a skip path that is two steps late."""
+    rng = np.random.default_rng(3)
+    dt = 1e-4
+    lif = dict(tau=np.full((3, 6, 6), 2e-4), r=np.full((3, 6, 6), 2.0), v_leak=np.zeros((3, 6, 6)),
+               v_threshold=np.ones((3, 6, 6)), v_reset=np.zeros((3, 6, 6)))
+    nodes = {
+        "input": nir.Input(np.array([3, 6, 6])),
+        "scale": nir.Scale(scale=np.array([1.5, 0.8, 1.2])),
+        "lif1": nir.LIF(**lif),
+        "conv": nir.Conv2d(input_shape=(6, 6), weight=rng.normal(0.1, 0.5, (3, 3, 3, 3)), stride=1, padding=1,
+                           dilation=1, groups=1, bias=np.zeros(3)),
+        "delay": nir.Delay(delay=np.full((3, 6, 6), 2 * dt)),
+        "lif2": nir.LIF(**lif),
+        "pool": nir.AvgPool2d(kernel_size=np.array([3, 3]), stride=np.array([3, 3]), padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([3, 2, 2])}, start_dim=0, end_dim=-1),
+        "fc": nir.Affine(weight=rng.normal(0, 1.0, (4, 12)), bias=np.full(4, 0.05)),
+        "li": nir.LI(tau=np.full(4, 5e-4), r=np.ones(4), v_leak=np.zeros(4)),
+        "output": nir.Output(np.array([4])),
+    }
+    edges = [("input", "scale"), ("scale", "lif1"), ("lif1", "conv"), ("conv", "lif2"), ("lif1", "delay"),
+             ("delay", "lif2"), ("lif2", "pool"), ("pool", "flat"), ("flat", "fc"), ("fc", "li"), ("li", "output")]
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": dt}, type_check=False)
+    sg = fuse(graph)
+    into_lif2 = {s.kind: s.delay for s in sg.synapses if s.target == "lif2"}
+    assert into_lif2 == {"conv": 0, "elementwise": 2}
+    assert sg.outputs == {"output": "li"} and not sg.populations["li"].spiking
+    x = torch.as_tensor(rng.random((12, 5, 3, 6, 6)) * 1.5, dtype=torch.float64)
+    _check_generic(graph, {"input": x})
