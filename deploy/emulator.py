@@ -286,7 +286,8 @@ class Emulator:
                     if src_out is None:
                         continue
                     if 0 <= k < steps:
-                        synops[syn.name] += int((src_out.ne(0).to(torch.float64) * self._fanout[syn.name]).sum())
+                        events_per_neuron = src_out.ne(0).sum(dim=0)  # presynaptic events, summed over the batch
+                        synops[syn.name] += int((events_per_neuron.to(torch.float64) * self._fanout[syn.name]).sum())
                     contrib = self._synapse(syn, src_out.to(self._weights[syn.name].dtype))
                     a_in = contrib if a_in is None else a_in + contrib
                 p = self._params[name]
@@ -295,14 +296,12 @@ class Emulator:
                     a_in = torch.zeros_like(st["u"])
                 bias = p["bias"] if k >= 0 else p["bias"] * 0
                 if self.fixed:
-                    raw_u = loihi.decay(st["u"], loihi.DECAY_UNITY - (p["du"] + 1)) + (a_in << loihi.ACTIVATION_SHIFT)
-                    s, u, v = loihi.lif_fixed_step(a_in, st["u"], st["v"], p["du"], p["dv"], p["vth"], bias)
+                    s, u, v, events = loihi.lif_fixed_step(a_in, st["u"], st["v"], p["du"], p["dv"], p["vth"], bias,
+                                                           count_events=True)
                     if 0 <= k < steps:
-                        raw_v = loihi.decay(st["v"], loihi.DECAY_UNITY - p["dv"]) + u + bias
-                        events = (raw_u != u).sum() + (raw_v.abs() >= loihi.STATE_LIMIT).sum()
                         if not pop.spiking:  # a read-out crossing the largest threshold resets: an overflow
-                            events = events + s.sum()
-                        saturation[name] += int(events)
+                            events += int(s.sum())
+                        saturation[name] += events
                     if not pop.spiking:
                         s = torch.zeros_like(s)
                 else:
@@ -312,7 +311,7 @@ class Emulator:
                         peaks[name]["v"] = max(peaks[name]["v"], float(v.abs().max()), float(u.abs().max()))
                     if pop.spiking:
                         s = v > p["vth"]
-                        v = torch.where(s, torch.zeros_like(v), v)
+                        v = v.masked_fill(s, 0)
                     else:
                         s = torch.zeros_like(v, dtype=torch.bool)
                 st["u"], st["v"] = u, v

@@ -78,6 +78,13 @@ def _sign(x):
     return np.sign(x)
 
 
+def _reset(v, spikes):
+    """``v`` with zeros where a spike was sent."""
+    if _is_torch(v):
+        return v.masked_fill(spikes, 0)
+    return np.where(spikes, 0, v).astype(v.dtype, copy=False)
+
+
 def sign_mode(weights) -> str:
     """Lava's ``determine_sign_mode``: excitatory if all >= 0, inhibitory if all <= 0, else mixed."""
     lo, hi = float(weights.min()), float(weights.max())
@@ -113,12 +120,29 @@ def shift(x, exponent: int):
 
 def decay(x, d):
     """``sgn(x d) (|x d| >> 12)``: multiply by ``d / 4096``, rounding toward zero."""
+    if _is_torch(x):
+        if isinstance(d, int) or (not _is_torch(d) or d.dim() == 0):
+            factor = int(d)
+            if factor == 0:
+                return x * 0
+            if factor == DECAY_UNITY:
+                return x
+        return torch_trunc_div(x * d, DECAY_UNITY)
     prod = x * d
     return _sign(prod) * (abs(prod) >> DECAY_BITS)
 
 
+def torch_trunc_div(x, divisor: int):
+    """Integer division rounding toward zero (one torch kernel; equals ``sgn(x) (|x| // divisor)``)."""
+    import torch
+
+    return torch.div(x, divisor, rounding_mode="trunc")
+
+
 def wrap_once(x):
     """Lava's single wrap of the current into 24 bits (not a full modulo)."""
+    if _is_torch(x) and not bool(x.gt(STATE_LIMIT).any()) and not bool(x.le(-STATE_LIMIT).any()):
+        return x  # nothing to wrap (the common case): skip the two selections
     y = _where(x > STATE_LIMIT, x - 2 * STATE_LIMIT, x)
     return _where(y <= -STATE_LIMIT, x + 2 * STATE_LIMIT, y)
 
@@ -129,17 +153,23 @@ def wrap_signed(x, bits: int):
     return (x + base // 2) % base - base // 2
 
 
-def lif_fixed_step(a_in, u, v, du, dv, vth, bias):
+def lif_fixed_step(a_in, u, v, du, dv, vth, bias, count_events: bool = False):
     """One bit-accurate LIF step; returns ``(spikes, u, v)`` (``v`` after reset).
 
     ``bias`` is the effective bias ``bias_mant << bias_exp``; ``a_in`` the synaptic input.
-    All integer arrays/tensors (int64), broadcastable.
+    All integer arrays/tensors (int64), broadcastable. With ``count_events`` a fourth value
+    is returned: how many currents wrapped and voltages saturated in this step.
     """
-    u = wrap_once(decay(u, DECAY_UNITY - (du + 1)) + (a_in << ACTIVATION_SHIFT))
-    v = (decay(v, DECAY_UNITY - dv) + u + bias).clip(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+    raw_u = decay(u, DECAY_UNITY - (du + 1)) + (a_in << ACTIVATION_SHIFT)
+    u = wrap_once(raw_u)
+    raw_v = decay(v, DECAY_UNITY - dv) + u + bias
+    v = raw_v.clip(-STATE_LIMIT + 1, STATE_LIMIT - 1)
     spikes = v > (vth << THRESHOLD_SHIFT)
-    v = _where(spikes, v * 0, v)
-    return spikes, u, v
+    v = _reset(v, spikes)
+    if not count_events:
+        return spikes, u, v
+    events = (raw_u != u).sum() + (abs(raw_v) >= STATE_LIMIT).sum()
+    return spikes, u, v, int(events)
 
 
 def lif_float_membrane(a_in, u, v, du, dv, bias):
@@ -152,8 +182,7 @@ def lif_float_step(a_in, u, v, du, dv, vth, bias):
     """One floating-point LIF step as ``PyLifModelFloat``; returns ``(spikes, u, v)``."""
     u, v = lif_float_membrane(a_in, u, v, du, dv, bias)
     spikes = v > vth
-    v = _where(spikes, v * 0, v)
-    return spikes, u, v
+    return spikes, u, _reset(v, spikes)
 
 
 def effective_bias(bias_mant, bias_exp):
