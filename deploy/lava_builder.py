@@ -314,7 +314,9 @@ class LavaNetwork:
                 bias_at.setdefault(self.depth[n], []).append(n)
         stops = sorted(set(bias_at) | set(readouts.values()) | {self.total})
         anchor = ctx.procs[neurons[0]]
-        cfg = Loihi2SimCfg(select_tag=self.tag)
+        from mksgn.deploy.lava_procs.models import fast_conv_models
+
+        cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast_conv_models()[self.tag])
         values: dict[str, np.ndarray] = {}
         done = 0
         start = time.perf_counter()

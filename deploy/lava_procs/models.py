@@ -126,3 +126,57 @@ class PyFrameDenseFixed(_FrameDenseModel):
 
     def _finish(self, a: np.ndarray) -> np.ndarray:
         return loihi.shift(np.rint(a).astype(np.int64), int(self.proc_params.get("weight_exp", 0)))
+
+
+# --------------------------------------------------------------------------- a fast model for stock Conv
+
+
+def _conv_hwc(x: np.ndarray, weight: np.ndarray, stride, padding, dilation, groups: int) -> np.ndarray:
+    """Lava's convolution (a true convolution) of ``x`` ``(H, W, C)`` with ``weight`` ``(Co, kH, kW, Ci/g)``.
+
+    Matrix products on sliding windows in float64 (integers stay exact: far below 2**53).
+    """
+    kernel = weight[:, ::-1, ::-1, :].astype(np.float64)  # Lava convolves: flip to correlate
+    co, kh, kw, ci = kernel.shape
+    x = np.pad(x.astype(np.float64), ((padding[0], padding[0]), (padding[1], padding[1]), (0, 0)))
+    span_h, span_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    windows = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(0, 1))
+    windows = windows[::stride[0], ::stride[1], :, ::dilation[0], ::dilation[1]]  # (Ho, Wo, C, kh, kw)
+    per_out = co // groups
+    out = np.empty(windows.shape[:2] + (co,))
+    for g in range(groups):
+        part = windows[:, :, g * ci:(g + 1) * ci]  # (Ho, Wo, ci, kh, kw)
+        k = kernel[g * per_out:(g + 1) * per_out].transpose(0, 3, 1, 2)  # (per_out, ci, kh, kw)
+        out[:, :, g * per_out:(g + 1) * per_out] = np.tensordot(part, k, axes=([2, 3, 4], [1, 2, 3]))
+    return out
+
+
+class _FastConvModel(PyLoihiProcessModel):
+    """Stock ``Conv`` semantics, computed with matrix products instead of one 2-D convolution per channel pair."""
+
+    def run_spk(self) -> None:
+        if self.a_buf is None:
+            self.a_buf = np.zeros(self.a_out.shape)
+        self.a_out.send(self.a_buf)
+        s_in = self.s_in.recv()
+        if self.num_message_bits.item() == 0:
+            s_in = s_in.astype(bool)
+        out = _conv_hwc(s_in, self.weight, tuple(self.stride), tuple(self.padding), tuple(self.dilation),
+                        int(self.groups[0]))
+        self.a_buf = self._finish(out)
+
+
+def fast_conv_models() -> dict:
+    """``{Conv: model}`` per tag, for ``Loihi2SimCfg(exception_proc_model_map=...)``."""
+    Conv = lava_import("lava.proc.conv.process").Conv
+    stock = lava_import("lava.proc.conv.models")
+
+    class PyFastConvFloat(_FastConvModel, stock.PyConvModelFloat):
+        def _finish(self, out: np.ndarray) -> np.ndarray:
+            return out
+
+    class PyFastConvFixed(_FastConvModel, stock.PyConvModelFixed):
+        def _finish(self, out: np.ndarray) -> np.ndarray:
+            return loihi.wrap_signed(np.rint(out).astype(np.int64), loihi.CONV_OUTPUT_BITS)
+
+    return {"floating_pt": {Conv: PyFastConvFloat}, "fixed_pt": {Conv: PyFastConvFixed}}

@@ -1,0 +1,204 @@
+"""The Lava builder: mksgn's processes against stock ones, random DAGs and the student, fixed and float.
+
+Lava ``fixed_pt`` must equal the fixed-point emulator spike for spike; Lava ``floating_pt``
+the reference NIR executor (float64 both; the same float operations, so no ties occur in
+these cases), after the latency alignment that the builder reports.
+"""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+from helpers import graph_inputs, tiny_graph
+
+from mksgn.convert.quantize import quantize
+from mksgn.convert.synapse_graph import fuse
+from mksgn.deploy.emulator import Emulator
+from mksgn.deploy.lava_builder import run_lava
+from mksgn.deploy.lava_compat import lava_import
+from mksgn.deploy.nir_reference import NIRExecutor
+
+pytestmark = pytest.mark.lava
+STEPS = 8
+
+
+def _run_pair(build, tag: str, data: np.ndarray, out_shape, exception=None) -> np.ndarray:
+    Source = lava_import("lava.proc.io.source").RingBuffer
+    Sink = lava_import("lava.proc.io.sink").RingBuffer
+    RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
+    Loihi2SimCfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg
+    LIF = lava_import("lava.proc.lif.process").LIF
+    source = Source(data=data)
+    syn_in, syn_out = build(source)
+    fixed = tag == "fixed_pt"
+    lif = LIF(shape=out_shape, du=4095 if fixed else 1.0, dv=1500 if fixed else 0.4, vth=300 if fixed else 2.0)
+    sink = Sink(shape=out_shape, buffer=data.shape[-1])
+    source.s_out.connect(syn_in)
+    syn_out.connect(lif.a_in)
+    lif.s_out.connect(sink.a_in)
+    try:
+        sink.run(condition=RunSteps(num_steps=data.shape[-1]),
+                 run_cfg=Loihi2SimCfg(select_tag=tag, exception_proc_model_map=exception or {}))
+        return np.asarray(sink.data.get())
+    finally:
+        sink.stop()
+
+
+@pytest.mark.parametrize("tag,graded", [("fixed_pt", False), ("fixed_pt", True), ("floating_pt", True)])
+def test_frame_dense_equals_stock_sparse_on_the_block_diagonal_matrix(tag, graded):
+    from scipy.sparse import csr_matrix
+
+    from mksgn.deploy.lava_procs.process import FrameDense
+
+    Sparse = lava_import("lava.proc.sparse.process").Sparse
+    rng = np.random.default_rng(0)
+    f, wi, ci, wo, co = 3, 4, 2, 3, 2
+    w = rng.integers(-300, 300, size=(wo * co, wi * ci))  # clipped and truncated in fixed point
+    if tag == "floating_pt":
+        w = w / 97.0
+    if graded:
+        data = rng.integers(-20, 40, size=(f, wi, ci, STEPS)).astype(np.int32 if tag == "fixed_pt" else float)
+    else:
+        data = (rng.random((f, wi, ci, STEPS)) < 0.5).astype(np.int32)
+    bits = 24 if graded else 0
+    exp = -3 if graded else 1
+    kron = np.kron(np.eye(f), w)
+
+    def frame(source):
+        proc = FrameDense(weights=w, in_shape=(f, wi, ci), out_shape=(f, wo, co), weight_exp=exp,
+                          num_message_bits=bits)
+        return proc.s_in, proc.a_out
+
+    def sparse_connect(source):
+        proc = Sparse(weights=csr_matrix(kron), weight_exp=exp, num_message_bits=bits)
+        flat = source.s_out.reshape((f * wi * ci,))
+        flat.connect(proc.s_in)
+        return None, proc.a_out.reshape((f, wo, co))
+
+    got = _run_pair(frame, tag, data, (f, wo, co))
+    ref = _run_pair_flat(sparse_connect, tag, data, (f, wo, co))
+    assert 0 < ref.sum() < ref.size
+    np.testing.assert_array_equal(got, ref)
+
+
+def _run_pair_flat(build, tag, data, out_shape):
+    """Like :func:`_run_pair` for a builder that connects the source itself."""
+    Source = lava_import("lava.proc.io.source").RingBuffer
+    Sink = lava_import("lava.proc.io.sink").RingBuffer
+    RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
+    Loihi2SimCfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg
+    LIF = lava_import("lava.proc.lif.process").LIF
+    source = Source(data=data)
+    _, syn_out = build(source)
+    fixed = tag == "fixed_pt"
+    lif = LIF(shape=out_shape, du=4095 if fixed else 1.0, dv=1500 if fixed else 0.4, vth=300 if fixed else 2.0)
+    sink = Sink(shape=out_shape, buffer=data.shape[-1])
+    syn_out.connect(lif.a_in)
+    lif.s_out.connect(sink.a_in)
+    try:
+        sink.run(condition=RunSteps(num_steps=data.shape[-1]), run_cfg=Loihi2SimCfg(select_tag=tag))
+        return np.asarray(sink.data.get())
+    finally:
+        sink.stop()
+
+
+@pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
+def test_fast_conv_model_equals_the_stock_conv_model(tag):
+    from mksgn.deploy.lava_procs.models import fast_conv_models
+
+    Conv = lava_import("lava.proc.conv.process").Conv
+    rng = np.random.default_rng(1)
+    h, w, c_in, c_out = 9, 6, 4, 6
+    weight = rng.integers(-80, 120, size=(c_out, 3, 2, c_in // 2))  # groups = 2
+    weight[5] = 3_000_000  # beyond 24 bits: wraps in fixed point
+    if tag == "floating_pt":
+        weight = weight / 50.0
+    data = (rng.random((h, w, c_in, STEPS)) < 0.5).astype(np.int32)
+    kwargs = dict(weight=weight, input_shape=(h, w, c_in), padding=(1, 1), stride=(2, 1), dilation=(1, 2), groups=2)
+
+    def conv(source):
+        proc = Conv(**kwargs)
+        return proc.s_in, proc.a_out
+
+    out_shape = (5, 6, c_out)
+    fast = _run_pair(conv, tag, data, out_shape, exception=fast_conv_models()[tag])
+    stock = _run_pair(conv, tag, data, out_shape)
+    assert 0 < stock.sum() < stock.size
+    np.testing.assert_array_equal(fast, stock)
+
+
+# --------------------------------------------------------------------------- whole graphs
+
+
+def _random_dag(seed: int) -> nir.NIRGraph:
+    """Residual branch, convolutions, pooling, a coincidence neuron, a leaky read-out."""
+    rng = np.random.default_rng(seed)
+    dt = 1e-4
+    c = int(rng.integers(2, 5))
+
+    def lif(shape, beta=0.5, thr=1.0):
+        tau = dt / (1 - beta)
+        return nir.LIF(tau=np.full(shape, tau), r=np.full(shape, tau / dt), v_leak=np.zeros(shape),
+                       v_threshold=np.full(shape, thr), v_reset=np.zeros(shape))
+
+    def conv(ci, co, k, pad, scale):
+        return nir.Conv2d(input_shape=None, weight=rng.normal(0.15, scale, (co, ci, k, k)), stride=1, padding=pad,
+                          dilation=1, groups=1, bias=rng.normal(0.05, 0.05, co))
+
+    shape = (c, 6, 6)
+    nodes = {
+        "input": nir.Input(np.array([2, 6, 6])),
+        "conv_a": conv(2, c, 3, 1, 0.7), "a": lif(shape),
+        "conv_b": conv(c, c, 1, 0, 0.8), "b": lif(shape),
+        "conv_c": conv(c, c, 3, 1, 0.5), "c": lif(shape),          # c gets conv(b) + a (residual)
+        "and": nir.IF(r=np.full(shape, 1 / dt), v_threshold=np.full(shape, 1.5), v_reset=np.zeros(shape)),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "conv_d": conv(c, 3, 1, 0, 0.6), "d": lif((3, 3, 3), beta=0.7),
+        "flat": nir.Flatten(input_type={"input": np.array([3, 3, 3])}, start_dim=0, end_dim=-1),
+        "fc": nir.Affine(weight=rng.normal(0, 0.6, (4, 27)), bias=np.zeros(4)),
+        "readout": nir.LI(tau=np.full(4, 4e-4), r=np.ones(4), v_leak=np.zeros(4)),
+        "output": nir.Output(np.array([4])),
+    }
+    # the AND: a coincidence of b and c (weights 1, threshold 1.5, IF reset each spike; memory is
+    # kept by IF, so it is the emitted spikes that are compared, whatever they mean)
+    edges = [("input", "conv_a"), ("conv_a", "a"), ("a", "conv_b"), ("conv_b", "b"), ("b", "conv_c"),
+             ("conv_c", "c"), ("a", "c"), ("b", "and"), ("c", "and"), ("and", "pool"), ("pool", "conv_d"),
+             ("conv_d", "d"), ("d", "flat"), ("flat", "fc"), ("fc", "readout"), ("readout", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": dt}, type_check=False)
+
+
+def _compare(graph: nir.NIRGraph, inputs: dict[str, torch.Tensor], row: int = 0) -> dict:
+    """Lava fixed vs emulator fixed, Lava float vs the reference executor, on one input row."""
+    sg = fuse(graph)
+    one = {k: v[:, row:row + 1] for k, v in inputs.items()}
+    spiking = [n for n, p in sg.populations.items() if p.spiking]
+    ref = NIRExecutor(graph).run(one)
+    lava_float = run_lava(sg, "floating_pt", {k: v[:, 0].numpy() for k, v in one.items()}, record=spiking)
+    for name in spiking:
+        np.testing.assert_array_equal(lava_float.spikes[name], ref.records[name][:, 0].numpy(), err_msg=name)
+    out = next(iter(sg.outputs))
+    np.testing.assert_allclose(lava_float.outputs[out][-1], ref.outputs[out][-1, 0].numpy(), rtol=1e-9, atol=1e-9)
+    sg, _ = quantize(sg, inputs)
+    emu = Emulator(sg, "fixed_pt").run(one, record_spikes=True)
+    lava_fixed = run_lava(sg, "fixed_pt", {k: v[:, 0].numpy() for k, v in one.items()}, record=spiking)
+    for name in spiking:
+        np.testing.assert_array_equal(lava_fixed.spikes[name], emu.spikes[name][:, 0].numpy(), err_msg=name)
+    np.testing.assert_array_equal(lava_fixed.outputs[out][-1], emu.outputs[out][-1, 0].numpy())
+    assert lava_fixed.latency == max(sg.depth()[p] for p in spiking + list(sg.outputs.values()))
+    return {"spikes": sum(float(s.sum()) for s in lava_fixed.spikes.values()), "latency": lava_fixed.latency}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_dags_match_in_fixed_and_floating_point(seed):
+    graph = _random_dag(seed)
+    x = torch.as_tensor(np.random.default_rng(seed + 10).random((STEPS, 6, 2, 6, 6)) * 2.0, dtype=torch.float64)
+    result = _compare(graph, {"input": x})
+    assert result["spikes"] > 0 and result["latency"] == 6
+
+
+def test_tiny_student_matches_in_fixed_and_floating_point():
+    graph, _, rows = tiny_graph(seed=2)
+    result = _compare(graph, graph_inputs(graph, rows))
+    assert result["latency"] == 18 and result["spikes"] > 0
