@@ -80,6 +80,12 @@ class EmulatorResult:
     in float units (``floating_pt``) or integer units (``fixed_pt``)."""
 
 
+def graded_input(x: torch.Tensor, q: dict) -> torch.Tensor:
+    """Real inputs as the signed ``q["bits"]``-bit integers of scale ``q["scale"]`` (still a float tensor)."""
+    limit = (1 << (int(q["bits"]) - 1)) - 1
+    return torch.round(torch.as_tensor(x, dtype=torch.float64) / float(q["scale"])).clamp(-limit, limit)
+
+
 def _fanout(syn: Synapse, src: Population, dst: Population) -> torch.Tensor:
     """Non-zero weights each source neuron drives, shape of the source population."""
     nz = torch.as_tensor(np.asarray(syn.weight) != 0, dtype=torch.float64)
@@ -220,9 +226,7 @@ class Emulator:
             if not bool(torch.isfinite(x).all()):
                 raise EmulatorError(f"input {name!r} has non-finite values")
             if self.fixed:
-                q = self.graph.metadata["quantization"]["inputs"][name]
-                limit = (1 << (int(q["bits"]) - 1)) - 1
-                x = torch.round(x / float(q["scale"])).clamp(-limit, limit)
+                x = graded_input(x, self.graph.metadata["quantization"]["inputs"][name])
             out[name] = x.to(self.dtype)
         return out
 

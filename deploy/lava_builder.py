@@ -98,6 +98,8 @@ class BuildContext:
     procs: dict[str, Any] = field(default_factory=dict)
     synapses: dict[str, Any] = field(default_factory=dict)
     delays: dict[str, Any] = field(default_factory=dict)
+    exact_float32: set[str] = field(default_factory=set)
+    """Synapses whose integer sums provably stay below 2**24 (fixed point)."""
 
     @property
     def fixed(self) -> bool:
@@ -169,7 +171,7 @@ def _mix(syn: Synapse, ctx: BuildContext) -> tuple[Any, Any, Any]:
     wo, co, wi, ci = w.shape
     proc = FrameDense(weights=w.reshape(wo * co, wi * ci), in_shape=lava_shape(src.shape),
                       out_shape=lava_shape(dst.shape), weight_exp=ctx.weight_exp(syn),
-                      num_message_bits=ctx.message_bits(syn))
+                      num_message_bits=ctx.message_bits(syn), exact_in_float32=syn.name in ctx.exact_float32)
     return proc, proc.s_in, proc.a_out
 
 
@@ -200,6 +202,15 @@ def _bias(pop: Population, ctx: BuildContext) -> np.ndarray:
         mant = np.broadcast_to(np.asarray(q["bias_mant"]), pop.shape).astype(np.int64)
         return to_lava(mant, pop.shape)
     return to_lava(np.broadcast_to(pop.bias, pop.shape).astype(np.float64), pop.shape)
+
+
+def _one_blas_thread():
+    """Limit BLAS to one thread for the run (the forked Lava processes inherit it), if possible."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass
@@ -253,6 +264,8 @@ class LavaNetwork:
         self.latency = max(self.depth[p] for p in wanted)
         self.total = self.steps + self.latency
         ctx = BuildContext(graph, tag)
+        if ctx.fixed:
+            ctx.exact_float32 = {n for n, w in emulator._weights.items() if w.dtype == torch.float32}
         Source = lava_import("lava.proc.io.source").RingBuffer
         for name, pop in graph.populations.items():
             if pop.kind == "input":
@@ -321,6 +334,7 @@ class LavaNetwork:
         done = 0
         start = time.perf_counter()
         compile_seconds = None
+        limits = _one_blas_thread()  # every Lava process is an OS process: no BLAS threads on top
         try:
             for stop in stops:
                 for n in bias_at.get(done, []):
@@ -335,6 +349,8 @@ class LavaNetwork:
                         values[p] = np.asarray(ctx.procs[p].v.get())
         finally:
             anchor.stop()
+            if limits is not None:
+                limits.restore_original_limits()
         spikes = {n: np.array(np.load(path, mmap_mode="r")) for n, path in self.sinks.items()}
         self._tmp.cleanup()
         seconds = {"build": self.build_seconds, "first_run_incl_compile": compile_seconds or 0.0,

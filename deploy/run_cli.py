@@ -1,11 +1,12 @@
 """``mksgn-run``: run an exported (or quantised) graph on skeleton data.
 
-    mksgn-run MODEL.nir [--data X.npz] [--backend emulator|reference] [--tag fixed_pt|floating_pt]
+    mksgn-run MODEL.nir [--data X.npz] [--backend emulator|reference|lava] [--tag fixed_pt|floating_pt]
               [--timing aligned|lava] [--limit N] [--batch B] [--device auto|cpu|cuda] [--out RUN.json]
 
 Backends: ``reference`` is the reference NIR executor (float64) on the float graph;
-``emulator`` the batched Lava emulator (:mod:`mksgn.deploy.emulator`), ``fixed_pt`` needing
-a quantised graph (``mksgn-quantize``). Prints and writes predictions, labels, accuracy,
+``emulator`` the batched Lava emulator (:mod:`mksgn.deploy.emulator`); ``lava`` Lava itself
+(:mod:`mksgn.deploy.lava_builder`, one person row at a time, about 8 s each for ``tiny``);
+``fixed_pt`` needs a quantised graph (``mksgn-quantize``). Prints and writes predictions, labels, accuracy,
 spike counts per population and synaptic operations per synapse, each saying what it
 was measured on. Under ``torchrun --nproc_per_node N`` every rank runs its share of the
 samples and rank 0 gathers one result.
@@ -29,7 +30,7 @@ from mksgn.cli import ArgumentParser, run_cli
 from mksgn.errors import MksgnError
 
 PROG = "mksgn-run"
-BACKENDS = ("emulator", "reference")
+BACKENDS = ("emulator", "reference", "lava")
 
 
 class RunError(MksgnError, ValueError):
@@ -41,7 +42,7 @@ def _load(path: Path, backend: str, tag: str):
     from mksgn.convert.quantize import read_quantized
     from mksgn.convert.synapse_graph import FusionError, fuse
 
-    if backend == "emulator" and tag == "fixed_pt":
+    if backend in ("emulator", "lava") and tag == "fixed_pt":
         return read_quantized(path)
     graph = read_graph(path)
     try:
@@ -67,6 +68,34 @@ def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.dev
     return EmulatorResult(outputs=outputs, spike_counts=counts, synops=synops)
 
 
+def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
+    """Lava, one person row at a time, with spikes and synaptic operations counted like the emulator."""
+    from mksgn.deploy.emulator import EmulatorResult, _fanout, graded_input
+    from mksgn.deploy.lava_builder import run_lava
+
+    spiking = [n for n, p in sg.populations.items() if p.spiking]
+    rows = next(iter(inputs.values())).shape[1]
+    fans = {s.name: _fanout(s, sg.populations[s.source], sg.populations[s.target]).numpy() for s in sg.synapses}
+    outputs: dict[str, list[torch.Tensor]] = {o: [] for o in sg.outputs}
+    counts = dict.fromkeys(spiking, 0)
+    synops = dict.fromkeys(fans, 0)
+    for r in range(rows):
+        row = {k: v[:, r].numpy() for k, v in inputs.items()}
+        res = run_lava(sg, tag, row, record=spiking)
+        for o in sg.outputs:
+            outputs[o].append(torch.as_tensor(res.outputs[o][-1]))
+        for n in spiking:
+            counts[n] += int(res.spikes[n].sum())
+        if tag == "fixed_pt":  # graded inputs count where their integer is non-zero, as in the emulator
+            q = sg.metadata["quantization"]["inputs"]
+            row = {k: graded_input(v, q[k]).numpy() for k, v in row.items()}
+        for syn in sg.synapses:
+            src = res.spikes[syn.source] if syn.source in res.spikes else row[syn.source]
+            synops[syn.name] += int(((src != 0).sum(axis=0) * fans[syn.name]).sum())
+    return EmulatorResult(outputs={o: torch.stack(v)[None] for o, v in outputs.items()}, spike_counts=counts,
+                          synops=synops)
+
+
 def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limit: int | None, batch: int,
         device: str, progress: bool = True) -> dict:
     """Run and return the result record (on rank 0 under torchrun; other ranks get ``{}``)."""
@@ -89,11 +118,13 @@ def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limi
         spikes: dict[str, int] = {}
         synops: dict[str, int] = {}
         start = time.perf_counter()
-        bar = tqdm(total=len(mine), desc=f"{backend} {tag if backend == 'emulator' else 'float64'}",
+        bar = tqdm(total=len(mine), desc=f"{backend} {tag if backend != 'reference' else 'float64'}",
                    disable=not progress or not ctx.is_main, unit="sample")
         for b in batches(spec, test, mine, batch):
             if emulator is not None:
                 res = emulator.run(b.inputs)
+            elif backend == "lava":
+                res = _lava_run(sg, tag, b.inputs)
             else:
                 res = _reference_run(graph, sg, b.inputs, ctx.device)
             out = res.outputs[next(iter(sg.outputs))][-1].cpu()
@@ -130,8 +161,8 @@ def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limi
         per_layer[syn.target] = per_layer.get(syn.target, 0) + total_synops.get(syn.name, 0)
     measured_on = f"{n} test samples of {test.source}"
     return {
-        "model": str(model), "backend": backend, "tag": tag if backend == "emulator" else "float64",
-        "timing": timing if backend == "emulator" else "aligned", "processes": ctx.world_size,
+        "model": str(model), "backend": backend, "tag": tag if backend != "reference" else "float64",
+        "timing": {"emulator": timing, "lava": "lava (results aligned)"}.get(backend, "aligned"), "processes": ctx.world_size,
         "measured_on": measured_on, "samples": int(n), "time_steps": spec.time_steps,
         "accuracy": float((pred == label).mean()) if n else 0.0,
         "predictions": pred.tolist(), "labels": label.tolist(),

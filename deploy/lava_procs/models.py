@@ -76,8 +76,9 @@ class PyFileSinkFixed(_FileSinkModel):
 class _FrameDenseModel(PyLoihiProcessModel):
     def _accumulate(self, s_in: np.ndarray) -> np.ndarray:
         f = s_in.shape[0]
-        x = s_in.reshape(f, -1).astype(np.float64)
-        return (x @ self._matrix().T).reshape(self.a_buff.shape)
+        m = self._matrix()
+        x = s_in.reshape(f, -1).astype(m.dtype)
+        return (x @ m.T).reshape(self.a_buff.shape)
 
     def run_spk(self) -> None:
         self.a_out.send(self.a_buff)
@@ -121,7 +122,9 @@ class PyFrameDenseFixed(_FrameDenseModel):
     def _matrix(self) -> np.ndarray:
         if self._conditioned is None:  # Dense's clipping and truncation, once (the weights are static)
             bits = self.proc_params.get("num_weight_bits", loihi.WEIGHT_BITS)
-            self._conditioned = loihi.dense_weights(self.weights, bits).astype(np.float64)
+            dtype = np.float32 if self.proc_params.get("exact_in_float32", False) else np.float64
+            self._conditioned = loihi.dense_weights(self.weights, bits).astype(dtype)
+            self.weights = self.weights[:0]  # the conditioned copy is all that is needed from here on
         return self._conditioned
 
     def _finish(self, a: np.ndarray) -> np.ndarray:

@@ -60,12 +60,16 @@ class FrameDense(AbstractProcess):
     Lava Dense semantics: one step of latency; in fixed point the weights are clipped and
     truncated like ``Dense``'s and the sum is shifted by ``weight_exp``. Equal to a stock
     ``Sparse`` with the block-diagonal matrix ``kron(I_F, weights)`` (a test proves it).
+    ``exact_in_float32``: the caller guarantees every sum stays below 2**24, so the fixed-point
+    model may multiply in float32 (half the memory, twice the speed, still exact).
     """
 
     def __init__(self, *, weights: np.ndarray, in_shape: tuple[int, int, int], out_shape: tuple[int, int, int],
-                 weight_exp: int = 0, num_weight_bits: int = 8, num_message_bits: int = 0, **kwargs) -> None:
-        super().__init__(weights=weights, in_shape=in_shape, out_shape=out_shape, weight_exp=weight_exp,
-                         num_weight_bits=num_weight_bits, num_message_bits=num_message_bits, **kwargs)
+                 weight_exp: int = 0, num_weight_bits: int = 8, num_message_bits: int = 0,
+                 exact_in_float32: bool = False, **kwargs) -> None:
+        # the weights live in their Var only (not also in the process parameters)
+        super().__init__(in_shape=in_shape, out_shape=out_shape, weight_exp=weight_exp, num_weight_bits=num_weight_bits,
+                         num_message_bits=num_message_bits, exact_in_float32=exact_in_float32, **kwargs)
         f, wi, ci = in_shape
         f2, wo, co = out_shape
         if f != f2 or weights.shape != (wo * co, wi * ci):
