@@ -327,9 +327,10 @@ class LavaNetwork:
                 bias_at.setdefault(self.depth[n], []).append(n)
         stops = sorted(set(bias_at) | set(readouts.values()) | {self.total})
         anchor = ctx.procs[neurons[0]]
-        from mksgn.deploy.lava_procs.models import fast_conv_models
+        from mksgn.deploy.lava_procs.models import fast_conv_models, fast_sparse_models
 
-        cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast_conv_models()[self.tag])
+        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag]}
+        cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast)
         values: dict[str, np.ndarray] = {}
         done = 0
         start = time.perf_counter()

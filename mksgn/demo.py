@@ -117,6 +117,27 @@ def _stage_emulate(out: Path) -> dict:
     return record
 
 
+LAVA_SAMPLES = 3
+"""Test samples run on Lava (each person row takes about 8 s per arithmetic on 2 cores)."""
+
+
+def _stage_lava(out: Path) -> dict:
+    from mksgn.deploy.run_cli import run
+
+    record: dict = {}
+    runs = {"fixed_pt": ("student.q.nir", "run_lava_fixed_pt.json"),
+            "floating_pt": ("student.nir", "run_lava_floating_pt.json")}
+    for tag, (model, name) in runs.items():
+        res = run(out / model, str(out / "data.npz"), "lava", tag, "lava", LAVA_SAMPLES, 1, "cpu", progress=True)
+        atomic_write_text(out / name, json.dumps(res, indent=1) + "\n")
+        emulated = json.loads((out / f"run_{tag}.json").read_text())
+        same = res["predictions"] == emulated["predictions"][:LAVA_SAMPLES]
+        record[tag] = {"file": name, "accuracy": res["accuracy"], "measured_on": res["measured_on"],
+                       "seconds": res["seconds"], "predictions": res["predictions"],
+                       "predictions_equal_emulator": same}
+    return record
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data, ("data.npz",)),
     Stage("inspect", "dataset summary and skeleton strips", _stage_inspect, ("inspect",)),
@@ -127,6 +148,8 @@ STAGES: tuple[Stage, ...] = (
           ("student.q.nir", "student.q.quantization.json", "student.q.quantization.md")),
     Stage("emulate", "run the emulator on the whole test split, fixed and floating point (mksgn-run)",
           _stage_emulate, ("run_fixed_pt.json", "run_floating_pt.json")),
+    Stage("lava", f"run Lava fixed_pt and floating_pt on {LAVA_SAMPLES} test samples", _stage_lava,
+          ("run_lava_fixed_pt.json", "run_lava_floating_pt.json")),
 )
 
 
@@ -238,6 +261,15 @@ def render_report(records: dict[str, dict]) -> str:
                          f"{r['synops_per_sample']:.4g} | {r['seconds']:.1f} | {r['measured_on']} |")
         lines += ["", f"Fixed-point and floating-point predictions agree on {emu['prediction_agreement']:.1%} of the "
                   "samples.", ""]
+    lava = records.get("lava")
+    if lava:
+        lines += ["## Lava", "", "| tag | predictions | equal to the emulator's | seconds | measured on |",
+                  "|---|---|---|---|---|"]
+        for tag in ("fixed_pt", "floating_pt"):
+            r = lava[tag]
+            lines.append(f"| {tag} | {r['predictions']} | {'yes' if r['predictions_equal_emulator'] else 'NO'} | "
+                         f"{r['seconds']:.1f} | {r['measured_on']} |")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -83,7 +83,7 @@ def test_frame_dense_equals_stock_sparse_on_the_block_diagonal_matrix(tag, grade
     np.testing.assert_array_equal(got, ref)
 
 
-def _run_pair_flat(build, tag, data, out_shape):
+def _run_pair_flat(build, tag, data, out_shape, exception=None):
     """Like :func:`_run_pair` for a builder that connects the source itself."""
     Source = lava_import("lava.proc.io.source").RingBuffer
     Sink = lava_import("lava.proc.io.sink").RingBuffer
@@ -98,10 +98,36 @@ def _run_pair_flat(build, tag, data, out_shape):
     syn_out.connect(lif.a_in)
     lif.s_out.connect(sink.a_in)
     try:
-        sink.run(condition=RunSteps(num_steps=data.shape[-1]), run_cfg=Loihi2SimCfg(select_tag=tag))
+        sink.run(condition=RunSteps(num_steps=data.shape[-1]),
+                 run_cfg=Loihi2SimCfg(select_tag=tag, exception_proc_model_map=exception or {}))
         return np.asarray(sink.data.get())
     finally:
         sink.stop()
+
+
+@pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
+def test_fast_sparse_model_equals_the_stock_sparse_model(tag):
+    from scipy.sparse import csr_matrix
+
+    from mksgn.deploy.lava_procs.models import fast_sparse_models
+
+    Sparse = lava_import("lava.proc.sparse.process").Sparse
+    rng = np.random.default_rng(4)
+    n_in, n_out = 30, 12
+    w = rng.integers(-300, 300, size=(n_out, n_in)) * (rng.random((n_out, n_in)) < 0.4)
+    if tag == "floating_pt":
+        w = w / 60.0
+    data = (rng.random((n_in, STEPS)) < 0.5).astype(np.int32)
+
+    def build(source):
+        proc = Sparse(weights=csr_matrix(w), weight_exp=-1)
+        source.s_out.connect(proc.s_in)
+        return None, proc.a_out
+
+    fast = _run_pair_flat(build, tag, data, (n_out,), exception=fast_sparse_models()[tag])
+    stock = _run_pair_flat(build, tag, data, (n_out,))
+    assert 0 < stock.sum() < stock.size
+    np.testing.assert_array_equal(fast, stock)
 
 
 @pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])

@@ -89,3 +89,15 @@ def test_torchrun_shards_the_samples_and_gathers_one_result(files, tmp_path):
     assert ddp["processes"] == 2 and ddp["samples"] == 7
     for key in ("predictions", "labels", "accuracy", "spikes_per_population", "synops_per_synapse"):
         assert ddp[key] == one[key], key
+
+
+@pytest.mark.lava
+def test_run_on_lava_equals_the_emulator(files, tmp_path):
+    lava_out, emu_out = tmp_path / "lava.json", tmp_path / "emu.json"
+    model = str(files / "student.q.nir")
+    assert run_main([model, "--backend", "lava", "--limit", "1", "--out", str(lava_out), "--quiet"]) == 0
+    assert run_main([model, "--limit", "1", "--out", str(emu_out), "--quiet"]) == 0
+    lava, emu = json.loads(lava_out.read_text()), json.loads(emu_out.read_text())
+    assert lava["backend"] == "lava" and lava["tag"] == "fixed_pt"
+    for key in ("predictions", "spikes_per_population", "synops_per_synapse"):
+        assert lava[key] == emu[key], key

@@ -183,3 +183,41 @@ def fast_conv_models() -> dict:
             return loihi.wrap_signed(np.rint(out).astype(np.int64), loihi.CONV_OUTPUT_BITS)
 
     return {"floating_pt": {Conv: PyFastConvFloat}, "fixed_pt": {Conv: PyFastConvFixed}}
+
+
+# --------------------------------------------------------------------------- a fast model for stock Sparse
+
+
+def fast_sparse_models() -> dict:
+    """``{Sparse: model}`` per tag: stock semantics, binary spikes summed by a sparse mat-vec product.
+
+    The stock models select the spiking columns (``weights[:, s].sum(axis=1)``), slow on large
+    matrices; a product with the 0/1 vector adds the same integers (and the same floats, in
+    the same order per row).
+    """
+    Sparse = lava_import("lava.proc.sparse.process").Sparse
+    stock = lava_import("lava.proc.sparse.models")
+
+    class PyFastSparseFloat(stock.PySparseModelFloat):
+        def run_spk(self) -> None:
+            self.a_out.send(self.a_buff)
+            s_in = self.s_in.recv()
+            if self.num_message_bits.item() == 0:
+                s_in = s_in.astype(bool).astype(np.float64)
+            self.a_buff = self.weights.dot(s_in)
+
+    class PyFastSparseFixed(stock.PySparseModelBitAcc):
+        def run_spk(self) -> None:
+            if self.num_message_bits.item() > 0:
+                return super().run_spk()
+            if not self.weights_set:
+                bits = self.proc_params.get("num_weight_bits", loihi.WEIGHT_BITS)
+                dense_like = self.weights.tocsr().astype(np.int64)
+                dense_like.data = loihi.dense_weights(dense_like.data, bits, loihi.sign_mode(dense_like.data))
+                self.weights = dense_like
+                self.weights_set = True
+            self.a_out.send(self.a_buff)
+            s_in = self.s_in.recv().astype(bool).astype(np.int64)
+            self.a_buff = loihi.shift(self.weights.dot(s_in), int(self.proc_params.get("weight_exp", 0)))
+
+    return {"floating_pt": {Sparse: PyFastSparseFloat}, "fixed_pt": {Sparse: PyFastSparseFixed}}
