@@ -19,8 +19,9 @@ Layout: a NIR population ``(C, H, W)`` is a Lava population ``(H, W, C)``; ``(C,
 Latency alignment: every Lava synapse delivers one step late. A population ``D`` synaptic
 layers deep (``SynapseGraph.depth``) runs aligned step ``k`` at Lava step ``k + D``; a
 synapse whose source is shallower gets a ``DelayLine`` of the missing steps (and the
-graph's own Delay steps). A population's bias is set to its value at Lava step ``D`` (the
-run pauses there): before that nothing has arrived and its state stays zero. So the Lava
+graph's own Delay steps). A population's bias counts from Lava step ``D`` on (mksgn's
+model of the stock LIF with ``bias_start``, proven equal to setting ``bias_mant`` at step
+``D``): before that nothing has arrived and its state stays zero. So the Lava
 output is the reference output shifted by the known latency, residual and attention
 branches included, and the results are returned aligned.
 """
@@ -180,20 +181,20 @@ SYNAPSE_BUILDERS: dict[str, SynapseBuilder] = {"dense": _dense, "elementwise": _
 """Builder per synapse kind (copy and extend to override)."""
 
 
-def _neuron(pop: Population, ctx: BuildContext) -> Any:
+def _neuron(pop: Population, ctx: BuildContext, bias_start: int) -> Any:
     LIF = lava_import("lava.proc.lif.process").LIF
     shape = lava_shape(pop.shape)
     if ctx.fixed:
         q = ctx.q_population(pop.name)
         exp = to_lava(np.broadcast_to(np.asarray(q["bias_exp"]), pop.shape).astype(np.int64), pop.shape)
-        return LIF(shape=shape, du=int(q["du"]), dv=int(q["dv"]), vth=int(q["vth"]), bias_mant=np.zeros(shape, int),
-                   bias_exp=exp)
+        return LIF(shape=shape, du=int(q["du"]), dv=int(q["dv"]), vth=int(q["vth"]), bias_mant=_bias(pop, ctx),
+                   bias_exp=exp, bias_start=bias_start)
     vth = float(np.unique(pop.threshold)[0]) if pop.spiking else FLOAT_NEVER
     for what, values in (("du", pop.du), ("dv", pop.dv)) + ((("threshold", pop.threshold),) if pop.spiking else ()):
         if np.unique(np.asarray(values)).size != 1:
             raise LavaBuildError(f"population {pop.name!r}: {what} differs between neurons; a Lava LIF has one")
     return LIF(shape=shape, du=float(np.unique(pop.du)[0]), dv=float(np.unique(pop.dv)[0]), vth=vth,
-               bias_mant=np.zeros(shape))
+               bias_mant=_bias(pop, ctx), bias_start=bias_start)
 
 
 def _bias(pop: Population, ctx: BuildContext) -> np.ndarray:
@@ -276,7 +277,7 @@ class LavaNetwork:
                 data = np.moveaxis(data, 0, -1)
                 ctx.procs[name] = Source(data=data.astype(np.int32) if ctx.fixed else data)
             else:
-                ctx.procs[name] = _neuron(pop, ctx)
+                ctx.procs[name] = _neuron(pop, ctx, self.depth[name])
         for syn in graph.synapses:
             builder = SYNAPSE_BUILDERS.get(syn.kind)
             if builder is None:
@@ -313,7 +314,7 @@ class LavaNetwork:
         self.build_seconds = time.perf_counter() - start
 
     def run(self) -> LavaRun:
-        """Run ``T + latency`` steps, switching biases on at each population's depth."""
+        """Run ``T + latency`` steps (pausing only to read non-spiking outputs' ``v``)."""
         import time
 
         RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
@@ -321,15 +322,11 @@ class LavaNetwork:
         g, ctx = self.graph, self.ctx
         neurons = [n for n, p in g.populations.items() if p.kind != "input"]
         readouts = {p: self.depth[p] + self.steps for p in g.outputs.values() if not g.populations[p].spiking}
-        bias_at: dict[int, list[str]] = {}
-        for n in neurons:
-            if np.any(_bias(g.populations[n], ctx) != 0):
-                bias_at.setdefault(self.depth[n], []).append(n)
-        stops = sorted(set(bias_at) | set(readouts.values()) | {self.total})
+        stops = sorted(set(readouts.values()) | {self.total})
         anchor = ctx.procs[neurons[0]]
-        from mksgn.deploy.lava_procs.models import fast_conv_models, fast_sparse_models
+        from mksgn.deploy.lava_procs.models import fast_conv_models, fast_sparse_models, gated_lif_models
 
-        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag]}
+        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag], **gated_lif_models()[self.tag]}
         cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast)
         values: dict[str, np.ndarray] = {}
         done = 0
@@ -338,8 +335,6 @@ class LavaNetwork:
         limits = _one_blas_thread()  # every Lava process is an OS process: no BLAS threads on top
         try:
             for stop in stops:
-                for n in bias_at.get(done, []):
-                    ctx.procs[n].bias_mant.set(_bias(g.populations[n], ctx))
                 if stop > done:
                     anchor.run(condition=RunSteps(num_steps=stop - done), run_cfg=cfg)
                     if compile_seconds is None:

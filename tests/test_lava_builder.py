@@ -228,3 +228,51 @@ def test_tiny_student_matches_in_fixed_and_floating_point():
     graph, _, rows = tiny_graph(seed=2)
     result = _compare(graph, graph_inputs(graph, rows))
     assert result["latency"] == 18 and result["spikes"] > 0
+
+
+@pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
+def test_bias_start_equals_setting_the_bias_during_a_paused_run(tag):
+    from mksgn.deploy.lava_procs.models import gated_lif_models
+
+    LIF = lava_import("lava.proc.lif.process").LIF
+    Dense = lava_import("lava.proc.dense.process").Dense
+    Source = lava_import("lava.proc.io.source").RingBuffer
+    Sink = lava_import("lava.proc.io.sink").RingBuffer
+    RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
+    Loihi2SimCfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg
+    rng = np.random.default_rng(5)
+    n, start, steps = 6, 3, 10
+    fixed = tag == "fixed_pt"
+    bias = rng.integers(-200, 900, size=n) if fixed else rng.normal(0.3, 0.4, size=n)
+    params = dict(shape=(n,), du=300 if fixed else 0.2, dv=1000 if fixed else 0.3, vth=400 if fixed else 1.0)
+    if fixed:
+        params["bias_exp"] = np.full(n, 2)
+    data = (rng.random((n, steps)) < 0.4).astype(np.int32)
+    weights = rng.integers(-50, 200, size=(n, n)) if fixed else rng.normal(0.2, 0.5, size=(n, n))
+
+    def network(**lif_kwargs):
+        source, dense = Source(data=data), Dense(weights=weights)
+        lif = LIF(**params, **lif_kwargs)
+        sink = Sink(shape=(n,), buffer=steps)
+        source.s_out.connect(dense.s_in)
+        dense.a_out.connect(lif.a_in)
+        lif.s_out.connect(sink.a_in)
+        return lif, sink
+
+    lif, sink = network(bias_mant=np.zeros(n, dtype=int if fixed else float))
+    try:
+        lif.run(condition=RunSteps(num_steps=start), run_cfg=Loihi2SimCfg(select_tag=tag))
+        lif.bias_mant.set(bias)
+        lif.run(condition=RunSteps(num_steps=steps - start), run_cfg=Loihi2SimCfg(select_tag=tag))
+        expected = np.asarray(sink.data.get())
+    finally:
+        lif.stop()
+    lif, sink = network(bias_mant=bias, bias_start=start)
+    try:
+        lif.run(condition=RunSteps(num_steps=steps),
+                run_cfg=Loihi2SimCfg(select_tag=tag, exception_proc_model_map=gated_lif_models()[tag]))
+        got = np.asarray(sink.data.get())
+    finally:
+        lif.stop()
+    assert 0 < expected.sum() < expected.size
+    np.testing.assert_array_equal(got, expected)

@@ -221,3 +221,34 @@ def fast_sparse_models() -> dict:
             self.a_buff = loihi.shift(self.weights.dot(s_in), int(self.proc_params.get("weight_exp", 0)))
 
     return {"floating_pt": {Sparse: PyFastSparseFloat}, "fixed_pt": {Sparse: PyFastSparseFixed}}
+
+
+# --------------------------------------------------------------------------- LIF with its bias switched on late
+
+
+def gated_lif_models() -> dict:
+    """``{LIF: model}`` per tag: the stock LIF whose bias counts from step ``bias_start`` on.
+
+    ``LIF(..., bias_start=D)`` behaves as the stock model whose ``bias_mant`` is zero for
+    the first ``D`` steps and set with ``Var.set`` at step ``D`` (a test proves it); it
+    saves pausing a run for every depth, and ``Var.set`` is slow on large populations.
+    """
+    LIF = lava_import("lava.proc.lif.process").LIF
+    stock = lava_import("lava.proc.lif.models")
+
+    def gated(base: type) -> type:
+        class Gated(base):
+            def run_spk(self) -> None:
+                if self.time_step - 1 >= int(self.proc_params.get("bias_start", 0)):
+                    return super().run_spk()
+                bias = self.bias_mant
+                self.bias_mant = np.zeros_like(bias)
+                try:
+                    super().run_spk()
+                finally:
+                    self.bias_mant = bias
+
+        Gated.__name__ = f"Gated{base.__name__}"
+        return Gated
+
+    return {"floating_pt": {LIF: gated(stock.PyLifModelFloat)}, "fixed_pt": {LIF: gated(stock.PyLifModelBitAcc)}}
