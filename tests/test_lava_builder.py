@@ -276,3 +276,20 @@ def test_bias_start_equals_setting_the_bias_during_a_paused_run(tag):
         lif.stop()
     assert 0 < expected.sum() < expected.size
     np.testing.assert_array_equal(got, expected)
+
+
+def test_a_recurrent_cubalif_subgraph_matches_in_fixed_and_floating_point():
+    rng = np.random.default_rng(2)
+    dt, n = 1e-4, 10
+    cuba = nir.CubaLIF(tau_syn=np.full(n, 4e-4), tau_mem=np.full(n, 2e-4), r=np.full(n, 2.0), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 1.5))
+    inner = nir.NIRGraph(nodes={"input": nir.Input(np.array([n])), "lif": cuba,
+                                "rec": nir.Linear(weight=rng.normal(0, 0.4, (n, n))), "output": nir.Output(np.array([n]))},
+                         edges=[("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")], type_check=False)
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([5])), "fc": nir.Linear(weight=rng.normal(0, 1.5, (n, 5))),
+                                "rnn": inner, "out_fc": nir.Affine(weight=rng.normal(0, 0.5, (3, n)), bias=np.zeros(3)),
+                                "output": nir.Output(np.array([3]))},
+                         edges=[("input", "fc"), ("fc", "rnn"), ("rnn", "out_fc"), ("out_fc", "output")],
+                         metadata={"dt": dt}, type_check=False)
+    x = torch.as_tensor(rng.random((STEPS, 4, 5)), dtype=torch.float64)
+    assert _compare(graph, {"input": x})["spikes"] > 0
