@@ -43,6 +43,7 @@ class NodeParity:
     ties: int = 0
     propagated: int = 0
     first: dict | None = None
+    per_step: list[int] = field(default_factory=list)
 
     @property
     def real(self) -> int:
@@ -127,6 +128,8 @@ def compare(model: MKSGN, graph: nir.NIRGraph, x: torch.Tensor, dtype: torch.dty
             mine.mismatches += theirs.mismatches
             mine.ties += theirs.ties
             mine.propagated += theirs.propagated
+            mine.per_step = [a + b for a, b in zip(mine.per_step or [0] * len(theirs.per_step), theirs.per_step,
+                                                   strict=True)]
             if theirs.first is not None:
                 theirs.first["row"] += start
                 if mine.first is None or theirs.first["step"] < mine.first["step"]:
@@ -150,42 +153,70 @@ def _compare_rows(net: MKSGN, executor: NIRExecutor, meta: dict, rows: torch.Ten
     report.logit_max_abs_diff = float((out - logits).abs().max())
     tol = TIE_TOLERANCE.get(dtype, 1e-4)
     order = [n for n in result.records if module_map.get(n) in spikes]
-    # First pass: where does each sample diverge first (in time, then in graph order)?
-    per_node = {}
+    compared = {}
     for name in order:
         ref = torch.stack(spikes[module_map[name]])  # (T, R, ...)
-        got = result.records[name].to(ref.dtype)
-        per_node[name] = (ref, got, torch.stack(membranes[module_map[name]]))
-    first_seen: dict[int, tuple[int, int]] = {}
+        lif = net.get_submodule(module_map[name])
+        compared[name] = (ref, result.records[name].to(ref.dtype), torch.stack(membranes[module_map[name]]),
+                          lif.params.threshold)
+    report.nodes = classify(compared, tol, {n: module_map[n] for n in order})
+    return report
+
+
+def classify(compared: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float]], tol: float,
+             modules: dict[str, str] | None = None, labels: tuple[str, str] = ("snntorch", "nir")) -> list[NodeParity]:
+    """Compare two recordings node by node (in the given, causal order) and classify mismatches.
+
+    Parameters
+    ----------
+    compared
+        Node -> ``(reference spikes, other spikes, reference membrane or None, threshold)``,
+        spikes ``(T, R, ...)``; a mismatch with ``|membrane - threshold| / max(1, |threshold|)
+        < tol`` is a rounding tie (no membrane: never).
+    tol
+        The tie tolerance.
+    modules
+        Node -> what to call it in the report (default: the node name).
+    labels
+        Names of the two recordings in each node's first mismatch.
+    """
+    order = list(compared)
+    if not order:
+        return []
+    steps, rows = next(iter(compared.values()))[0].shape[:2]
+    first_seen: dict[int, tuple[int, int]] = {}  # row -> (step, node rank) of its first mismatch
     for rank, name in enumerate(order):
-        ref, got, _ = per_node[name]
+        ref, got = compared[name][:2]
         diff = (ref != got).flatten(2).any(dim=2)  # (T, R)
         for t, r in diff.nonzero().tolist():
             if r not in first_seen or (t, rank) < first_seen[r]:
                 first_seen[r] = (t, rank)
+    nodes = []
     for rank, name in enumerate(order):
-        ref, got, mem = per_node[name]
-        module = module_map[name]
-        lif = net.get_submodule(module)
-        node = NodeParity(name, module, spikes=int(ref.sum()), elements=ref.numel())
+        ref, got, mem, threshold = compared[name]
+        node = NodeParity(name, (modules or {}).get(name, name), spikes=int(ref.sum()), elements=ref.numel())
         diff = ref != got
         node.mismatches = int(diff.sum())
+        node.per_step = diff.flatten(1).sum(dim=1).tolist()
         if node.mismatches:
-            margin = (mem - lif.params.threshold).abs() / max(1.0, abs(lif.params.threshold))
-            tie = diff & (margin < tol)
+            if mem is not None:
+                margin = (mem - threshold).abs() / max(1.0, abs(float(threshold)))
+                tie = diff & (margin < tol)
+            else:
+                tie = torch.zeros_like(diff)
             r_idx = torch.arange(ref.shape[1]).view(1, -1, *([1] * (ref.dim() - 2))).expand_as(ref)
             t_idx = torch.arange(ref.shape[0]).view(-1, *([1] * (ref.dim() - 1))).expand_as(ref)
-            start = torch.tensor([first_seen.get(r, (steps, 0))[0] for r in range(ref.shape[1])])
-            first_rank = torch.tensor([first_seen.get(r, (steps, len(order)))[1] for r in range(ref.shape[1])])
+            start = torch.tensor([first_seen.get(r, (steps, 0))[0] for r in range(rows)])
+            first_rank = torch.tensor([first_seen.get(r, (steps, len(order)))[1] for r in range(rows)])
             later = (t_idx > start[r_idx]) | ((t_idx == start[r_idx]) & (rank > first_rank[r_idx]))
             node.ties = int((tie & ~later).sum())
             node.propagated = int((diff & later).sum())
             where = diff.nonzero()[0].tolist()
             node.first = {
                 "step": where[0], "row": where[1], "neuron": where[2:],
-                "membrane": float(mem[tuple(where)]), "threshold": lif.params.threshold,
-                "snntorch_spike": float(ref[tuple(where)]), "nir_spike": float(got[tuple(where)]),
+                "membrane": float(mem[tuple(where)]) if mem is not None else None, "threshold": float(threshold),
+                f"{labels[0]}_spike": float(ref[tuple(where)]), f"{labels[1]}_spike": float(got[tuple(where)]),
             }
-        report.nodes.append(node)
-    return report
+        nodes.append(node)
+    return nodes
 
