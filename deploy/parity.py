@@ -1,0 +1,231 @@
+"""Spike-level parity across the snnTorch student, the reference NIR executor, Lava float,
+the fixed-point emulator and Lava fixed point.
+
+The same person rows go through every backend; spikes are compared per LIF node (NIR node
+name; the snnTorch module through the graph's ``module_map``), time step and neuron, after
+Lava's latency has been aligned away (the builder returns aligned records).
+
+Pairs that must be exact (float64 arithmetic on both sides of the float pairs):
+
+- ``snntorch`` = ``executor``: a mismatch within :data:`FLOAT_TIE_TOLERANCE` of the threshold
+  (relative, on snnTorch's membrane) is a rounding tie (folded BatchNorm, another summation
+  order);
+- ``executor`` = ``lava_floating_pt``: ties measured on the executor's membrane;
+- ``emulator_fixed_pt`` = ``lava_fixed_pt``: integers, no ties.
+
+Every mismatch is a rounding tie, propagated (an earlier step or an upstream node of the
+same row already differed), or real (:func:`mksgn.convert.validate.classify`). The
+float-versus-fixed pair (``executor`` vs ``emulator_fixed_pt``) reports spike agreement,
+prediction agreement and the per-layer spike-rate difference.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mksgn.convert.validate import NodeParity, classify
+
+FLOAT_TIE_TOLERANCE = 1e-9
+"""Relative membrane distance to the threshold under which a float64 mismatch is a rounding tie."""
+MAX_TIE_FRACTION = 1e-5
+"""Rounding ties allowed per exact pair (fraction of the compared spikes) unless ``--strict``."""
+EXACT_PAIRS = (("snntorch", "executor", "float"), ("executor", "lava_floating_pt", "float"),
+               ("emulator_fixed_pt", "lava_fixed_pt", "fixed"))
+FLOAT_VS_FIXED = ("executor", "emulator_fixed_pt")
+
+
+@dataclass
+class Recording:
+    """One backend's spikes ``(T, R, *shape)`` per node, membranes where known, logits per sample."""
+
+    spikes: dict[str, torch.Tensor] = field(default_factory=dict)
+    membranes: dict[str, torch.Tensor] = field(default_factory=dict)
+    logits: torch.Tensor | None = None
+    seconds: float = 0.0
+
+
+def _cat(parts: list[Recording]) -> Recording:
+    out = Recording(seconds=sum(p.seconds for p in parts))
+    for key in parts[0].spikes:
+        out.spikes[key] = torch.cat([p.spikes[key] for p in parts], dim=1)
+    for key in parts[0].membranes:
+        out.membranes[key] = torch.cat([p.membranes[key] for p in parts], dim=1)
+    out.logits = torch.cat([p.logits for p in parts])
+    return out
+
+
+def record_snntorch(model, rows: torch.Tensor, module_map: dict[str, str], sample: torch.Tensor, n: int) -> Recording:
+    """The snnTorch student in float64 on person rows ``(R, Mod, C, F, V)``."""
+    from mksgn.train.blocks import sum_per_sample
+    from mksgn.train.student import record_spikes
+
+    net = copy.deepcopy(model).double().eval()
+    membranes: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad(), record_spikes(net, membranes) as spikes:
+        row_logits, _, _ = net.run_rows(rows.double())
+    rec = Recording(logits=sum_per_sample(row_logits, sample, n))
+    for node, module in module_map.items():
+        if module in spikes and spikes[module]:
+            rec.spikes[node] = torch.stack(spikes[module]).double()
+            rec.membranes[node] = torch.stack(membranes[module])
+    return rec
+
+
+def _per_sample(out: torch.Tensor, sample: torch.Tensor, n: int) -> torch.Tensor:
+    from mksgn.train.blocks import sum_per_sample
+
+    return sum_per_sample(out.reshape(out.shape[0], -1).double(), sample, n)
+
+
+@dataclass
+class ParityResult:
+    """Everything the report shows."""
+
+    measured_on: str
+    samples: int
+    rows: int
+    steps: int
+    nodes: list[str]
+    pairs: dict[str, dict[str, Any]]
+    float_vs_fixed: dict[str, Any] | None
+    accuracy: dict[str, float]
+    latency: int | None
+    seconds: dict[str, float]
+    strict: bool = False
+
+    def exact_ok(self, name: str) -> bool:
+        pair = self.pairs[name]
+        if self.strict:
+            return pair["mismatches"] == 0
+        return pair["real"] == 0 and pair["ties"] <= pair["tie_bound"]
+
+    @property
+    def passed(self) -> bool:
+        return all(self.exact_ok(name) for name in self.pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"measured_on": self.measured_on, "samples": self.samples, "person_rows": self.rows,
+                "steps": self.steps, "strict": self.strict, "passed": self.passed,
+                "float_tie_tolerance": FLOAT_TIE_TOLERANCE, "max_tie_fraction": MAX_TIE_FRACTION,
+                "lava_latency_steps": self.latency, "accuracy": self.accuracy, "seconds": self.seconds,
+                "pairs": self.pairs, "float_vs_fixed": self.float_vs_fixed}
+
+
+def _pair_summary(nodes: list[NodeParity], a: str, b: str, kind: str, steps: int) -> dict[str, Any]:
+    elements = sum(n.elements for n in nodes)
+    real = [n for n in nodes if n.real]
+    first = min(real, key=lambda n: (n.first["step"], nodes.index(n))) if real else None
+    return {
+        "a": a, "b": b, "arithmetic": kind, "compared_spikes": elements,
+        "mismatches": sum(n.mismatches for n in nodes), "ties": sum(n.ties for n in nodes),
+        "propagated": sum(n.propagated for n in nodes), "real": sum(n.real for n in nodes),
+        "tie_bound": math.floor(MAX_TIE_FRACTION * elements),
+        "first_failure": None if first is None else {"node": first.node, "module": first.module, **first.first},
+        "mismatch_rate": {n.node: [m / max(1, n.elements // steps) for m in n.per_step] for n in nodes},
+        "nodes": [{**n.__dict__, "real": n.real} for n in nodes],
+    }
+
+
+def compare_recordings(recs: dict[str, Recording], module_map: dict[str, str], thresholds: dict[str, float],
+                       labels: np.ndarray, steps: int) -> tuple[dict, dict | None, dict[str, float]]:
+    """The exact pairs, the float-vs-fixed pair and each backend's accuracy."""
+    pairs = {}
+    for a, b, kind in EXACT_PAIRS:
+        if a not in recs or b not in recs:
+            continue
+        ra, rb = recs[a], recs[b]
+        order = [n for n in ra.spikes if n in rb.spikes]
+        compared = {n: (ra.spikes[n].double(), rb.spikes[n].double(),
+                        ra.membranes.get(n) if kind == "float" else None, thresholds[n]) for n in order}
+        nodes = classify(compared, FLOAT_TIE_TOLERANCE if kind == "float" else 0.0, module_map, (a, b))
+        pairs[f"{a} = {b}"] = _pair_summary(nodes, a, b, kind, steps)
+    fvf = None
+    if all(k in recs for k in FLOAT_VS_FIXED):
+        ra, rb = recs[FLOAT_VS_FIXED[0]], recs[FLOAT_VS_FIXED[1]]
+        layers = {}
+        for n in ra.spikes:
+            if n in rb.spikes:
+                x, y = ra.spikes[n].double(), rb.spikes[n].double()
+                layers[n] = {"agreement": float((x == y).double().mean()), "rate_float": float(x.mean()),
+                             "rate_fixed": float(y.mean()), "rate_difference": float(y.mean() - x.mean()),
+                             "mismatch_rate_per_step": (x != y).flatten(1).double().mean(dim=1).tolist()}
+        pa, pb = ra.logits.argmax(1), rb.logits.argmax(1)
+        fvf = {"a": FLOAT_VS_FIXED[0], "b": FLOAT_VS_FIXED[1],
+               "spike_agreement": float(np.mean([v["agreement"] for v in layers.values()])),
+               "prediction_agreement": float((pa == pb).double().mean()), "layers": layers}
+    accuracy = {name: float((rec.logits.argmax(1).numpy() == labels).mean()) for name, rec in recs.items()}
+    return pairs, fvf, accuracy
+
+
+def plot_heatmap(result: ParityResult, path: Path) -> None:
+    """Mismatch rate per layer x step, one panel per pair (exact pairs and float vs fixed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(name, p["mismatch_rate"]) for name, p in result.pairs.items()]
+    if result.float_vs_fixed:
+        panels.append((f"{FLOAT_VS_FIXED[0]} vs {FLOAT_VS_FIXED[1]} (float vs fixed)",
+                       {n: v["mismatch_rate_per_step"] for n, v in result.float_vs_fixed["layers"].items()}))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 2, 0.22 * len(result.nodes) + 2),
+                             squeeze=False)
+    for ax, (title, rates) in zip(axes[0], panels, strict=True):
+        data = np.array([rates.get(n, [0.0] * result.steps) for n in result.nodes])
+        im = ax.imshow(data, aspect="auto", cmap="magma", vmin=0.0, vmax=max(1e-6, float(data.max())))
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("time step")
+        ax.set_xticks(range(result.steps))
+        ax.set_yticks(range(len(result.nodes)))
+        ax.set_yticklabels(result.nodes if ax is axes[0][0] else [], fontsize=6)
+        fig.colorbar(im, ax=ax, fraction=0.05)
+    fig.suptitle(f"spike mismatch rate per layer and step ({result.measured_on})", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def render_markdown(result: ParityResult) -> str:
+    """The Markdown report."""
+    lines = ["# Spike parity", "", f"Measured on {result.measured_on} ({result.rows} person rows x {result.steps} "
+             f"steps, {len(result.nodes)} LIF layers); Lava outputs aligned (latency {result.latency} steps).", "",
+             f"Status: **{'PASS' if result.passed else 'FAIL'}**"
+             + (" (strict: no mismatch allowed)" if result.strict else
+                f" (rounding ties allowed up to {MAX_TIE_FRACTION:g} of the compared spikes)"), "",
+             "| pair | arithmetic | compared spikes | mismatches | rounding ties | propagated | real | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, p in result.pairs.items():
+        lines.append(f"| {name} | {p['arithmetic']} | {p['compared_spikes']} | {p['mismatches']} | {p['ties']} | "
+                     f"{p['propagated']} | {p['real']} | {'ok' if result.exact_ok(name) else 'FAIL'} |")
+    lines.append("")
+    for name, p in result.pairs.items():
+        f = p["first_failure"]
+        if f is not None:
+            margin = "" if f.get("membrane") is None else (f", membrane {f['membrane']:.6g} vs threshold "
+                                                          f"{f['threshold']:g}")
+            lines += [f"First real mismatch of `{name}`: layer `{f['node']}` (module `{f['module']}`), step "
+                      f"{f['step']}, row {f['row']}, neuron {tuple(f['neuron'])}{margin}.", ""]
+    if result.float_vs_fixed:
+        fv = result.float_vs_fixed
+        lines += [f"Float vs fixed point (`{fv['a']}` vs `{fv['b']}`): spike agreement {fv['spike_agreement']:.4f}, "
+                  f"prediction agreement {fv['prediction_agreement']:.4f}.", "",
+                  "| layer | agreement | spike rate float | spike rate fixed | difference |", "|---|---|---|---|---|"]
+        for n, v in fv["layers"].items():
+            lines.append(f"| `{n}` | {v['agreement']:.4f} | {v['rate_float']:.4f} | {v['rate_fixed']:.4f} | "
+                         f"{v['rate_difference']:+.4f} |")
+        lines.append("")
+    lines += ["| backend | top-1 | seconds |", "|---|---|---|"]
+    for name, acc in result.accuracy.items():
+        lines.append(f"| {name} | {acc:.4f} | {result.seconds.get(name, 0.0):.1f} |")
+    lines += ["", "![mismatch rate per layer and step](parity_heatmap.png)", ""]
+    return "\n".join(lines)
