@@ -1,0 +1,78 @@
+"""mksgn-parity on a tiny student: every backend, the report files, exit status, and a broken model."""
+
+from __future__ import annotations
+
+import json
+
+import nir
+import pytest
+from helpers import lively_tiny_student
+
+from mksgn.convert.nir_export import export_student
+from mksgn.convert.quantize_cli import quantize_file
+from mksgn.deploy.parity_cli import main as parity_main
+from mksgn.train.builtin import load_dataset
+from mksgn.train.checkpoint import save_checkpoint
+from mksgn.train.config import preset
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("parity")
+    splits = load_dataset(None)
+    cfg = preset("tiny")
+    model, _ = lively_tiny_student(seed=3, classes=len(splits.train.class_names))
+    data = {"class_names": list(splits.train.class_names), "layout": "ntu25", "modalities": list(cfg.data.modalities),
+            "frames": cfg.data.frames, "source": splits.train.source, "benchmark": splits.benchmark}
+    save_checkpoint(tmp / "student.pt", {"kind": "student", "config": cfg.to_dict(), "data": data,
+                                         "model": model.state_dict(), "epoch": 1})
+    graph = export_student(model, cfg.data.frames, 25, data["class_names"], "ntu25")
+    nir.write(str(tmp / "student.nir"), graph)
+    quantize_file(tmp / "student.nir", tmp / "student.q.nir", samples=8)
+    return tmp
+
+
+@pytest.mark.lava
+def test_every_backend_agrees_on_the_tiny_student(files, capsys):
+    out = files / "report"
+    code = parity_main([str(files / "student.pt"), str(files / "student.nir"), str(files / "student.q.nir"),
+                        "--limit", "2", "--out", str(out), "--quiet"])
+    report = json.loads((out / "parity.json").read_text())
+    assert code == 0, capsys.readouterr().out
+    assert set(report["pairs"]) == {"snntorch = executor", "executor = lava_floating_pt",
+                                    "emulator_fixed_pt = lava_fixed_pt"}
+    for pair in report["pairs"].values():
+        assert pair["real"] == 0 and pair["compared_spikes"] > 0
+    assert report["pairs"]["emulator_fixed_pt = lava_fixed_pt"]["mismatches"] == 0
+    assert report["lava_latency_steps"] == 18 and report["measured_on"].startswith("2 test samples of")
+    assert 0.5 < report["float_vs_fixed"]["spike_agreement"] <= 1.0
+    assert (out / "parity_heatmap.png").stat().st_size > 10_000
+    assert "Status: **PASS**" in (out / "parity.md").read_text()
+
+
+def test_a_perturbed_weight_is_caught_and_its_layer_named_first(files, tmp_path, capsys):
+    graph = nir.read(str(files / "student.nir"), type_check=False)
+    graph.nodes["blocks_1_tcn_conv"].weight[:, :, 4, 0] += 2.0
+    broken = tmp_path / "broken.nir"
+    nir.write(str(broken), graph)
+    code = parity_main([str(files / "student.pt"), str(broken), "--no-lava", "--limit", "2", "--out",
+                        str(tmp_path / "r"), "--quiet"])
+    assert code == 1
+    report = json.loads((tmp_path / "r" / "parity.json").read_text())
+    first = report["pairs"]["snntorch = executor"]["first_failure"]
+    assert first["node"] == "blocks_1_lif_t" and first["module"] == "blocks.1.lif_t"
+    upstream = [n for n in report["pairs"]["snntorch = executor"]["nodes"]
+                if n["node"].startswith(("branches", "fusion", "blocks_0"))]
+    assert upstream and all(n["mismatches"] == 0 for n in upstream)
+    assert "layer blocks_1_lif_t" in capsys.readouterr().out
+    assert "First real mismatch of `snntorch = executor`: layer `blocks_1_lif_t`" in (
+        tmp_path / "r" / "parity.md").read_text()
+
+
+def test_bad_input_exits_2_with_one_line(files, tmp_path, capsys):
+    code = parity_main([str(files / "student.pt"), str(tmp_path / "missing.nir"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "missing.nir" in err
+    code = parity_main([str(files / "student.nir"), str(files / "student.nir"), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "student.nir" in err
