@@ -138,6 +138,24 @@ def _stage_lava(out: Path) -> dict:
     return record
 
 
+PARITY_SAMPLES = 4
+"""Test samples compared across all five backends in the demo (Lava runs dominate its time)."""
+
+
+def _stage_parity(out: Path) -> dict:
+    from mksgn.deploy.parity_cli import run_parity, write_report
+
+    result = run_parity(out / "train" / "student_best.pt", out / "student.nir", out / "student.q.nir",
+                        str(out / "data.npz"), PARITY_SAMPLES)
+    write_report(result, out / "parity")
+    pairs = {name: {k: p[k] for k in ("compared_spikes", "mismatches", "ties", "propagated", "real")}
+             for name, p in result.pairs.items()}
+    fvf = result.float_vs_fixed or {}
+    return {"folder": "parity", "passed": result.passed, "measured_on": result.measured_on, "pairs": pairs,
+            "latency": result.latency, "spike_agreement": fvf.get("spike_agreement"),
+            "prediction_agreement": fvf.get("prediction_agreement")}
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data, ("data.npz",)),
     Stage("inspect", "dataset summary and skeleton strips", _stage_inspect, ("inspect",)),
@@ -150,6 +168,8 @@ STAGES: tuple[Stage, ...] = (
           _stage_emulate, ("run_fixed_pt.json", "run_floating_pt.json")),
     Stage("lava", f"run Lava fixed_pt and floating_pt on {LAVA_SAMPLES} test samples", _stage_lava,
           ("run_lava_fixed_pt.json", "run_lava_floating_pt.json")),
+    Stage("parity", f"spike parity of all five backends on {PARITY_SAMPLES} test samples (mksgn-parity)",
+          _stage_parity, ("parity",)),
 )
 
 
@@ -270,6 +290,19 @@ def render_report(records: dict[str, dict]) -> str:
             lines.append(f"| {tag} | {r['predictions']} | {'yes' if r['predictions_equal_emulator'] else 'NO'} | "
                          f"{r['seconds']:.1f} | {r['measured_on']} |")
         lines.append("")
+    parity = records.get("parity")
+    if parity:
+        lines += ["## Spike parity", "", f"{'PASS' if parity['passed'] else 'FAIL'} on {parity['measured_on']} "
+                  f"(Lava latency {parity['latency']} steps, aligned away). Details: "
+                  "[parity/parity.md](parity/parity.md).", "",
+                  "| pair | compared spikes | mismatches | rounding ties | propagated | real |", "|---|---|---|---|---|---|"]
+        for name, p in parity["pairs"].items():
+            lines.append(f"| {name} | {p['compared_spikes']} | {p['mismatches']} | {p['ties']} | {p['propagated']} | "
+                         f"{p['real']} |")
+        if parity.get("prediction_agreement") is not None:
+            lines += ["", f"Float vs fixed point: spike agreement {parity['spike_agreement']:.4f}, prediction agreement "
+                      f"{parity['prediction_agreement']:.4f}."]
+        lines += ["", "![parity heatmap](parity/parity_heatmap.png)", ""]
     return "\n".join(lines)
 
 
