@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from mksgn.atomic import atomic_write_text
 from mksgn.cli import ArgumentParser, run_cli
+from mksgn.errors import MksgnError
 
 PROG = "mksgn-demo"
 
@@ -117,19 +119,31 @@ def _stage_emulate(out: Path) -> dict:
     return record
 
 
+class DemoError(MksgnError):
+    """A demo stage that failed; names the command."""
+
+
 LAVA_SAMPLES = 3
 """Test samples run on Lava (each person row takes about 8 s per arithmetic on 2 cores)."""
 
 
-def _stage_lava(out: Path) -> dict:
-    from mksgn.deploy.run_cli import run
+def _fresh_python(module: str, *args: str) -> None:
+    """Run an mksgn command in a fresh interpreter: Lava forks one OS process per Lava process,
+    and forking this one (it holds the whole training run's heap) makes every fork slow."""
+    proc = subprocess.run([sys.executable, "-m", module, *args], text=True)
+    if proc.returncode not in (0, 1):  # 1: mksgn-parity found a mismatch, which the report shows
+        raise DemoError(f"{module} {' '.join(args)} failed with exit status {proc.returncode}")
 
+
+def _stage_lava(out: Path) -> dict:
     record: dict = {}
     runs = {"fixed_pt": ("student.q.nir", "run_lava_fixed_pt.json"),
             "floating_pt": ("student.nir", "run_lava_floating_pt.json")}
     for tag, (model, name) in runs.items():
-        res = run(out / model, str(out / "data.npz"), "lava", tag, "lava", LAVA_SAMPLES, 1, "cpu", progress=True)
-        atomic_write_text(out / name, json.dumps(res, indent=1) + "\n")
+        _fresh_python("mksgn.deploy.run_cli", str(out / model), "--data", str(out / "data.npz"), "--backend", "lava",
+                      "--tag", tag, "--limit", str(LAVA_SAMPLES), "--batch", "1", "--device", "cpu",
+                      "--out", str(out / name))
+        res = json.loads((out / name).read_text())
         emulated = json.loads((out / f"run_{tag}.json").read_text())
         same = res["predictions"] == emulated["predictions"][:LAVA_SAMPLES]
         record[tag] = {"file": name, "accuracy": res["accuracy"], "measured_on": res["measured_on"],
@@ -143,16 +157,15 @@ PARITY_SAMPLES = 4
 
 
 def _stage_parity(out: Path) -> dict:
-    from mksgn.deploy.parity_cli import run_parity, write_report
-
-    result = run_parity(out / "train" / "student_best.pt", out / "student.nir", out / "student.q.nir",
-                        str(out / "data.npz"), PARITY_SAMPLES)
-    write_report(result, out / "parity")
+    _fresh_python("mksgn.deploy.parity_cli", str(out / "train" / "student_best.pt"), str(out / "student.nir"),
+                  str(out / "student.q.nir"), "--data", str(out / "data.npz"), "--limit", str(PARITY_SAMPLES),
+                  "--out", str(out / "parity"))
+    result = json.loads((out / "parity" / "parity.json").read_text())
     pairs = {name: {k: p[k] for k in ("compared_spikes", "mismatches", "ties", "propagated", "real")}
-             for name, p in result.pairs.items()}
-    fvf = result.float_vs_fixed or {}
-    return {"folder": "parity", "passed": result.passed, "measured_on": result.measured_on, "pairs": pairs,
-            "latency": result.latency, "spike_agreement": fvf.get("spike_agreement"),
+             for name, p in result["pairs"].items()}
+    fvf = result["float_vs_fixed"] or {}
+    return {"folder": "parity", "passed": result["passed"], "measured_on": result["measured_on"], "pairs": pairs,
+            "latency": result["lava_latency_steps"], "spike_agreement": fvf.get("spike_agreement"),
             "prediction_agreement": fvf.get("prediction_agreement")}
 
 
