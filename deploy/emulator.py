@@ -33,7 +33,6 @@ either way) and is rounded back to int64.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +83,39 @@ def graded_input(x: torch.Tensor, q: dict) -> torch.Tensor:
     """Real inputs as the signed ``q["bits"]``-bit integers of scale ``q["scale"]`` (still a float tensor)."""
     limit = (1 << (int(q["bits"]) - 1)) - 1
     return torch.round(torch.as_tensor(x, dtype=torch.float64) / float(q["scale"])).clamp(-limit, limit)
+
+
+def exact_in_float32(graph: SynapseGraph, syn: Synapse, w: np.ndarray) -> bool:
+    """Whether every partial sum of ``syn``'s integer weights ``w`` and its inputs stays below 2**24."""
+    src = graph.populations[syn.source]
+    if src.kind == "input":
+        x_max = float(1 << (int(graph.metadata["quantization"]["inputs"][syn.source]["bits"]) - 1))
+    elif src.spiking:
+        x_max = 1.0
+    else:
+        return False
+    w_abs = np.abs(w)
+    if syn.kind == "dense":
+        bound = float(w_abs.sum(axis=1).max())
+    elif syn.kind == "mix":
+        bound = float(w_abs.sum(axis=(2, 3)).max())
+    elif syn.kind == "conv":
+        bound = float(w_abs.reshape(w_abs.shape[0], -1).sum(axis=1).max())
+    else:
+        bound = float(w_abs.max())
+    return bound * x_max < EXACT_FLOAT32
+
+
+def synapse_lag(syn: Synapse, depth: dict[str, int], timing: str) -> int:
+    """Steps between a synapse's source output and its arrival at the target, in ``timing``."""
+    if timing == "aligned":
+        return syn.delay + (1 if syn.recurrent else 0)
+    d_src, d_dst = depth[syn.source], depth[syn.target]
+    extra = d_dst - d_src - (0 if syn.recurrent else 1) + syn.delay
+    if extra < 0:
+        raise EmulatorError(f"synapse {syn.name}: a recurrent connection from a deeper population "
+                            f"(depth {d_src} -> {d_dst}) cannot be latency-aligned")
+    return 1 + extra
 
 
 def _fanout(syn: Synapse, src: Population, dst: Population) -> torch.Tensor:
@@ -145,36 +177,16 @@ class Emulator:
             w = np.asarray(syn.weight, dtype=np.float64)
             if self.fixed:
                 w = self._fixed_weights(syn, w)
-            dtype = self._exact_dtype(syn, w) if self.fixed else self.dtype
+            exact = self.fixed and exact_in_float32(graph, syn, w)
+            dtype = torch.float32 if exact else (torch.float64 if self.fixed else self.dtype)
             self._weights[syn.name] = torch.as_tensor(w, dtype=dtype, device=self.device)
             self._fanout[syn.name] = _fanout(syn, graph.populations[syn.source],
                                              graph.populations[syn.target]).to(self.device)
         self._params = {name: self._neuron_params(p) for name, p in graph.populations.items() if p.kind != "input"}
-        self._lag = {syn.name: self._synapse_lag(syn) for syn in graph.synapses}
+        self._lag = {syn.name: synapse_lag(syn, self.depth, timing) for syn in graph.synapses}
         self.history = max(self._lag.values(), default=0) + 1
 
     # ------------------------------------------------------------------ set-up
-
-    def _exact_dtype(self, syn: Synapse, w: np.ndarray) -> torch.dtype:
-        """float32 where every partial sum of integers stays below 2**24 (exact, and fast), else float64."""
-        src = self.graph.populations[syn.source]
-        if src.kind == "input":
-            bits = int(self.graph.metadata["quantization"]["inputs"][syn.source]["bits"])
-            x_max = float(1 << (bits - 1))
-        elif src.spiking:
-            x_max = 1.0
-        else:
-            return torch.float64
-        w_abs = np.abs(w)
-        if syn.kind == "dense":
-            bound = float(w_abs.sum(axis=1).max())
-        elif syn.kind == "mix":
-            bound = float(w_abs.sum(axis=(2, 3)).max())
-        elif syn.kind == "conv":
-            bound = float(w_abs.reshape(w_abs.shape[0], -1).sum(axis=1).max())
-        else:
-            bound = float(w_abs.max())
-        return torch.float32 if bound * x_max < EXACT_FLOAT32 else torch.float64
 
     def _fixed_weights(self, syn: Synapse, w: np.ndarray) -> np.ndarray:
         """The synapse's quantised integer weights as the Lava model uses them."""
@@ -198,17 +210,6 @@ class Emulator:
                     "scale": torch.tensor(float(q["scale"]), dtype=torch.float64)}
         threshold = t(pop.threshold) if pop.spiking else None
         return {"du": t(pop.du), "dv": t(pop.dv), "bias": t(pop.bias), "vth": threshold}
-
-    def _synapse_lag(self, syn: Synapse) -> int:
-        """Steps between the source's output and its arrival (in this timing)."""
-        if self.timing == "aligned":
-            return syn.delay + (1 if syn.recurrent else 0)
-        d_src, d_dst = self.depth[syn.source], self.depth[syn.target]
-        extra = d_dst - d_src - (0 if syn.recurrent else 1) + syn.delay
-        if extra < 0:
-            raise EmulatorError(f"synapse {syn.name}: a recurrent connection from a deeper population "
-                                f"(depth {d_src} -> {d_dst}) cannot be latency-aligned")
-        return 1 + extra
 
     # ------------------------------------------------------------------ running
 
@@ -348,10 +349,3 @@ class Emulator:
             return value.to(torch.float64) * (float(self._params[name]["scale"]) / (1 << loihi.ACTIVATION_SHIFT))
         return value.to(torch.float64)
 
-
-def describe(result: EmulatorResult) -> dict[str, float]:
-    """Totals of a run (for reports)."""
-    return {"spikes": float(sum(result.spike_counts.values())), "synops": float(sum(result.synops.values())),
-            "saturation": float(sum(result.saturation.values())) if result.saturation else 0.0,
-            "layers": float(len(result.spike_counts)), "latency": float(result.latency),
-            "log2_synops": math.log2(max(1.0, float(sum(result.synops.values()))))}

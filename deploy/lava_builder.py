@@ -248,16 +248,23 @@ class LavaNetwork:
 
         import torch
 
-        from mksgn.deploy.emulator import Emulator
+        from mksgn.deploy.emulator import exact_in_float32, graded_input, synapse_lag
 
         start = time.perf_counter()
         if tag == "fixed_pt" and "quantization" not in graph.metadata:
             raise LavaBuildError("fixed_pt needs a quantised graph (mksgn-quantize)")
         self.graph, self.tag = graph, tag
-        emulator = Emulator(graph, tag, "lava")
-        self.depth = emulator.depth
-        self._lags = emulator._lag
-        xs = emulator.quantize_inputs({k: torch.as_tensor(v)[:, None] for k, v in inputs.items()})
+        self.depth = graph.depth()
+        self._lags = {syn.name: synapse_lag(syn, self.depth, "lava") for syn in graph.synapses}
+        xs = {}
+        for name in graph.inputs:
+            if name not in inputs:
+                raise LavaBuildError(f"input {name!r} is missing; inputs: {graph.inputs}")
+            x = torch.as_tensor(inputs[name], dtype=torch.float64)
+            if tuple(x.shape[1:]) != graph.populations[name].shape or not bool(torch.isfinite(x).all()):
+                raise LavaBuildError(f"input {name!r}: expected finite (T, {graph.populations[name].shape}), "
+                                     f"got shape {tuple(x.shape)}")
+            xs[name] = graded_input(x, graph.metadata["quantization"]["inputs"][name]) if tag == "fixed_pt" else x
         self.steps = next(iter(xs.values())).shape[0]
         self.record = list(record) if record is not None else [p for p in graph.outputs.values()
                                                               if graph.populations[p].spiking]
@@ -266,11 +273,11 @@ class LavaNetwork:
         self.total = self.steps + self.latency
         ctx = BuildContext(graph, tag)
         if ctx.fixed:
-            ctx.exact_float32 = {n for n, w in emulator._weights.items() if w.dtype == torch.float32}
+            ctx.exact_float32 = {s.name for s in graph.synapses if exact_in_float32(graph, s, ctx.weights(s))}
         Source = lava_import("lava.proc.io.source").RingBuffer
         for name, pop in graph.populations.items():
             if pop.kind == "input":
-                x = xs[name][:, 0].numpy()
+                x = xs[name].numpy()
                 data = np.zeros((self.total, *pop.shape))
                 data[: self.steps] = x
                 data = to_lava(data, pop.shape)  # (total, *lava_shape)

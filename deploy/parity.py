@@ -51,16 +51,6 @@ class Recording:
     seconds: float = 0.0
 
 
-def _cat(parts: list[Recording]) -> Recording:
-    out = Recording(seconds=sum(p.seconds for p in parts))
-    for key in parts[0].spikes:
-        out.spikes[key] = torch.cat([p.spikes[key] for p in parts], dim=1)
-    for key in parts[0].membranes:
-        out.membranes[key] = torch.cat([p.membranes[key] for p in parts], dim=1)
-    out.logits = torch.cat([p.logits for p in parts])
-    return out
-
-
 def record_snntorch(model, rows: torch.Tensor, module_map: dict[str, str], sample: torch.Tensor, n: int) -> Recording:
     """The snnTorch student in float64 on person rows ``(R, Mod, C, F, V)``."""
     from mksgn.train.blocks import sum_per_sample

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from mksgn.atomic import atomic_write_text
 from mksgn.cli import ArgumentParser, run_cli
 from mksgn.deploy.parity import (
-    ParityResult, Recording, _cat, _per_sample, compare_recordings, plot_heatmap, record_snntorch, render_markdown,
+    ParityResult, Recording, _per_sample, compare_recordings, plot_heatmap, record_snntorch, render_markdown,
 )
 from mksgn.errors import MksgnError
 

@@ -65,3 +65,23 @@ def graph_inputs(graph, rows):
     steps = int(meta["time_steps"])
     return {name: rows[:, i].double().unsqueeze(0).expand(steps, *rows[:, i].shape)
             for i, name in enumerate(meta["input"]["inputs"])}
+
+
+def recurrent_cubalif_graph(rng, n: int, n_in: int):
+    """Input -> Linear -> nested {CubaLIF with a recurrent Linear} -> Affine -> Output (dt 1e-4).
+
+    Weights are drawn from ``rng`` (recurrent, input, read-out, in that order).
+    """
+    import nir
+
+    cuba = nir.CubaLIF(tau_syn=np.full(n, 4e-4), tau_mem=np.full(n, 2e-4), r=np.full(n, 2.0), v_leak=np.zeros(n),
+                       v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 1.5))
+    inner = nir.NIRGraph(nodes={"input": nir.Input(np.array([n])), "lif": cuba,
+                                "rec": nir.Linear(weight=rng.normal(0, 0.4, (n, n))), "output": nir.Output(np.array([n]))},
+                         edges=[("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")], type_check=False)
+    return nir.NIRGraph(nodes={"input": nir.Input(np.array([n_in])),
+                               "fc": nir.Linear(weight=rng.normal(0, 1.5, (n, n_in))),
+                               "rnn": inner, "out_fc": nir.Affine(weight=rng.normal(0, 0.5, (3, n)), bias=np.zeros(3)),
+                               "output": nir.Output(np.array([3]))},
+                        edges=[("input", "fc"), ("fc", "rnn"), ("rnn", "out_fc"), ("out_fc", "output")],
+                        metadata={"dt": 1e-4}, type_check=False)

@@ -11,7 +11,7 @@ import nir
 import numpy as np
 import pytest
 import torch
-from helpers import graph_inputs, tiny_graph
+from helpers import graph_inputs, recurrent_cubalif_graph, tiny_graph
 
 from mksgn.convert.quantize import quantize
 from mksgn.convert.synapse_graph import fuse
@@ -24,19 +24,17 @@ pytestmark = pytest.mark.lava
 STEPS = 8
 
 
-def _run_pair(build, tag: str, data: np.ndarray, out_shape, exception=None) -> np.ndarray:
+def _through_lif(connect, tag: str, data: np.ndarray, out_shape, exception=None) -> np.ndarray:
+    """Spikes of a LIF fed by ``connect(source) -> a_out`` (the synapse under test) from a RingBuffer of ``data``."""
     Source = lava_import("lava.proc.io.source").RingBuffer
     Sink = lava_import("lava.proc.io.sink").RingBuffer
     RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
     Loihi2SimCfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg
     LIF = lava_import("lava.proc.lif.process").LIF
-    source = Source(data=data)
-    syn_in, syn_out = build(source)
     fixed = tag == "fixed_pt"
     lif = LIF(shape=out_shape, du=4095 if fixed else 1.0, dv=1500 if fixed else 0.4, vth=300 if fixed else 2.0)
     sink = Sink(shape=out_shape, buffer=data.shape[-1])
-    source.s_out.connect(syn_in)
-    syn_out.connect(lif.a_in)
+    connect(Source(data=data)).connect(lif.a_in)
     lif.s_out.connect(sink.a_in)
     try:
         sink.run(condition=RunSteps(num_steps=data.shape[-1]),
@@ -44,6 +42,12 @@ def _run_pair(build, tag: str, data: np.ndarray, out_shape, exception=None) -> n
         return np.asarray(sink.data.get())
     finally:
         sink.stop()
+
+
+def _feed(proc, port):
+    """Connect ``port`` to the synapse ``proc`` and return its output port."""
+    port.connect(proc.s_in)
+    return proc.a_out
 
 
 @pytest.mark.parametrize("tag,graded", [("fixed_pt", False), ("fixed_pt", True), ("floating_pt", True)])
@@ -69,40 +73,16 @@ def test_frame_dense_equals_stock_sparse_on_the_block_diagonal_matrix(tag, grade
     def frame(source):
         proc = FrameDense(weights=w, in_shape=(f, wi, ci), out_shape=(f, wo, co), weight_exp=exp,
                           num_message_bits=bits)
-        return proc.s_in, proc.a_out
+        return _feed(proc, source.s_out)
 
-    def sparse_connect(source):
+    def sparse(source):
         proc = Sparse(weights=csr_matrix(kron), weight_exp=exp, num_message_bits=bits)
-        flat = source.s_out.reshape((f * wi * ci,))
-        flat.connect(proc.s_in)
-        return None, proc.a_out.reshape((f, wo, co))
+        return _feed(proc, source.s_out.reshape((f * wi * ci,))).reshape((f, wo, co))
 
-    got = _run_pair(frame, tag, data, (f, wo, co))
-    ref = _run_pair_flat(sparse_connect, tag, data, (f, wo, co))
+    got = _through_lif(frame, tag, data, (f, wo, co))
+    ref = _through_lif(sparse, tag, data, (f, wo, co))
     assert 0 < ref.sum() < ref.size
     np.testing.assert_array_equal(got, ref)
-
-
-def _run_pair_flat(build, tag, data, out_shape, exception=None):
-    """Like :func:`_run_pair` for a builder that connects the source itself."""
-    Source = lava_import("lava.proc.io.source").RingBuffer
-    Sink = lava_import("lava.proc.io.sink").RingBuffer
-    RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
-    Loihi2SimCfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg
-    LIF = lava_import("lava.proc.lif.process").LIF
-    source = Source(data=data)
-    _, syn_out = build(source)
-    fixed = tag == "fixed_pt"
-    lif = LIF(shape=out_shape, du=4095 if fixed else 1.0, dv=1500 if fixed else 0.4, vth=300 if fixed else 2.0)
-    sink = Sink(shape=out_shape, buffer=data.shape[-1])
-    syn_out.connect(lif.a_in)
-    lif.s_out.connect(sink.a_in)
-    try:
-        sink.run(condition=RunSteps(num_steps=data.shape[-1]),
-                 run_cfg=Loihi2SimCfg(select_tag=tag, exception_proc_model_map=exception or {}))
-        return np.asarray(sink.data.get())
-    finally:
-        sink.stop()
 
 
 @pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
@@ -120,12 +100,10 @@ def test_fast_sparse_model_equals_the_stock_sparse_model(tag):
     data = (rng.random((n_in, STEPS)) < 0.5).astype(np.int32)
 
     def build(source):
-        proc = Sparse(weights=csr_matrix(w), weight_exp=-1)
-        source.s_out.connect(proc.s_in)
-        return None, proc.a_out
+        return _feed(Sparse(weights=csr_matrix(w), weight_exp=-1), source.s_out)
 
-    fast = _run_pair_flat(build, tag, data, (n_out,), exception=fast_sparse_models()[tag])
-    stock = _run_pair_flat(build, tag, data, (n_out,))
+    fast = _through_lif(build, tag, data, (n_out,), exception=fast_sparse_models()[tag])
+    stock = _through_lif(build, tag, data, (n_out,))
     assert 0 < stock.sum() < stock.size
     np.testing.assert_array_equal(fast, stock)
 
@@ -145,12 +123,11 @@ def test_fast_conv_model_equals_the_stock_conv_model(tag):
     kwargs = dict(weight=weight, input_shape=(h, w, c_in), padding=(1, 1), stride=(2, 1), dilation=(1, 2), groups=2)
 
     def conv(source):
-        proc = Conv(**kwargs)
-        return proc.s_in, proc.a_out
+        return _feed(Conv(**kwargs), source.s_out)
 
     out_shape = (5, 6, c_out)
-    fast = _run_pair(conv, tag, data, out_shape, exception=fast_conv_models()[tag])
-    stock = _run_pair(conv, tag, data, out_shape)
+    fast = _through_lif(conv, tag, data, out_shape, exception=fast_conv_models()[tag])
+    stock = _through_lif(conv, tag, data, out_shape)
     assert 0 < stock.sum() < stock.size
     np.testing.assert_array_equal(fast, stock)
 
@@ -280,16 +257,6 @@ def test_bias_start_equals_setting_the_bias_during_a_paused_run(tag):
 
 def test_a_recurrent_cubalif_subgraph_matches_in_fixed_and_floating_point():
     rng = np.random.default_rng(2)
-    dt, n = 1e-4, 10
-    cuba = nir.CubaLIF(tau_syn=np.full(n, 4e-4), tau_mem=np.full(n, 2e-4), r=np.full(n, 2.0), v_leak=np.zeros(n),
-                       v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 1.5))
-    inner = nir.NIRGraph(nodes={"input": nir.Input(np.array([n])), "lif": cuba,
-                                "rec": nir.Linear(weight=rng.normal(0, 0.4, (n, n))), "output": nir.Output(np.array([n]))},
-                         edges=[("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")], type_check=False)
-    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([5])), "fc": nir.Linear(weight=rng.normal(0, 1.5, (n, 5))),
-                                "rnn": inner, "out_fc": nir.Affine(weight=rng.normal(0, 0.5, (3, n)), bias=np.zeros(3)),
-                                "output": nir.Output(np.array([3]))},
-                         edges=[("input", "fc"), ("fc", "rnn"), ("rnn", "out_fc"), ("out_fc", "output")],
-                         metadata={"dt": dt}, type_check=False)
+    graph = recurrent_cubalif_graph(rng, 10, 5)
     x = torch.as_tensor(rng.random((STEPS, 4, 5)), dtype=torch.float64)
     assert _compare(graph, {"input": x})["spikes"] > 0

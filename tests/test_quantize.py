@@ -6,7 +6,7 @@ import nir
 import numpy as np
 import pytest
 import torch
-from helpers import graph_inputs, tiny_graph
+from helpers import graph_inputs, recurrent_cubalif_graph, tiny_graph
 
 from mksgn.convert.quantize import (
     WEIGHT_LIMIT_MIXED, QuantizeError, quantize, read_quantized, write_quantized,
@@ -166,17 +166,7 @@ def test_an_if_sumpool_conv_net_quantises_and_runs():
 
 def test_a_recurrent_cubalif_subgraph_quantises_and_runs():
     rng = np.random.default_rng(2)
-    dt, n = 1e-4, 12
-    cuba = nir.CubaLIF(tau_syn=np.full(n, 4e-4), tau_mem=np.full(n, 2e-4), r=np.full(n, 2.0), v_leak=np.zeros(n),
-                       v_threshold=np.ones(n), v_reset=np.zeros(n), w_in=np.full(n, 1.5))
-    inner = nir.NIRGraph(nodes={"input": nir.Input(np.array([n])), "lif": cuba,
-                                "rec": nir.Linear(weight=rng.normal(0, 0.4, (n, n))), "output": nir.Output(np.array([n]))},
-                         edges=[("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")], type_check=False)
-    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([6])), "fc": nir.Linear(weight=rng.normal(0, 1.5, (n, 6))),
-                                "rnn": inner, "out_fc": nir.Affine(weight=rng.normal(0, 0.5, (3, n)), bias=np.zeros(3)),
-                                "output": nir.Output(np.array([3]))},
-                         edges=[("input", "fc"), ("fc", "rnn"), ("rnn", "out_fc"), ("out_fc", "output")],
-                         metadata={"dt": dt}, type_check=False)
+    graph = recurrent_cubalif_graph(rng, 12, 6)
     sg = fuse(graph)
     rec = [s for s in sg.synapses if s.recurrent]
     assert len(rec) == 1 and rec[0].source == rec[0].target == "rnn.lif"
