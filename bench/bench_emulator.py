@@ -31,6 +31,11 @@ CALIBRATION = 16
 
 
 def _model(name: str, splits, classes: int):
+    return _model_and_graph(name, splits, classes)[1]
+
+
+def _model_and_graph(name: str, splits, classes: int):
+    """The random calibrated student and its NIR export."""
     cfg = preset(name)
     torch.manual_seed(0)
     model = MKSGN(cfg.student, NTU25, classes, cfg.data.modalities).eval()
@@ -41,7 +46,7 @@ def _model(name: str, splits, classes: int):
         model.input_scale[mod].scale.copy_(scale[i])
     x, _ = train.batch(np.arange(CALIBRATION))
     calibrate_activity(model, present_persons(x)[0])
-    return export_student(model, cfg.data.frames, 25, list(splits.train.class_names), "ntu25")
+    return model, export_student(model, cfg.data.frames, 25, list(splits.train.class_names), "ntu25")
 
 
 def _measure(name: str, splits) -> dict:

@@ -38,12 +38,12 @@ ACTIVE_RANGE = (0.01, 0.5)
 """Every population's firing rate must lie in this range for the comparison to mean something."""
 
 
-def calibrated_ntu_student(seed: int = 0) -> tuple[MKSGN, torch.Tensor, str]:
+def calibrated_ntu_student(seed: int = 0, classes: int = 60) -> tuple[MKSGN, torch.Tensor, str]:
     """The random ``ntu`` student calibrated on built-in data, its test inputs, and their description."""
     cfg = preset("ntu")
     splits = load_dataset(None)
     torch.manual_seed(seed)
-    model = MKSGN(cfg.student, NTU25, 60, cfg.data.modalities).eval()
+    model = MKSGN(cfg.student, NTU25, classes, cfg.data.modalities).eval()
     randomise_batchnorm(model, seed)
     train = SkeletonInputs(splits.train, cfg.data.frames, cfg.data.modalities, None)
     test = SkeletonInputs(splits.test, cfg.data.frames, cfg.data.modalities, None)

@@ -189,7 +189,7 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor]) -> tuple[Sy
             report.weights[s.name] = {"kind": s.kind, "weight_exp": exp, "max_abs": int(np.abs(w_int).max()),
                                       "range_used": round(float(np.abs(w_int).max()) / WEIGHT_LIMIT_MIXED, 3),
                                       "clipped": clipped, "zeroed": int(((w_int == 0) & (w != 0)).sum())}
-        mant, bexp, report.bias_clipped = _bias(pop.bias, scale)
+        mant, bexp, report.bias_clipped = _bias(np.broadcast_to(pop.bias, pop.shape), scale)
         q_pops[name] = {"scale": scale, "vth": vth, "du": du, "dv": dv, "bias_mant": mant, "bias_exp": bexp}
         report.peak_fraction = round(state_peak / scale / (STATE_UNITS_LIMIT << HEADROOM_BITS), 4)
         reports.append(report)

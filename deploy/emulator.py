@@ -118,11 +118,15 @@ def synapse_lag(syn: Synapse, depth: dict[str, int], timing: str) -> int:
     return 1 + extra
 
 
-def _fanout(syn: Synapse, src: Population, dst: Population) -> torch.Tensor:
-    """Non-zero weights each source neuron drives, shape of the source population."""
-    nz = torch.as_tensor(np.asarray(syn.weight) != 0, dtype=torch.float64)
+def _fanout(syn: Synapse, src: Population, dst: Population, weight: np.ndarray | None = None) -> torch.Tensor:
+    """Non-zero weights each source neuron drives, shape of the source population.
+
+    ``weight``: the weights that count (the quantised integers in fixed point, where weights
+    rounded to zero are no synapse); default the synapse's float weights.
+    """
+    nz = torch.as_tensor(np.asarray(syn.weight if weight is None else weight) != 0, dtype=torch.float64)
     if syn.kind == "elementwise":
-        return nz
+        return torch.broadcast_to(nz, src.shape).contiguous()
     if syn.kind == "dense":
         return nz.sum(dim=0).reshape(src.shape)
     if syn.kind == "mix":
@@ -133,6 +137,28 @@ def _fanout(syn: Synapse, src: Population, dst: Population) -> torch.Tensor:
     y = _conv(syn, x, nz)
     y.sum().backward()
     return x.grad[0].detach()
+
+
+def fan_in(syn: Synapse, src: Population, dst: Population, weight: np.ndarray | None = None) -> torch.Tensor:
+    """Non-zero synapses arriving at each target neuron, shape of the target population."""
+    nz = torch.as_tensor(np.asarray(syn.weight if weight is None else weight) != 0, dtype=torch.float64)
+    ones = torch.ones((1, *src.shape), dtype=torch.float64)
+    return synapse_forward(syn, ones, nz, dst.shape)[0]
+
+
+def synapse_forward(syn: Synapse, x: torch.Tensor, w: torch.Tensor, target_shape: tuple[int, ...]) -> torch.Tensor:
+    """The synapse's linear map on a batch ``x`` ``(B, *source shape)`` with weights ``w``."""
+    b = x.shape[0]
+    if syn.kind == "elementwise":
+        return x * w
+    if syn.kind == "conv":
+        return _conv(syn, x, w)
+    if syn.kind == "mix":
+        _, c, h, wi = x.shape
+        wo, co = w.shape[:2]
+        y = x.permute(0, 2, 3, 1).reshape(b, h, wi * c) @ w.reshape(wo * co, wi * c).T
+        return y.reshape(b, h, wo, co).permute(0, 3, 1, 2)
+    return (x.reshape(b, -1) @ w.T).reshape(b, *target_shape)
 
 
 def _conv(syn: Synapse, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -180,13 +206,21 @@ class Emulator:
             exact = self.fixed and exact_in_float32(graph, syn, w)
             dtype = torch.float32 if exact else (torch.float64 if self.fixed else self.dtype)
             self._weights[syn.name] = torch.as_tensor(w, dtype=dtype, device=self.device)
-            self._fanout[syn.name] = _fanout(syn, graph.populations[syn.source],
-                                             graph.populations[syn.target]).to(self.device)
+            self._fanout[syn.name] = _fanout(syn, graph.populations[syn.source], graph.populations[syn.target],
+                                             w if self.fixed else None).to(self.device)
         self._params = {name: self._neuron_params(p) for name, p in graph.populations.items() if p.kind != "input"}
         self._lag = {syn.name: synapse_lag(syn, self.depth, timing) for syn in graph.synapses}
         self.history = max(self._lag.values(), default=0) + 1
 
     # ------------------------------------------------------------------ set-up
+
+    def weight(self, synapse: str) -> torch.Tensor:
+        """The weights the emulator uses for ``synapse`` (Lava's integers in fixed point)."""
+        return self._weights[synapse]
+
+    def fanout(self, synapse: str) -> torch.Tensor:
+        """Non-zero synapses each source neuron of ``synapse`` drives (quantised weights in fixed point)."""
+        return self._fanout[synapse]
 
     def _fixed_weights(self, syn: Synapse, w: np.ndarray) -> np.ndarray:
         """The synapse's quantised integer weights as the Lava model uses them."""
@@ -232,19 +266,7 @@ class Emulator:
         return out
 
     def _synapse(self, syn: Synapse, x: torch.Tensor) -> torch.Tensor:
-        w = self._weights[syn.name]
-        b = x.shape[0]
-        if syn.kind == "elementwise":
-            y = x * w
-        elif syn.kind == "conv":
-            y = _conv(syn, x, w)
-        elif syn.kind == "mix":
-            _, c, h, wi = x.shape
-            wo, co = w.shape[:2]
-            y = x.permute(0, 2, 3, 1).reshape(b, h, wi * c) @ w.reshape(wo * co, wi * c).T
-            y = y.reshape(b, h, wo, co).permute(0, 3, 1, 2)
-        else:
-            y = (x.reshape(b, -1) @ w.T).reshape(b, *self.graph.populations[syn.target].shape)
+        y = synapse_forward(syn, x, self._weights[syn.name], self.graph.populations[syn.target].shape)
         if not self.fixed:
             return y
         y = torch.round(y).to(torch.int64)

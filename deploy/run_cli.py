@@ -70,12 +70,13 @@ def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.dev
 
 def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
     """Lava, one person row at a time, with spikes and synaptic operations counted like the emulator."""
-    from mksgn.deploy.emulator import EmulatorResult, _fanout, graded_input
+    from mksgn.deploy.emulator import Emulator, EmulatorResult, graded_input
     from mksgn.deploy.lava_builder import run_lava
 
     spiking = [n for n, p in sg.populations.items() if p.spiking]
     rows = next(iter(inputs.values())).shape[1]
-    fans = {s.name: _fanout(s, sg.populations[s.source], sg.populations[s.target]).numpy() for s in sg.synapses}
+    counter = Emulator(sg, tag)  # its fan-outs: quantised weights in fixed point, as the emulator counts
+    fans = {s.name: counter.fanout(s.name).numpy() for s in sg.synapses}
     outputs: dict[str, list[torch.Tensor]] = {o: [] for o in sg.outputs}
     counts = dict.fromkeys(spiking, 0)
     synops = dict.fromkeys(fans, 0)
@@ -115,6 +116,7 @@ def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limi
         mine = np.arange(n)[ctx.rank::ctx.world_size]
         emulator = Emulator(sg, tag, timing, device=ctx.device) if backend == "emulator" else None
         preds, labels, indices = [], [], []
+        rows = 0
         spikes: dict[str, int] = {}
         synops: dict[str, int] = {}
         start = time.perf_counter()
@@ -136,13 +138,14 @@ def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limi
                 spikes[k] = spikes.get(k, 0) + v
             for k, v in res.synops.items():
                 synops[k] = synops.get(k, 0) + v
+            rows += int(next(iter(b.inputs.values())).shape[1])
             bar.update(b.samples)
         bar.close()
         seconds = time.perf_counter() - start
         part = {"preds": np.concatenate(preds).tolist() if preds else [],
                 "labels": np.concatenate(labels).tolist() if labels else [],
                 "indices": np.concatenate(indices).tolist() if indices else [],
-                "spikes": spikes, "synops": synops, "seconds": seconds}
+                "spikes": spikes, "synops": synops, "seconds": seconds, "rows": rows}
         parts = [part]
         if ctx.distributed:
             parts = [None] * ctx.world_size
@@ -163,7 +166,8 @@ def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limi
     return {
         "model": str(model), "backend": backend, "tag": tag if backend != "reference" else "float64",
         "timing": {"emulator": timing, "lava": "lava (results aligned)"}.get(backend, "aligned"), "processes": ctx.world_size,
-        "measured_on": measured_on, "samples": int(n), "time_steps": spec.time_steps,
+        "measured_on": measured_on, "samples": int(n), "person_rows": sum(p["rows"] for p in parts),
+        "time_steps": spec.time_steps,
         "accuracy": float((pred == label).mean()) if n else 0.0,
         "predictions": pred.tolist(), "labels": label.tolist(),
         "spikes_per_population": total_spikes, "synops_per_synapse": total_synops,

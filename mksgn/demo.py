@@ -169,6 +169,27 @@ def _stage_parity(out: Path) -> dict:
             "prediction_agreement": fvf.get("prediction_agreement")}
 
 
+ENERGY_SAMPLES = 64
+"""Test samples whose measured operations the demo's energy estimate uses."""
+
+
+def _stage_energy(out: Path) -> dict:
+    from argparse import Namespace
+
+    from mksgn.hw_profiles.energy_cli import estimate, write_report
+
+    args = Namespace(onnx=None, teacher=out / "train" / "teacher_best.pt", teacher_config=None)
+    result = estimate(out / "student.q.nir", str(out / "data.npz"), ENERGY_SAMPLES, "emulator", "fixed_pt", (), args)
+    write_report(result, out / "energy")
+    profiles = {name: {"kind": p["kind"], "snn_joules": (p["snn"] or {}).get("total"),
+                       "ann_joules": (p["ann"] or {}).get("total"),
+                       "reduction_vs_baseline": p["reduction_vs_baseline"],
+                       "cores": (p["resources"] or {}).get("cores"), "chips": (p["resources"] or {}).get("chips")}
+                for name, p in result["profiles"].items()}
+    return {"folder": "energy", "measured_on": result["counts"]["measured_on"], "profiles": profiles,
+            "ann_macs_per_row": result["ann"]["macs_per_row"], "totals": result["counts"]["totals"]}
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data, ("data.npz",)),
     Stage("inspect", "dataset summary and skeleton strips", _stage_inspect, ("inspect",)),
@@ -183,6 +204,8 @@ STAGES: tuple[Stage, ...] = (
           ("run_lava_fixed_pt.json", "run_lava_floating_pt.json")),
     Stage("parity", f"spike parity of all five backends on {PARITY_SAMPLES} test samples (mksgn-parity)",
           _stage_parity, ("parity",)),
+    Stage("energy", f"energy per hardware profile from the operations of {ENERGY_SAMPLES} test samples (mksgn-energy)",
+          _stage_energy, ("energy",)),
 )
 
 
@@ -316,6 +339,26 @@ def render_report(records: dict[str, dict]) -> str:
             lines += ["", f"Float vs fixed point: spike agreement {parity['spike_agreement']:.4f}, prediction agreement "
                       f"{parity['prediction_agreement']:.4f}."]
         lines += ["", "![parity heatmap](parity/parity_heatmap.png)", ""]
+    energy = records.get("energy")
+    if energy:
+        from mksgn.hw_profiles.report import _j
+
+        t = energy["totals"]
+        lines += ["## Energy", "", f"Operations of the fixed-point student measured on {energy['measured_on']}: per "
+                  f"sample {t['synaptic_ops']:.4g} synaptic ops, {t['graded_ops']:.4g} graded-input ops, "
+                  f"{t['spikes']:.4g} spikes. ANN baseline: the trained teacher, "
+                  f"{energy['ann_macs_per_row'] / 1e9:.4g} G MACs per person row. Sources and per-layer figures: "
+                  "[energy/energy.md](energy/energy.md).", "",
+                  "| profile | SNN per sample | ANN per sample | SNN saves vs ANN on cmos45nm | cores | chips |",
+                  "|---|---|---|---|---|---|"]
+        for name, p in energy["profiles"].items():
+            red = p["reduction_vs_baseline"]
+            lines.append(f"| {name} | {_j(p['snn_joules'])} | {_j(p['ann_joules'])} | "
+                         f"{'n/a' if red is None else f'{100 * red:.2f} %'} | {p['cores'] or 'n/a'} | "
+                         f"{p['chips'] or 'n/a'} |")
+        lines += ["", "![operations per layer](energy/energy_ops.png)", "",
+                  "![energy per profile](energy/energy_profiles.png)", "",
+                  "![SNN vs ANN](energy/energy_snn_vs_ann.png)", ""]
     return "\n".join(lines)
 
 

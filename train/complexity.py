@@ -19,17 +19,23 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     ``Linear`` (output elements x in features) and :class:`JointMix` (output elements x V);
     a module called ``T`` times (the student's steps) counts ``T`` times.
     """
-    total = 0
+    return sum(count_macs_by_module(model, x).values())
+
+
+def count_macs_by_module(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """:func:`count_macs` per module (qualified name -> MACs per sample of ``x``), in call order."""
+    totals: dict[str, int] = {}
+    names = {m: n for n, m in model.named_modules()}
 
     def hook(module: nn.Module, args, out) -> None:
-        nonlocal total
         if isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
-            total += out.numel() * (module.in_channels // module.groups) * kh * kw
+            macs = out.numel() * (module.in_channels // module.groups) * kh * kw
         elif isinstance(module, nn.Linear):
-            total += out.numel() * module.in_features
-        elif isinstance(module, JointMix):
-            total += out.numel() * module.fixed.shape[0]
+            macs = out.numel() * module.in_features
+        else:  # JointMix
+            macs = out.numel() * module.fixed.shape[0]
+        totals[names[module]] = totals.get(names[module], 0) + macs
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, JointMix))]
     try:
@@ -41,4 +47,4 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
     finally:
         for h in handles:
             h.remove()
-    return total // x.shape[0]
+    return {k: v // x.shape[0] for k, v in totals.items()}
