@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,33 @@ from mksgn.errors import MksgnError
 
 class NIRFileError(MksgnError, ValueError):
     """A file that is missing, not HDF5, or not a NIR graph; names the file."""
+
+
+MAX_ARRAY_BYTES = 1 << 30
+"""Largest array a NIR file may declare (1 GiB): refused before anything is read."""
+MAX_TOTAL_BYTES = 4 << 30
+"""Largest sum of the arrays a NIR file may declare (4 GiB)."""
+
+
+def _check_sizes(f, path: Path) -> None:
+    """Refuse absurd declared array sizes from the HDF5 metadata alone (nothing is allocated)."""
+    import h5py
+
+    total = 0
+
+    def visit(name: str, obj) -> None:
+        nonlocal total
+        if isinstance(obj, h5py.Dataset):
+            size = math.prod(int(d) for d in obj.shape) * int(obj.dtype.itemsize)
+            if size > MAX_ARRAY_BYTES:
+                raise NIRFileError(f"{path}: array {name!r} declares shape {obj.shape} ({size / 2**30:.3g} GiB), more "
+                                   f"than the {MAX_ARRAY_BYTES / 2**30:g} GiB mksgn reads")
+            total += size
+
+    f.visititems(visit)
+    if total > MAX_TOTAL_BYTES:
+        raise NIRFileError(f"{path}: its arrays declare {total / 2**30:.3g} GiB together, more than the "
+                           f"{MAX_TOTAL_BYTES / 2**30:g} GiB mksgn reads")
 
 
 def write_graph(graph: nir.NIRGraph, path: Path) -> None:
@@ -48,10 +76,13 @@ def read_graph(path: str | os.PathLike[str]) -> nir.NIRGraph:
         with h5py.File(path, "r") as f:
             if "node" not in f:
                 raise NIRFileError(f"{path}: an HDF5 file without a NIR graph (no 'node' group)")
+            _check_sizes(f, path)
     except NIRFileError:
         raise
     except OSError as exc:
         raise NIRFileError(f"{path}: not a NIR file (not HDF5: {exc})") from None
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:  # h5py on a corrupt file
+        raise NIRFileError(f"{path}: a corrupt HDF5 file ({type(exc).__name__}: {exc})") from None
     try:
         graph = nir.read(str(path), type_check=False)
     except Exception as exc:  # nir raises KeyError/ValueError/TypeError on malformed content

@@ -22,8 +22,9 @@ Cycles
     top-level Input nodes in the order of ``graph.nodes`` and follows edges in the order of
     the edge lists (a graph's own edges, then those of its subgraphs, in node order). A
     self-loop is a back edge. This is how a recurrent subgraph runs, for example a CubaLIF
-    whose spikes return through a Linear node. Every node must be reachable from a
-    top-level Input. :attr:`NIRExecutor.back_edges` lists the back edges found.
+    whose spikes return through a Linear node. A cycle must pass through a neuron or a
+    Delay (:data:`STATEFUL_TYPES`); a cycle of stateless nodes is an algebraic loop and is
+    refused. Every node must be reachable from a top-level Input. :attr:`NIRExecutor.back_edges` lists the back edges found.
 Nested graphs
     A nested NIRGraph is flattened into its parent: its nodes are named
     ``"sub.node"`` (deeper: ``"sub.inner.node"``), its Input and Output nodes become
@@ -632,6 +633,9 @@ def _build_cubalif(node: nir.CubaLIF, ctx: BuildContext) -> NodeProgram:
     return NodeProgram(ctx.input_shape, step, _cuba_state(ctx))
 
 
+STATEFUL_TYPES: tuple[type, ...] = (nir.I, nir.IF, nir.LI, nir.LIF, nir.CubaLI, nir.CubaLIF, nir.Delay)
+"""Node types with memory: a cycle must pass through one of them."""
+
 DEFAULT_NODE_STEPS: Mapping[type, NodeBuilder] = MappingProxyType({
     nir.Input: _build_input,
     nir.Output: _build_output,
@@ -816,6 +820,7 @@ class NIRExecutor:
             if dst in self.inputs:
                 raise NIRExecutionError(f"graph: edge ({src!r}, {dst!r}) leads into top-level Input {dst!r}")
         self.order, self.back_edges = self._schedule()
+        self._check_cycles_have_state()
         back = set(self.back_edges)
         self._forward_sources: dict[str, list[str]] = {name: [] for name in self.order}
         self._back_sources: dict[str, list[str]] = {name: [] for name in self.order}
@@ -920,6 +925,41 @@ class NIRExecutor:
             raise NIRExecutionError(f"is not reachable from any top-level Input (unreachable: {unreached})",
                                     name, _type_name(self._flat.nodes[name]))
         return postorder[::-1], [edge for edge in self._flat.edges if edge in back]
+
+    def _check_cycles_have_state(self) -> None:
+        """Refuse a cycle of stateless nodes (an algebraic loop): it needs a neuron or a Delay."""
+        back = set(self.back_edges)
+        forward: dict[str, list[str]] = {name: [] for name in self._flat.nodes}
+        for src, dst in self._flat.edges:
+            if (src, dst) not in back:
+                forward[src].append(dst)
+        for src, dst in self.back_edges:
+            # the cycle: dst, the nodes on forward paths from dst to src, and src
+            reach, stack = {dst}, [dst]
+            while stack:
+                for nxt in forward[stack.pop()]:
+                    if nxt not in reach:
+                        reach.add(nxt)
+                        stack.append(nxt)
+            if src not in reach:
+                continue
+            cycle = [n for n in self.order if n in reach and self._reaches(n, src, forward)]
+            if not any(isinstance(self._flat.nodes[n], STATEFUL_TYPES) for n in cycle):
+                raise NIRExecutionError(f"a cycle through {cycle} has no neuron and no Delay (an algebraic loop); "
+                                        f"put a neuron or a Delay on it", src, _type_name(self._flat.nodes[src]))
+
+    @staticmethod
+    def _reaches(start: str, goal: str, forward: dict[str, list[str]]) -> bool:
+        seen, stack = {start}, [start]
+        while stack:
+            name = stack.pop()
+            if name == goal:
+                return True
+            for nxt in forward[name]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
 
     def _compile(self) -> None:
         """Build every node in order, propagating shapes; check the back edges' shapes."""

@@ -342,28 +342,32 @@ def test_recurrent_cycle_uses_the_previous_step():
     assert 0 < np.sum(expected) < np.size(expected)
 
 
-def test_recurrent_cuba_lif_and_self_loop():
+def test_recurrent_cuba_lif_and_algebraic_loop_refused():
     n = 2
     cuba = nir.CubaLIF(tau_syn=np.full(n, 2e-4), tau_mem=np.full(n, 4e-4), r=np.full(n, 2.0), v_leak=np.zeros(n),
                        v_threshold=np.full(n, 0.4), v_reset=np.zeros(n), w_in=np.ones(n))
     w_rec = np.array([[0.0, 1.0], [-1.0, 0.0]])
-    g = nir.NIRGraph(nodes={"in": nir.Input(np.array([n])), "acc": nir.Scale(scale=np.full(n, 0.5)), "cuba": cuba,
-                            "rec": nir.Linear(weight=w_rec), "out": nir.Output(np.array([n]))},
-                     edges=[("in", "acc"), ("acc", "acc"), ("acc", "cuba"), ("cuba", "rec"), ("rec", "cuba"),
-                            ("cuba", "out")], metadata={"dt": DT}, type_check=False)
+    nodes = {"in": nir.Input(np.array([n])), "acc": nir.Scale(scale=np.full(n, 0.5)), "cuba": cuba,
+             "rec": nir.Linear(weight=w_rec), "out": nir.Output(np.array([n]))}
+    edges = [("in", "acc"), ("acc", "cuba"), ("cuba", "rec"), ("rec", "cuba"), ("cuba", "out")]
+    g = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": DT}, type_check=False)
     ex = NIRExecutor(g)
-    assert ex.back_edges == [("acc", "acc"), ("rec", "cuba")]
+    assert ex.back_edges == [("rec", "cuba")]
     x = np.random.default_rng(13).uniform(0, 1, size=(20, 3, n))
     res = ex.run(torch.from_numpy(x))
-    acc, i, v, s = (np.zeros((3, n)) for _ in range(4))
+    i, v, s = (np.zeros((3, n)) for _ in range(3))
     for t in range(20):
-        acc = 0.5 * (x[t] + acc)
+        acc = 0.5 * x[t]
         i = 0.5 * i + 0.5 * (acc + s @ w_rec.T)
         v = 0.75 * v + 0.5 * i
         s = (v > 0.4).astype(float)
         np.testing.assert_allclose(res.records["acc"][t].numpy(), acc, atol=1e-12)
         np.testing.assert_array_equal(res.outputs["out"][t].numpy(), s)
         v = np.where(s > 0, 0.0, v)
+    # a self-loop on a stateless node is an algebraic loop (no neuron, no Delay on the cycle): refused
+    looped = nir.NIRGraph(nodes=nodes, edges=[*edges, ("acc", "acc")], metadata={"dt": DT}, type_check=False)
+    with pytest.raises(NIRExecutionError, match=r"node 'acc' \(Scale\): a cycle through \['acc'\] has no neuron"):
+        NIRExecutor(looped)
 
 
 def test_write_read_round_trip_runs_identically(tmp_path):
