@@ -7,6 +7,14 @@ import numpy as np
 from mksgn.train.dataset import DatasetSplits, SkeletonDataset
 
 
+SMALL_TRAINING = [
+    "--set", "student.branch_channels=8", "--set", "student.channels=[8, 8]", "--set", "student.strides=[1, 2]",
+    "--set", "teacher.channels=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8]", "--set", "data.frames=16",
+    "--set", "data.batch_size=16", "--set", "distill.feature_layers=1", "--quiet",
+]
+"""mksgn-train options for a small model that trains in seconds (tests)."""
+
+
 def random_dataset(n: int = 6, frames: int = 10, classes: int = 3, seed: int = 0, layout: str = "ntu25",
                    joints: int = 25, source: str = "<test>") -> SkeletonDataset:
     """A dataset with random coordinates, random valid lengths and zero padding."""

@@ -16,17 +16,14 @@ import nir
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL_TRAINING
 
 from mksgn.convert.nir_file import NIRFileError, read_graph
 from mksgn.deploy.run_cli import main as run_main
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint
 from mksgn.train.data_cli import main as data_main
 
-SMALL = [
-    "--set", "student.branch_channels=8", "--set", "student.channels=[8, 8]", "--set", "student.strides=[1, 2]",
-    "--set", "teacher.channels=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8]", "--set", "data.frames=16",
-    "--set", "data.batch_size=16", "--set", "distill.feature_layers=1", "--quiet",
-]
+SMALL = SMALL_TRAINING
 
 
 def _one_line(capsys, code: int, *needles: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import SMALL_TRAINING
 
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mksgn.train.data_cli import main as data_main
@@ -17,11 +18,7 @@ from mksgn.train.run import load_student
 from mksgn.train.train_cli import main as train_main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SMALL = [
-    "--set", "student.branch_channels=8", "--set", "student.channels=[8, 8]", "--set", "student.strides=[1, 2]",
-    "--set", "teacher.channels=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8]", "--set", "data.frames=16",
-    "--set", "data.batch_size=16", "--set", "distill.feature_layers=1", "--quiet",
-]
+SMALL = SMALL_TRAINING
 
 
 @pytest.fixture(scope="module")
