@@ -214,6 +214,14 @@ def render_markdown(result: ParityResult) -> str:
             lines.append(f"| `{n}` | {v['agreement']:.4f} | {v['rate_float']:.4f} | {v['rate_fixed']:.4f} | "
                          f"{v['rate_difference']:+.4f} |")
         lines.append("")
+        if fv.get("error_budget"):
+            lines += ["Error budget (`mksgn.deploy.error_budget`): the float model with one element quantised as the "
+                      "fixed-point model realises it, against the float model; `all` quantises every element in "
+                      "float arithmetic (what remains to the fixed-point emulator is the integer state arithmetic).",
+                      "", "| quantised element | spike agreement | prediction agreement |", "|---|---|---|"]
+            for name, v in fv["error_budget"].items():
+                lines.append(f"| {name} | {v['spike_agreement']:.4f} | {v['prediction_agreement']:.4f} |")
+            lines.append("")
     lines += ["| backend | top-1 | seconds |", "|---|---|---|"]
     for name, acc in result.accuracy.items():
         lines.append(f"| {name} | {acc:.4f} | {result.seconds.get(name, 0.0):.1f} |")

@@ -123,6 +123,12 @@ def run_parity(ckpt: Path, model: Path, quantized: Path | None, data: str | None
                                               logits=_per_sample(emu.outputs[next(iter(qsg.outputs))][-1], sample, n))
         seconds["emulator_fixed_pt"] = time.perf_counter() - start
     pairs, fvf, accuracy = compare_recordings(recs, module_map, thresholds, batch.labels, spec.time_steps)
+    if fvf is not None:
+        from mksgn.deploy.error_budget import error_budget
+
+        start = time.perf_counter()
+        fvf["error_budget"] = error_budget(qsg, inputs, sample, n)
+        seconds["error_budget"] = time.perf_counter() - start
     measured_on = f"{n} test samples of {splits.test.source}"
     return ParityResult(measured_on, n, rows, spec.time_steps, spiking, pairs, fvf, accuracy, latency,
                         {k: round(v, 2) for k, v in seconds.items()}, strict)

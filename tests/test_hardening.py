@@ -47,6 +47,23 @@ def test_nir_file_with_absurd_shape_is_refused_before_reading(tmp_path):
     assert time.perf_counter() - start < 5
 
 
+def test_npz_member_declaring_more_than_it_holds_is_refused_before_reading(tmp_path):
+    import io
+    import zipfile
+
+    from mksgn.errors import DatasetError
+    from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.zeros((2, 3), dtype=np.float32))
+    header = buf.getvalue().replace(b"(2, 3)", b"(99999999, 99999999)".ljust(6))  # 4e16 bytes declared
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x_train.npy", header)
+    with pytest.raises(DatasetError, match=r"huge.npz.*member 'x_train.npy' declares shape \(99999999, 99999999\)"):
+        read_ctrgcn_npz(path)
+
+
 def test_malicious_checkpoint_cannot_run_code(tmp_path):
     marker = tmp_path / "pwned"
 

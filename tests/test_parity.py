@@ -48,6 +48,36 @@ def test_every_backend_agrees_on_the_tiny_student(files, capsys):
     assert 0.5 < report["float_vs_fixed"]["spike_agreement"] <= 1.0
     assert (out / "parity_heatmap.png").stat().st_size > 10_000
     assert "Status: **PASS**" in (out / "parity.md").read_text()
+    budget = report["float_vs_fixed"]["error_budget"]
+    assert set(budget) == {"graded inputs", "conv weights", "mix weights", "elementwise weights", "dense weights",
+                           "neuron parameters", "all"}
+    assert all(0.0 <= v["spike_agreement"] <= 1.0 for v in budget.values())
+    assert "Error budget" in (out / "parity.md").read_text()
+
+
+def test_error_budget_all_elements_match_the_fixed_point_emulator_but_for_integer_state(files):
+    """Quantising every element in float arithmetic reproduces the fixed-point emulator almost spike for spike;
+    each effective weight is the synapse's integers times its scales."""
+    import numpy as np
+    import torch
+    from helpers import graph_inputs
+
+    from mksgn.convert.quantize import read_quantized
+    from mksgn.deploy.emulator import Emulator
+    from mksgn.deploy.error_budget import _variant, effective_inputs, effective_weight
+
+    graph, qsg = read_quantized(files / "student.q.nir")
+    rows = torch.randn(2, 4, 3, 32, 25, generator=torch.Generator().manual_seed(5)).cumsum(dim=3) / 32**0.5
+    x = graph_inputs(graph, rows)
+    fixed = Emulator(qsg, "fixed_pt").run(x, record_spikes=True)
+    kinds = ("conv", "mix", "elementwise", "dense")
+    floating = Emulator(_variant(qsg, kinds, True), "floating_pt").run(effective_inputs(qsg, x), record_spikes=True)
+    agreement = np.mean([float((fixed.spikes[k] == floating.spikes[k]).double().mean()) for k in fixed.spikes])
+    assert agreement > 0.99
+    syn = next(s for s in qsg.synapses if s.kind == "conv")
+    q = qsg.metadata["quantization"]
+    np.testing.assert_array_equal(effective_weight(qsg, syn.name),
+                                  np.asarray(q["synapses"][syn.name]["weight"]) * q["populations"][syn.target]["scale"])
 
 
 def test_a_perturbed_weight_is_caught_and_its_layer_named_first(files, tmp_path, capsys):

@@ -10,6 +10,7 @@ which CTR-GCN ignores. ``x.reshape(N, T, M, V, 3).transpose(0, 4, 1, 3, 2)`` giv
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -113,17 +114,48 @@ def write_ctrgcn_npz(path: str | os.PathLike[str], splits: DatasetSplits) -> Non
         np.savez(handle, **out)
 
 
+def _check_members(path: Path) -> None:
+    """Each ``.npy`` member's header (dtype, shape) against the bytes the member holds, before reading.
+
+    A header declaring more data than its member stores (a corrupt or crafted file) is
+    refused without allocating the declared array.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                header = member.tell() if hasattr(member, "tell") else 0
+            if dtype.hasobject:
+                raise DatasetError(f"not a plain npz file: member {info.filename!r} holds Python objects "
+                                   f"(pickled); mksgn reads plain arrays only", path)
+            declared = math.prod(int(d) for d in shape) * dtype.itemsize
+            if declared > info.file_size - header:
+                raise DatasetError(f"member {info.filename!r} declares shape {shape} of {dtype} ({declared} bytes) "
+                                   f"but holds {info.file_size - header} bytes", path)
+
+
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DatasetError("no such file", path)
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
+    except DatasetError:
+        raise
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
         raise DatasetError(f"not a readable npz file ({type(exc).__name__}: {exc})", path) from None
     except ValueError as exc:
         # np.load raises ValueError for pickled (object) arrays and for non-npz content.
         raise DatasetError(f"not a plain npz file ({exc})", path) from None
+    except Exception as exc:  # a corrupt .npy header: SyntaxError, tokenize.TokenError, zlib.error, ...
+        raise DatasetError(f"a corrupt npz file ({type(exc).__name__}: {exc})", path) from None
 
 
 def _to_ncfvm(x: np.ndarray, persons: int, path: Path, key: str) -> np.ndarray:

@@ -1,0 +1,117 @@
+"""Where float and fixed point part: the quantisation applied one element at a time.
+
+The fixed-point model differs from the float model by rounding its graded inputs (to
+``bits``-bit integers), its weights (8 bits, an exponent per synapse), its biases and decays,
+and its integer state arithmetic. :func:`error_budget` runs the float emulator (float64) on
+the same inputs with **one** of those elements replaced by what the fixed-point model
+realises (integers times their scale), and reports how far each variant's spikes and
+predictions stay from the float model. ``all`` applies every element at once in float
+arithmetic; the difference between ``all`` and the fixed-point emulator is what the integer
+state arithmetic (truncating decays, 24-bit wraps) adds.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+
+from mksgn.convert.synapse_graph import SynapseGraph
+from mksgn.deploy import loihi
+
+ELEMENTS: dict[str, tuple[str, ...]] = {
+    "graded inputs": (),
+    "conv weights": ("conv",),
+    "mix weights": ("mix",),
+    "elementwise weights": ("elementwise",),
+    "dense weights": ("dense",),
+    "neuron parameters": (),
+}
+"""Budget entries; the tuple names the synapse kinds whose weights the entry quantises."""
+
+
+def effective_weight(sg: SynapseGraph, name: str) -> np.ndarray:
+    """The float weights the fixed-point synapse ``name`` realises (integers x exponent x scales)."""
+    q = sg.metadata["quantization"]
+    syn = next(s for s in sg.synapses if s.name == name)
+    entry = q["synapses"][name]
+    w = np.asarray(entry["weight"], dtype=np.int64)
+    if syn.kind != "conv":
+        w = loihi.dense_weights(w, int(entry.get("num_weight_bits", loihi.WEIGHT_BITS)))
+    unit = q["inputs"][syn.source]["scale"] if syn.source in q["inputs"] else 1.0
+    return w.astype(np.float64) * 2.0 ** int(entry.get("weight_exp", 0)) * q["populations"][syn.target]["scale"] / unit
+
+
+def effective_inputs(sg: SynapseGraph, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The graded inputs as the fixed-point model receives them, in float units."""
+    from mksgn.deploy.emulator import graded_input
+
+    q = sg.metadata["quantization"]["inputs"]
+    return {k: graded_input(v, q[k]) * float(q[k]["scale"]) for k, v in inputs.items()}
+
+
+def _neuron_parameters(sg: SynapseGraph) -> dict[str, Any]:
+    """Populations with the fixed-point bias and decays, in float units."""
+    q = sg.metadata["quantization"]["populations"]
+    pops = {}
+    for name, pop in sg.populations.items():
+        if pop.kind == "input":
+            pops[name] = pop
+            continue
+        p = q[name]
+        bias = loihi.effective_bias(torch.as_tensor(np.broadcast_to(p["bias_mant"], pop.shape).copy()),
+                                    torch.as_tensor(np.broadcast_to(p["bias_exp"], pop.shape).copy()))
+        pops[name] = dataclasses.replace(
+            pop, bias=bias.numpy().astype(np.float64) * p["scale"] / (1 << loihi.ACTIVATION_SHIFT),
+            du=np.asarray((int(p["du"]) + 1) / loihi.DECAY_UNITY), dv=np.asarray(int(p["dv"]) / loihi.DECAY_UNITY))
+    return pops
+
+
+def _variant(sg: SynapseGraph, kinds: tuple[str, ...], neurons: bool) -> SynapseGraph:
+    out = copy.copy(sg)
+    out.synapses = [dataclasses.replace(s, weight=effective_weight(sg, s.name)) if s.kind in kinds else s
+                    for s in sg.synapses]
+    if neurons:
+        out.populations = _neuron_parameters(sg)
+    out.metadata = {}
+    return out
+
+
+def error_budget(sg: SynapseGraph, inputs: dict[str, torch.Tensor], sample: torch.Tensor,
+                 n: int) -> dict[str, dict[str, float]]:
+    """Spike and prediction agreement with the float model of each single quantised element.
+
+    Parameters
+    ----------
+    sg
+        The quantised synapse graph (float parameters plus ``metadata["quantization"]``).
+    inputs
+        Input name -> ``(T, R, *shape)`` person rows.
+    sample, n
+        Each row's sample index and the number of samples (predictions are per sample).
+    """
+    from mksgn.deploy.emulator import Emulator
+    from mksgn.train.blocks import sum_per_sample
+
+    def run(graph: SynapseGraph, x: dict[str, torch.Tensor]):
+        res = Emulator(graph, "floating_pt").run(x, record_spikes=True)
+        out = res.outputs[next(iter(graph.outputs))][-1]
+        return res.spikes, sum_per_sample(out.reshape(out.shape[0], -1), sample, n).argmax(1)
+
+    plain = copy.copy(sg)
+    plain.metadata = {}
+    ref_spikes, ref_pred = run(plain, inputs)
+    quantised_inputs = effective_inputs(sg, inputs)
+    variants = {name: (_variant(sg, kinds, name == "neuron parameters"),
+                       quantised_inputs if name == "graded inputs" else inputs) for name, kinds in ELEMENTS.items()}
+    variants["all"] = (_variant(sg, tuple({k for kinds in ELEMENTS.values() for k in kinds}), True), quantised_inputs)
+    budget = {}
+    for name, (graph, x) in variants.items():
+        spikes, pred = run(graph, x)
+        agree = [float((spikes[k] == ref_spikes[k]).double().mean()) for k in ref_spikes if k in spikes]
+        budget[name] = {"spike_agreement": float(np.mean(agree)),
+                        "prediction_agreement": float((pred == ref_pred).double().mean())}
+    return budget
