@@ -122,7 +122,8 @@ def _bias(bias: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, int]:
     return mant.astype(np.int64), exp, clipped
 
 
-def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor]) -> tuple[SynapseGraph, list[LayerReport]]:
+def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
+             input_bits: int = INPUT_BITS) -> tuple[SynapseGraph, list[LayerReport]]:
     """Quantise ``sg`` (in place: its ``metadata["quantization"]``) on calibration inputs.
 
     Parameters
@@ -131,6 +132,8 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor]) -> tuple[Sy
         The float synapse graph.
     calibration
         Input name -> ``(T, B, *shape)`` float inputs used to size the scales.
+    input_bits
+        Bits of the graded input payloads (signed; at most 24, Lava's message width).
 
     Returns
     -------
@@ -141,9 +144,11 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor]) -> tuple[Sy
     float_run = Emulator(sg, "floating_pt").run(calibration)
     peaks = float_run.peaks
     inputs = {}
+    if not 2 <= input_bits <= loihi.GRADED_MESSAGE_BITS:
+        raise QuantizeError(f"input_bits must be 2..{loihi.GRADED_MESSAGE_BITS}, got {input_bits}")
     for name in sg.inputs:
         peak = peaks[name]["v"]
-        inputs[name] = {"scale": (peak / ((1 << (INPUT_BITS - 1)) - 1)) if peak > 0 else 1.0, "bits": INPUT_BITS}
+        inputs[name] = {"scale": (peak / ((1 << (input_bits - 1)) - 1)) if peak > 0 else 1.0, "bits": input_bits}
     unit = {name: inputs[name]["scale"] for name in sg.inputs}
     q_pops: dict[str, dict[str, Any]] = {}
     q_syns: dict[str, dict[str, Any]] = {}

@@ -55,9 +55,10 @@ def calibration_inputs(graph, sg: SynapseGraph, data: str | None, samples: int, 
     return batch.inputs, f"{n} training samples of {splits.train.source}"
 
 
-def write_report(path: Path, reports: list[LayerReport], measured_on: str, model: str) -> None:
+def write_report(path: Path, reports: list[LayerReport], measured_on: str, model: str,
+                 input_bits: int = INPUT_BITS) -> None:
     """JSON and Markdown reports beside the quantised graph."""
-    record = {"model": model, "calibrated_on": measured_on, "input_bits": INPUT_BITS,
+    record = {"model": model, "calibrated_on": measured_on, "input_bits": input_bits,
               "layers": [r.to_dict() for r in reports]}
     atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1, default=float) + "\n")
     lines = [f"# Quantisation of {model}", "", f"Calibrated on {measured_on}.", "",
@@ -73,7 +74,7 @@ def write_report(path: Path, reports: list[LayerReport], measured_on: str, model
 
 
 def quantize_file(model: Path, out: Path, data: str | None = None, samples: int = DEFAULT_SAMPLES, steps: int = 4,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, input_bits: int = INPUT_BITS) -> dict:
     """Quantise ``model`` into ``out`` with its reports; returns a summary record."""
     start = time.perf_counter()
     graph = read_graph(model)
@@ -82,17 +83,17 @@ def quantize_file(model: Path, out: Path, data: str | None = None, samples: int 
     except FusionError as exc:
         raise QuantizeError(f"{model}: {exc}") from None
     calib, measured_on = calibration_inputs(graph, sg, data, samples, steps, seed)
-    sg, reports = quantize(sg, calib)
+    sg, reports = quantize(sg, calib, input_bits)
     write_quantized(graph, sg, reports, out)
     report_path = out.with_name(out.name.removesuffix(".nir") + ".quantization.json")
-    write_report(report_path, reports, measured_on, str(model))
+    write_report(report_path, reports, measured_on, str(model), input_bits)
     kinds: dict[str, int] = {}
     for syn in sg.synapses:
         kinds[syn.kind] = kinds.get(syn.kind, 0) + 1
     return {"graph": str(out), "report": str(report_path), "calibrated_on": measured_on,
             "populations": len(reports), "synapses": len(sg.synapses), "synapse_kinds": kinds,
             "clipped_weights": sum(w["clipped"] for r in reports for w in r.weights.values()),
-            "saturated_states": sum(r.saturated for r in reports), "input_bits": INPUT_BITS,
+            "saturated_states": sum(r.saturated for r in reports), "input_bits": input_bits,
             "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -104,6 +105,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="calibration samples (default %(default)s)")
     p.add_argument("--steps", type=int, default=4, help="time steps of random calibration inputs (foreign graphs)")
     p.add_argument("--seed", type=int, default=0, help="seed of random calibration inputs")
+    p.add_argument("--input-bits", type=int, default=INPUT_BITS,
+                   help="bits of the graded input payloads, 2..24 (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no table on the terminal")
     return p
 
@@ -115,10 +118,12 @@ def _main(argv: Sequence[str] | None) -> int:
         p.error("--samples and --steps must be >= 1")
     if args.out.resolve() == args.model.resolve():
         p.error("-o must differ from the input graph")
-    rec = quantize_file(args.model, args.out, args.data, args.samples, args.steps, args.seed)
+    if not 2 <= args.input_bits <= 24:
+        p.error(f"--input-bits must be 2..24, got {args.input_bits}")
+    rec = quantize_file(args.model, args.out, args.data, args.samples, args.steps, args.seed, args.input_bits)
     if not args.quiet:
         print(f"{rec['populations']} populations, {rec['synapses']} synapses quantised (8-bit weights, "
-              f"{INPUT_BITS}-bit graded inputs); calibrated on {rec['calibrated_on']}")
+              f"{rec['input_bits']}-bit graded inputs); calibrated on {rec['calibrated_on']}")
         print(f"clipped weights: {rec['clipped_weights']}; saturated states on the calibration data: "
               f"{rec['saturated_states']}")
     report = Path(rec["report"])

@@ -44,7 +44,7 @@ from mksgn.errors import MksgnError
 
 FLOAT_NEVER = 1e300
 """Float threshold of a non-spiking population."""
-GRADED_MESSAGE_BITS = 24
+GRADED_MESSAGE_BITS = loihi.GRADED_MESSAGE_BITS
 """Payload bits of graded input spikes."""
 
 

@@ -55,6 +55,8 @@ BIAS_EXP_BITS = 3
 BIAS_EXP_MAX = (1 << BIAS_EXP_BITS) - 1
 """Bias exponents 0..7 (3 bits unsigned)."""
 CONV_OUTPUT_BITS = 24
+GRADED_MESSAGE_BITS = 24
+"""Payload bits of a graded spike (Lava's message width; graded inputs are at most this wide)."""
 """The fixed-point Conv wraps its output into this many signed bits."""
 
 SIGN_MIXED, SIGN_EXCITATORY, SIGN_INHIBITORY = "mixed", "excitatory", "inhibitory"

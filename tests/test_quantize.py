@@ -96,6 +96,21 @@ def test_fixed_point_lava_timing_equals_aligned_and_tracks_float(student):
     assert torch.corrcoef(torch.stack([fixed_logits.flatten(), float_logits.flatten()]))[0, 1] > 0.9
 
 
+def test_wider_graded_inputs(student):
+    graph, inputs = student
+    sg, _ = quantize(fuse(graph), inputs, input_bits=12)
+    q = sg.metadata["quantization"]["inputs"]
+    assert all(v["bits"] == 12 for v in q.values())
+    narrow, _ = quantize(fuse(graph), inputs)
+    for name, v in q.items():  # 16x finer input unit
+        assert v["scale"] == pytest.approx(narrow.metadata["quantization"]["inputs"][name]["scale"] * 127 / 2047)
+    x = Emulator(sg, "fixed_pt").quantize_inputs(inputs)
+    assert float(max(v.abs().max() for v in x.values())) <= 2047
+    Emulator(sg, "fixed_pt").run(inputs)
+    with pytest.raises(QuantizeError, match="input_bits must be 2..24"):
+        quantize(fuse(graph), inputs, input_bits=30)
+
+
 def test_fixed_point_needs_a_quantised_graph(student):
     graph, _ = student
     with pytest.raises(EmulatorError, match="quantised"):
