@@ -71,6 +71,8 @@ def snn_energy(counts: SNNCounts, profile: Profile) -> Energy | None:
                 out.terms[term] += part
                 e += part
         out.layers[layer.name] = e
+    if profile.get("energy", "spike_hop") is not None and profile.scope == "per_term":
+        out.notes.append("energy.spike_hop not charged: tile hops depend on the placement (a lower bound)")
     static, step = profile.si("power", "static"), profile.si("time", "step")
     if static is not None and step is not None:
         rows_per_sample = counts.person_rows / max(counts.samples, 1)

@@ -22,7 +22,10 @@ Sections and keys (anything else is an error naming the file and the key):
     ``synaptic_op`` (a spike times one non-zero synapse), ``graded_op`` (a real-valued input
     times one non-zero synapse: the encoding layer's MAC on a spiking target), ``mac`` (one
     multiply-accumulate of the dense ANN baseline), ``neuron_update`` (one neuron, one time
-    step), ``spike`` (one spike sent). Units ``fJ``, ``pJ``, ``nJ``, ``uJ``, ``mJ``, ``J``.
+    step), ``spike`` (one spike sent, within its tile), ``spike_hop`` (one more tile a spike
+    crosses; kept for reference: hop counts depend on the placement, which mksgn does not
+    model, so the estimator does not charge it and says so). Units ``fJ``, ``pJ``, ``nJ``,
+    ``uJ``, ``mJ``, ``J``.
 ``power``
     ``static``: drawn whatever the activity (``uW``, ``mW``, ``W``); charged as static power x
     time per step x steps when ``time.step`` is given too.
@@ -54,7 +57,8 @@ TIME_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 COUNT_UNITS = {"count": 1.0}
 MEMORY_UNITS = {"bit": 1.0, "byte": 8.0, "KiB": 8.0 * 1024}
 SCHEMA: dict[str, dict[str, dict[str, float]]] = {
-    "energy": dict.fromkeys(("synaptic_op", "graded_op", "mac", "neuron_update", "spike"), ENERGY_UNITS),
+    "energy": dict.fromkeys(("synaptic_op", "graded_op", "mac", "neuron_update", "spike", "spike_hop"),
+                            ENERGY_UNITS),
     "power": {"static": POWER_UNITS},
     "time": {"step": TIME_UNITS},
     "limits": {"core_neurons": COUNT_UNITS, "core_fan_in": COUNT_UNITS, "core_synapses": COUNT_UNITS,

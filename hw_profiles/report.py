@@ -60,6 +60,10 @@ def render_markdown(result: dict[str, Any]) -> str:
                   f"{result['rows_per_sample']:.3g} rows per sample (as measured on the same samples).", ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in summary_rows(result)]
+    notes = [f"- **{name}**: {'; '.join(p['snn']['notes'])}." for name, p in result["profiles"].items()
+             if p.get("snn") and p["snn"].get("notes")]
+    if notes:
+        lines += ["", "How each profile was charged:", "", *notes]
     lines += ["", "## Per layer (spiking network, per sample)", "",
               "| layer | neurons | synaptic ops | graded ops | neuron updates | spikes |" +
               "".join(f" {p} |" for p, v in result["profiles"].items() if v.get("snn")),

@@ -242,6 +242,8 @@ def test_mksgn_energy_writes_report_and_agrees_with_mksgn_run(files, capsys):
     assert 0 < result["profiles"]["cmos45nm"]["reduction_vs_baseline"] < 1
     loihi = result["profiles"]["loihi"]
     assert loihi["resources"]["cores"] > 0 and loihi["snn"]["total"] > 0
+    assert any("spike_hop not charged" in n for n in loihi["snn"]["notes"])
+    assert "How each profile was charged" in (out / "energy.md").read_text()
 
 
 @pytest.mark.parametrize("args, needle", [
