@@ -64,6 +64,18 @@ def test_npz_member_declaring_more_than_it_holds_is_refused_before_reading(tmp_p
         read_ctrgcn_npz(path)
 
 
+def test_pickle_declaring_a_huge_buffer_is_refused_before_allocation(tmp_path):
+    import struct
+
+    from mksgn.errors import DatasetError
+    from mksgn.train.readers.pyskl import read_pyskl
+
+    path = tmp_path / "bomb.pkl"  # protocol 5: BYTEARRAY8 of 2**62 bytes, 3 bytes present
+    path.write_bytes(b"\x80\x05\x96" + struct.pack("<Q", 1 << 62) + b"abc.")
+    with pytest.raises(DatasetError, match=r"bomb.pkl.*expected 4611686018427387904 bytes"):
+        read_pyskl(path)
+
+
 def test_malicious_checkpoint_cannot_run_code(tmp_path):
     marker = tmp_path / "pwned"
 

@@ -65,10 +65,25 @@ def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
+def _frombuffer(buf: object, dtype: object, shape: object, order: object) -> np.ndarray:
+    """numpy's ``_frombuffer`` (protocol-5 arrays) on a private copy of the buffer.
+
+    The pickle's buffer (a ``bytearray``) is copied to ``bytes`` first, so no array keeps an
+    export of an object the unpickler owns (a mutated pickle once left a ``bytearray``
+    deallocated with an export outstanding inside numpy).
+    """
+    if not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)) or not isinstance(dtype, np.dtype):
+        raise pickle.UnpicklingError("_frombuffer needs a bytes buffer and a numpy dtype")
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("_frombuffer of an object dtype")
+    if not isinstance(shape, tuple) or order not in ("C", "F"):
+        raise pickle.UnpicklingError("_frombuffer needs a shape tuple and order 'C' or 'F'")
+    return np.frombuffer(bytes(buf), dtype=dtype).reshape(shape, order=order).copy(order="K")
+
+
 _NUMPY_GLOBALS: tuple[tuple[str, str, str], ...] = (
     ("multiarray", "_reconstruct", "_reconstruct"),
     ("multiarray", "scalar", "scalar"),
-    ("numeric", "_frombuffer", "_frombuffer"),
 )
 
 _BUILTINS: dict[str, Callable[[], Any]] = {
@@ -89,6 +104,8 @@ def _allowed_globals() -> dict[tuple[str, str], Callable[[], Any]]:
     for submodule, name, attr in _NUMPY_GLOBALS:
         for package in ("numpy.core", "numpy._core"):
             allowed[(f"{package}.{submodule}", name)] = _numpy_attr(submodule, attr)
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.numeric", "_frombuffer")] = _constant(_frombuffer)
     for module in ("builtins", "__builtin__"):
         for name, resolve in _BUILTINS.items():
             allowed[(module, name)] = resolve
@@ -139,6 +156,42 @@ def _reject_object_arrays(obj: object, path: str | PathLike[str] | None) -> None
             stack.extend((value, f"{where} member") for value in item)
 
 
+def _check_opcodes(stream: BinaryIO, path: str | PathLike[str] | None) -> None:
+    """Walk the pickle's opcodes before unpickling (then rewind).
+
+    :func:`pickletools.genops` reads each length-prefixed argument only as far as the file
+    goes, so a corrupt or crafted length (a memory bomb) is refused here instead of making
+    the unpickler allocate it; protocol-5 out-of-band buffers, which a file cannot carry,
+    are refused too.
+    """
+    import pickletools
+
+    if not stream.seekable():
+        return
+    start = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(start)
+
+    class Bounded:  # reads never ask for more than the file still holds (no huge allocation)
+        def read(self, n: int = -1) -> bytes:
+            left = end - stream.tell()
+            return stream.read(left if n is None or n < 0 else min(n, left))
+
+        def readline(self) -> bytes:
+            return stream.readline()
+
+    try:
+        for opcode, _, _ in pickletools.genops(Bounded()):
+            if opcode.name in ("NEXT_BUFFER", "READONLY_BUFFER"):
+                raise DatasetError(f"refused pickle opcode {opcode.name} (out-of-band buffers)", path)
+    except DatasetError:
+        raise
+    except Exception as exc:  # truncated or garbled: genops raises ValueError and friends
+        raise DatasetError(f"not a readable pickle: {type(exc).__name__}: {exc}", path) from None
+    finally:
+        stream.seek(start)
+
+
 def safe_load(
     fileobj_or_bytes: BinaryIO | bytes | bytearray | memoryview,
     path_for_errors: str | PathLike[str] | None,
@@ -168,6 +221,7 @@ def safe_load(
         stream: BinaryIO = io.BytesIO(bytes(fileobj_or_bytes))
     else:
         stream = fileobj_or_bytes
+    _check_opcodes(stream, path_for_errors)
     try:
         obj = _RestrictedUnpickler(stream, path_for_errors).load()
     except DatasetError:
