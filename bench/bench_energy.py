@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 
 import nir
@@ -37,8 +36,7 @@ def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ntu.nir"
         nir.write(str(path), graph)
-        result = estimate(path, None, SAMPLES, "emulator", "floating_pt", (),
-                          Namespace(onnx=None, teacher=None, teacher_config="ntu"), progress=False)
+        result = estimate(path, None, SAMPLES, "emulator", "floating_pt", teacher_config="ntu", progress=False)
     profiles = {}
     for name, p in result["profiles"].items():
         profiles[name] = {

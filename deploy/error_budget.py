@@ -105,12 +105,11 @@ def error_budget(sg: SynapseGraph, inputs: dict[str, torch.Tensor], sample: torc
     plain.metadata = {}
     ref_spikes, ref_pred = run(plain, inputs)
     quantised_inputs = effective_inputs(sg, inputs)
-    variants = {name: (_variant(sg, kinds, name == "neuron parameters"),
-                       quantised_inputs if name == "graded inputs" else inputs) for name, kinds in ELEMENTS.items()}
-    variants["all"] = (_variant(sg, tuple({k for kinds in ELEMENTS.values() for k in kinds}), True), quantised_inputs)
+    every_kind = tuple({k for kinds in ELEMENTS.values() for k in kinds})
     budget = {}
-    for name, (graph, x) in variants.items():
-        spikes, pred = run(graph, x)
+    for name, kinds in [*ELEMENTS.items(), ("all", every_kind)]:  # one variant graph alive at a time
+        graph = _variant(sg, kinds, name in ("neuron parameters", "all"))
+        spikes, pred = run(graph, quantised_inputs if name in ("graded inputs", "all") else inputs)
         agree = [float((spikes[k] == ref_spikes[k]).double().mean()) for k in ref_spikes if k in spikes]
         budget[name] = {"spike_agreement": float(np.mean(agree)),
                         "prediction_agreement": float((pred == ref_pred).double().mean())}

@@ -34,37 +34,43 @@ class EnergyError(MksgnError, ValueError):
     """Options that cannot work together; names the option."""
 
 
-def _ann(args, spec) -> Any:
+def ann_baseline(spec, teacher: Path | None = None, teacher_config: str | None = None,
+                 onnx: Path | None = None) -> Any:
+    """Dense MAC counts of the ANN baseline (a teacher checkpoint, an untrained teacher config, or ONNX)."""
     from mksgn.hw_profiles.counts import onnx_counts, teacher_counts
 
-    if args.onnx is not None:
-        if not args.onnx.is_file():
-            raise EnergyError(f"{args.onnx}: no such ONNX file")
-        return onnx_counts(args.onnx)
-    if args.teacher is not None or args.teacher_config is not None:
-        from mksgn.train.checkpoint import load_checkpoint
-        from mksgn.train.config import Config, preset
-        from mksgn.train.run import build_teacher
+    if onnx is not None:
+        if not Path(onnx).is_file():
+            raise EnergyError(f"{onnx}: no such ONNX file")
+        return onnx_counts(onnx)
+    if teacher is None and teacher_config is None:
+        return None
+    from mksgn.train.checkpoint import load_checkpoint
+    from mksgn.train.config import Config, preset
+    from mksgn.train.run import build_teacher
 
-        if args.teacher is not None:
-            record = load_checkpoint(args.teacher, kind="teacher")
-            teacher = build_teacher(Config.from_dict(record["config"], str(args.teacher)), record["data"])
-            teacher.load_state_dict(record["model"])
-            frames = int(record["data"]["frames"])
-        else:
-            cfg = preset(args.teacher_config)
-            data = {"layout": spec.layout, "class_names": [str(i) for i in range(spec.num_classes)],
-                    "modalities": list(cfg.data.modalities)}
-            teacher = build_teacher(cfg, data)
-            frames = cfg.data.frames
-        return teacher_counts(teacher.eval(), frames, spec.joints)
-    return None
+    if teacher is not None:
+        record = load_checkpoint(teacher, kind="teacher")
+        model = build_teacher(Config.from_dict(record["config"], str(teacher)), record["data"])
+        model.load_state_dict(record["model"])
+        frames = int(record["data"]["frames"])
+    else:
+        cfg = preset(teacher_config)
+        data = {"layout": spec.layout, "class_names": list(spec.class_names), "modalities": list(cfg.data.modalities)}
+        model = build_teacher(cfg, data)
+        frames = cfg.data.frames
+    return teacher_counts(model.eval(), frames, spec.joints)
 
 
 def estimate(model: Path, data: str | None = None, limit: int = 32, backend: str = "emulator", tag: str | None = None,
-             profiles: Sequence[str] = (), args=None, progress: bool = True) -> dict[str, Any]:
-    """Run, count, price; returns the JSON-ready result."""
+             profiles: Sequence[str] = (), teacher: Path | None = None, teacher_config: str | None = None,
+             onnx: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run, count, price; returns the JSON-ready result (``teacher``/``teacher_config``/``onnx``: the baseline)."""
+    from mksgn.convert.nir_file import read_graph
     from mksgn.convert.quantize import read_quantized
+    from mksgn.deploy import loihi
+    from mksgn.deploy.emulator import Emulator
+    from mksgn.deploy.graph_inputs import InputSpec
     from mksgn.deploy.run_cli import _load, run
     from mksgn.hw_profiles.counts import snn_counts
     from mksgn.hw_profiles.estimator import ann_energy, snn_energy
@@ -73,23 +79,16 @@ def estimate(model: Path, data: str | None = None, limit: int = 32, backend: str
 
     loaded = [load_profile(p) for p in (profiles or builtin_profiles())]  # bad profiles fail before the run
     if tag is None:
-        from mksgn.convert.nir_file import read_graph
-
         tag = "fixed_pt" if "quantization" in (read_graph(model).metadata or {}) else "floating_pt"
-    if tag == "fixed_pt":
-        graph, sg = read_quantized(model)
-    else:
-        graph, sg = _load(model, backend, "floating_pt")
+    graph, sg = read_quantized(model) if tag == "fixed_pt" else _load(model, backend, "floating_pt")
     record = run(model, data, backend, tag, "aligned", limit, 16, "cpu", progress=progress)
     counts = snn_counts(sg, record)
-    from mksgn.deploy.emulator import Emulator
-
-    counts.latency = Emulator(sg, tag).latency
-    spec = _Spec.of(graph, sg)
-    ann = _ann(args, spec) if args is not None else None
+    emulator = Emulator(sg, tag)  # its latency, fan-outs and weights for the resource map
+    counts.latency = emulator.latency
+    ann = ann_baseline(InputSpec.of(graph, str(model)), teacher, teacher_config, onnx)
     rows_per_sample = counts.person_rows / max(counts.samples, 1)
-    weight_bits = 8
-    layers = graph_resources(sg, tag)
+    weight_bits = loihi.WEIGHT_BITS
+    layers = graph_resources(sg, tag, emulator)
     result: dict[str, Any] = {
         "model": str(model), "tag": tag, "counts": counts.to_dict(), "rows_per_sample": rows_per_sample,
         "ann": ann.to_dict() if ann else None, "baseline_profile": BASELINE_PROFILE, "profiles": {},
@@ -108,20 +107,6 @@ def estimate(model: Path, data: str | None = None, limit: int = 32, backend: str
                       "reduction_vs_baseline": (1 - snn.total / baseline.total) if snn and baseline else None})
         result["profiles"][p.name] = entry
     return result
-
-
-class _Spec:
-    """What the ANN baseline needs to know about the graph's input."""
-
-    def __init__(self, layout: str, joints: int, num_classes: int) -> None:
-        self.layout, self.joints, self.num_classes = layout, joints, num_classes
-
-    @classmethod
-    def of(cls, graph, sg) -> _Spec:
-        meta = graph.metadata if graph is not None else {}
-        first = sg.populations[sg.inputs[0]]
-        out = sg.populations[next(iter(sg.outputs.values()))]
-        return cls(str(meta.get("layout", "ntu25")), int(first.shape[-1]), int(out.size))
 
 
 def write_report(result: dict[str, Any], out: Path) -> list[Path]:
@@ -165,7 +150,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = p.parse_args(argv)
     if args.limit < 1:
         p.error(f"--limit must be >= 1, got {args.limit}")
-    result = estimate(args.model, args.data, args.limit, args.backend, args.tag, args.profile, args, not args.quiet)
+    result = estimate(args.model, args.data, args.limit, args.backend, args.tag, args.profile, args.teacher,
+                      args.teacher_config, args.onnx, not args.quiet)
     c = result["counts"]
     print(f"operations measured on {c['measured_on']} ({c['backend']}), energy per sample:")
     print(terminal_table(result))

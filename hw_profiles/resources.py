@@ -57,13 +57,16 @@ class ResourceMap:
                 "layers": [dict(x.__dict__) for x in self.layers]}
 
 
-def graph_resources(sg, tag: str = "floating_pt") -> list[LayerResources]:
-    """Neurons, synapses and largest fan-in per population of ``sg`` (quantised weights if ``fixed_pt``)."""
+def graph_resources(sg, tag: str = "floating_pt", emulator=None) -> list[LayerResources]:
+    """Neurons, synapses and largest fan-in per population of ``sg`` (quantised weights if ``fixed_pt``).
+
+    ``emulator``: an :class:`~mksgn.deploy.emulator.Emulator` of ``sg`` in ``tag`` already built (else one is).
+    """
     import torch
 
     from mksgn.deploy.emulator import Emulator, fan_in
 
-    emulator = Emulator(sg, tag)
+    emulator = emulator or Emulator(sg, tag)
     layers = []
     for name, pop in sg.populations.items():
         if pop.kind == "input":

@@ -174,12 +174,10 @@ ENERGY_SAMPLES = 64
 
 
 def _stage_energy(out: Path) -> dict:
-    from argparse import Namespace
-
     from mksgn.hw_profiles.energy_cli import estimate, write_report
 
-    args = Namespace(onnx=None, teacher=out / "train" / "teacher_best.pt", teacher_config=None)
-    result = estimate(out / "student.q.nir", str(out / "data.npz"), ENERGY_SAMPLES, "emulator", "fixed_pt", (), args)
+    result = estimate(out / "student.q.nir", str(out / "data.npz"), ENERGY_SAMPLES, "emulator", "fixed_pt",
+                      teacher=out / "train" / "teacher_best.pt")
     write_report(result, out / "energy")
     profiles = {name: {"kind": p["kind"], "snn_joules": (p["snn"] or {}).get("total"),
                        "ann_joules": (p["ann"] or {}).get("total"),
