@@ -39,7 +39,7 @@ from torch import nn
 import mksgn
 from mksgn.errors import MksgnError
 from mksgn.train.blocks import (
-    Broadcast, ConvBN, Fusion, GlobalAvgPool, InputScale, JointMix, SpatialGraphConv,
+    Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix, SpatialGraphConv,
 )
 from mksgn.train.neuron import LIF
 from mksgn.train.student import MKSGN, SpikingAttention, SpikingBlock, non_deployable_modules
@@ -49,7 +49,7 @@ DT = 1e-4
 
 DISCRETISATION = "forward-euler"
 RESET_MODE = "zero"
-METADATA_JSON_KEYS = ("input", "class_names", "module_map", "conventions")
+METADATA_JSON_KEYS = ("input", "class_names", "module_map", "conventions", "fixed_point_grid")
 """Graph metadata entries stored as JSON strings (HDF5 keeps plain strings faithfully)."""
 
 
@@ -172,7 +172,11 @@ def _conv2d(m: nn.Conv2d, g: GraphBuilder, path: str, port: Port) -> Port:
 
 @register_exporter(ConvBN)
 def _conv_bn(m: ConvBN, g: GraphBuilder, path: str, port: Port) -> Port:
-    w, b = fold_bn(m.conv.weight, m.conv.bias, m.bn)
+    if m.bn is None:  # folded already (deployment form)
+        w = _np(m.conv.weight)
+        b = _np(m.conv.bias) if m.conv.bias is not None else np.zeros(m.conv.out_channels)
+    else:
+        w, b = fold_bn(m.conv.weight, m.conv.bias, m.bn)
     node, shape = _conv_node(w, b, m.conv, port.shape)
     return Port([g.add(f"{path}.conv", node, port)], shape)
 
@@ -188,6 +192,25 @@ def _spatial_graph_conv(m: SpatialGraphConv, g: GraphBuilder, path: str, port: P
         node, shape = _conv_node(w, b, conv, mixed.shape)
         sources.append(g.add(f"{path}.conv.{k}", node, mixed))
     return Port(sources, shape)
+
+
+@register_exporter(FusedGraphConv)
+def _fused_graph_conv(m: FusedGraphConv, g: GraphBuilder, path: str, port: Port) -> Port:
+    """One chain per output joint ``wo``: a ``(1, V)`` Conv2d (all input joints and channels
+    into the channels of ``wo``) and a ``Linear`` placing its single column on joint ``wo``."""
+    weight = _np(m.weight)  # (V_out, C_out, V_in, C_in)
+    v_out, c_out, v_in, _ = weight.shape
+    _check_last_axis(path, port, v_in)
+    bias = _np(m.bias)
+    sources = []
+    for wo in range(v_out):
+        kernel = weight[wo].transpose(0, 2, 1)[:, :, None, :]  # (C_out, C_in, 1, V_in)
+        node, shape = _conv_node(np.ascontiguousarray(kernel), bias, None, port.shape)
+        conv = g.add(path, node, port, f".joint{wo}.conv")
+        place = np.zeros((v_out, 1))
+        place[wo, 0] = 1.0
+        sources.append(g.add(path, nir.Linear(weight=place), [conv], f".joint{wo}.place"))
+    return Port(sources, (c_out, port.shape[1], v_out))
 
 
 @register_exporter(Broadcast)
@@ -223,6 +246,10 @@ def _global_avg_pool(m: GlobalAvgPool, g: GraphBuilder, path: str, port: Port) -
 
 @register_exporter(SpikingAttention)
 def _attention(m: SpikingAttention, g: GraphBuilder, path: str, port: Port) -> Port:
+    if m.fused is not None:  # deployment form: the gate's input is one map
+        gate = g.export(m.gate, f"{path}.gate", g.export(m.fused, f"{path}.fused", port))
+        spread = g.export(m.broadcast, f"{path}.broadcast", gate)
+        return g.export(m.coincidence, f"{path}.coincidence", Port(port.sources + spread.sources, port.shape))
     squeezed = g.export(m.squeeze, f"{path}.squeeze", port)
     mixed = g.export(m.mix, f"{path}.mix", squeezed)
     # BN over the single channel folds into the joint mix (scale its matrix and bias).
@@ -260,7 +287,10 @@ def _export_fusion(m: Fusion, g: GraphBuilder, path: str, ports: list[Port]) -> 
     alpha = m.alpha().detach().double()
     sources, shape = [], ports[0].shape
     for i, (proj, port) in enumerate(zip(m.proj, ports, strict=True)):
-        w, b = fold_bn(proj.conv.weight, None, proj.bn)
+        if proj.bn is None:  # folded already (deployment form)
+            w, b = _np(proj.conv.weight), _np(proj.conv.bias)
+        else:
+            w, b = fold_bn(proj.conv.weight, None, proj.bn)
         node, shape = _conv_node(w * float(alpha[i]), b * float(alpha[i]), proj.conv, port.shape)
         sources.append(g.add(f"{path}.proj.{i}.conv", node, port))
     return Port(sources, shape)
@@ -319,6 +349,7 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
         "output": {"node": "output", "meaning": "logits: the integrator's value after time_steps steps"},
         "class_names": list(class_names),
         "module_map": dict(g.module_map),
+        **({"fixed_point_grid": model.fixed_point} if model.fixed_point else {}),
         "conventions": {
             "tensor_layout": "(C, F, V) per time step, batch outside the graph",
             "linear_axis": "Linear and Affine act on the last axis (joints, or features after Flatten)",

@@ -23,6 +23,12 @@ exponent that uses their 8 bits best. Mixed-sign weights are even (Lava's Dense 
 their lowest bit), within ``[-256, 254]``; single-sign ones within ``[0, 255]`` or
 ``[-255, 0]``. Graded inputs are rounded to :data:`INPUT_BITS`-bit integers.
 
+With ``dyadic=True`` every scale is rounded up to a power of two (thresholds a whole
+number of units, exponents of synapses into spiking populations ``>= 0``): then the float
+model of the integers computes exactly what the integers do, which :mod:`mksgn.convert.snap`
+uses. A snapped graph declares its scales (``metadata["fixed_point_grid"]``) and they are
+used as they are.
+
 The quantised graph is the float graph itself with all integers and scales in
 ``metadata["quantization"]`` (:func:`write_quantized` / :func:`read_quantized`): float tools
 still run it as the float model, mksgn's emulator and Lava builder run its integers.
@@ -122,9 +128,25 @@ def _bias(bias: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, int]:
     return mant.astype(np.int64), exp, clipped
 
 
+def _dyadic(value: float) -> float:
+    """The smallest power of two ``>= value``."""
+    return 2.0 ** math.ceil(math.log2(value))
+
+
+def fixed_point_grid(sg: SynapseGraph) -> dict[str, Any] | None:
+    """The grid a snapped graph declares (``metadata["fixed_point_grid"]``), or None."""
+    from mksgn.convert.nir_export import decode_metadata
+
+    return decode_metadata(dict(sg.metadata)).get("fixed_point_grid")
+
+
 def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
-             input_bits: int = INPUT_BITS) -> tuple[SynapseGraph, list[LayerReport]]:
+             input_bits: int = INPUT_BITS, dyadic: bool = False) -> tuple[SynapseGraph, list[LayerReport]]:
     """Quantise ``sg`` (in place: its ``metadata["quantization"]``) on calibration inputs.
+
+    A graph snapped onto the grid (:mod:`mksgn.convert.snap`) declares its scales in
+    ``metadata["fixed_point_grid"]``; they are used as they are, so every weight, bias and
+    threshold converts to its integer exactly.
 
     Parameters
     ----------
@@ -134,6 +156,9 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
         Input name -> ``(T, B, *shape)`` float inputs used to size the scales.
     input_bits
         Bits of the graded input payloads (signed; at most 24, Lava's message width).
+    dyadic
+        Round every scale up to a power of two (and make ``threshold / scale`` an integer):
+        then the float model of the integers computes exactly what the integers do.
 
     Returns
     -------
@@ -143,12 +168,20 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
 
     float_run = Emulator(sg, "floating_pt").run(calibration)
     peaks = float_run.peaks
+    grid = fixed_point_grid(sg)
     inputs = {}
     if not 2 <= input_bits <= loihi.GRADED_MESSAGE_BITS:
         raise QuantizeError(f"input_bits must be 2..{loihi.GRADED_MESSAGE_BITS}, got {input_bits}")
     for name in sg.inputs:
+        if grid is not None:
+            entry = grid["inputs"].get(name)
+            if entry is None:
+                raise QuantizeError(f"input {name!r}: the graph's fixed_point_grid has no entry for it")
+            inputs[name] = {"scale": float(entry["scale"]), "bits": int(entry["bits"])}
+            continue
         peak = peaks[name]["v"]
-        inputs[name] = {"scale": (peak / ((1 << (input_bits - 1)) - 1)) if peak > 0 else 1.0, "bits": input_bits}
+        scale = (peak / ((1 << (input_bits - 1)) - 1)) if peak > 0 else 1.0
+        inputs[name] = {"scale": _dyadic(scale) if dyadic else scale, "bits": input_bits}
     unit = {name: inputs[name]["scale"] for name in sg.inputs}
     q_pops: dict[str, dict[str, Any]] = {}
     q_syns: dict[str, dict[str, Any]] = {}
@@ -166,13 +199,29 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
         state_peak = max(peaks[name]["a_in"], peaks[name]["v"])
         bias_max = float(np.abs(pop.bias).max())
         scale = max(conv_max / WEIGHT_LIMIT_MIXED, state_peak / STATE_UNITS_LIMIT, bias_max / BIAS_UNITS_LIMIT)
+        if grid is not None:
+            if name not in grid["populations"]:
+                raise QuantizeError(f"population {name!r}: the graph's fixed_point_grid has no scale for it")
+            scale = float(grid["populations"][name])
+        elif dyadic:
+            scale = _dyadic(scale) if scale > 0 else 1.0
         du_f, dv_f = _uniform(pop.du, "du", name), _uniform(pop.dv, "dv", name)
         if pop.spiking:
             thr = _uniform(pop.threshold, "threshold", name)
             if thr <= 0:
                 raise QuantizeError(f"population {name!r}: threshold {thr} must be > 0 for Loihi")
-            vth = int(min(loihi.VTH_MAX, max(1, math.floor(thr / scale)) if scale > 0 else loihi.VTH_MAX))
-            scale = thr / vth
+            if grid is not None or dyadic:
+                for _ in range(loihi.VTH_BITS):  # a finer power of two until the threshold is a whole number
+                    if (thr / scale).is_integer() or grid is not None:
+                        break
+                    scale /= 2
+                if not (thr / scale).is_integer() or not 1 <= thr / scale <= loihi.VTH_MAX:
+                    raise QuantizeError(f"population {name!r}: threshold {thr} is not a whole multiple (1.."
+                                        f"{loihi.VTH_MAX}) of the scale {scale}")
+                vth = int(thr / scale)
+            else:
+                vth = int(min(loihi.VTH_MAX, max(1, math.floor(thr / scale)) if scale > 0 else loihi.VTH_MAX))
+                scale = thr / vth
         else:
             vth = loihi.VTH_MAX
             if scale <= 0:
@@ -188,6 +237,8 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
             else:
                 exp = int(np.clip(math.ceil(math.log2(wmax / (scale * WEIGHT_LIMIT_MIXED))), WEIGHT_EXP_MIN,
                                   WEIGHT_EXP_MAX))
+                if (dyadic or grid is not None) and pop.spiking:
+                    exp = max(exp, 0)  # a negative exponent truncates the summed input: not exact
             w_int, clipped = _quantize_weights(w, scale * 2.0**exp)
             q_syns[s.name] = {"weight": w_int.astype(np.int64), "weight_exp": exp,
                               "num_weight_bits": loihi.WEIGHT_BITS}

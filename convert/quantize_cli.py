@@ -84,6 +84,7 @@ def quantize_file(model: Path, out: Path, data: str | None = None, samples: int 
         raise QuantizeError(f"{model}: {exc}") from None
     calib, measured_on = calibration_inputs(graph, sg, data, samples, steps, seed)
     sg, reports = quantize(sg, calib, input_bits)
+    input_bits = max(int(v["bits"]) for v in sg.metadata["quantization"]["inputs"].values())  # a snapped grid's own
     write_quantized(graph, sg, reports, out)
     report_path = out.with_name(out.name.removesuffix(".nir") + ".quantization.json")
     write_report(report_path, reports, measured_on, str(model), input_bits)

@@ -24,7 +24,9 @@ Synapses (``kind``)
     ``(C, H, W)``;
     ``mix``: on ``(C, H, W)`` populations, a map over channels and the last axis shared by
     every position of the middle axis (a graph convolution: joint mixing on the last axis
-    then a 1x1 convolution) - ``weight`` is ``(W_out, C_out, W_in, C_in)`` and
+    then a 1x1 convolution; or, in the deployment form, per output column a ``(1, W)``
+    convolution over all columns then a Linear placing it) - ``weight`` is
+    ``(W_out, C_out, W_in, C_in)`` and
     ``y[co, h, wo] = sum_{wi, ci} weight[wo, co, wi, ci] x[ci, h, wi]``;
     ``dense``: anything else, as a ``(N_target, N_source)`` matrix over the flattened
     populations (refused above :data:`DENSE_MAX_ENTRIES`).
@@ -305,6 +307,10 @@ def _as_mix(fuser: _Fuser, ops: list[str], src_shape: tuple[int, ...]) -> dict |
             return None
         if isinstance(node, (nir.Linear, nir.Affine)):
             m = np.einsum("ov,vcij->ocij", np.asarray(node.weight, dtype=np.float64), m)
+        elif isinstance(node, nir.Conv2d) and _full_width(node, shape):
+            # a (1, W) kernel over every column: all joints and channels into one column
+            k = np.asarray(node.weight, dtype=np.float64)[:, :, 0, :]  # (C_out, C_in, W)
+            m = np.einsum("dcw,wcij->dij", k, m)[None]
         elif isinstance(node, nir.Conv2d):
             k = np.asarray(node.weight, dtype=np.float64)
             if (k.shape[2:] != (1, 1) or _tuple(node.stride, 2) != (1, 1) or
@@ -324,6 +330,14 @@ def _as_mix(fuser: _Fuser, ops: list[str], src_shape: tuple[int, ...]) -> dict |
         else:
             return None
     return {"kind": "mix", "weight": m}
+
+
+def _full_width(node: nir.Conv2d, shape: tuple[int, ...]) -> bool:
+    """A Conv2d whose ``(1, W)`` kernel spans the whole last axis once (no padding, one group)."""
+    k = np.asarray(node.weight)
+    return (k.shape[2] == 1 and k.shape[3] == shape[2] > 1 and int(node.groups) == 1
+            and _tuple(node.stride, 2)[0] == 1 and _tuple(node.dilation, 2) == (1, 1)
+            and _conv_padding(node.padding, 2, k.shape[2:], (1, 1)) == (0, 0))
 
 
 def _as_dense(fuser: _Fuser, ops: list[str], src_shape: tuple[int, ...], dst_shape: tuple[int, ...],

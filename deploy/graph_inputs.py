@@ -32,6 +32,10 @@ class InputSpec:
     time_steps: int
     class_names: tuple[str, ...]
     layout: str
+    input_grid: dict | None = None
+    """Input node -> ``{"scale", "bits"}`` of a snapped graph (``metadata["fixed_point_grid"]``):
+    its inputs are fed rounded to that grid, to every backend alike, as the host sends them
+    to Loihi as graded messages (:mod:`mksgn.convert.snap`)."""
 
     @classmethod
     def of(cls, graph: nir.NIRGraph, where: str = "graph") -> InputSpec:
@@ -43,8 +47,10 @@ class InputSpec:
             raise GraphInputError(f"{where}: no mksgn input metadata (metadata['input']); only graphs written by "
                                   f"mksgn-export can be fed skeleton data")
         try:
+            grid = meta.get("fixed_point_grid")
             return cls(tuple(info["inputs"]), tuple(info["modalities"]), int(info["frames"]), int(info["joints"]),
-                       int(meta["time_steps"]), tuple(meta.get("class_names", ())), str(info.get("skeleton", "")))
+                       int(meta["time_steps"]), tuple(meta.get("class_names", ())), str(info.get("skeleton", "")),
+                       dict(grid["inputs"]) if isinstance(grid, dict) else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise GraphInputError(f"{where}: malformed input metadata ({exc})") from None
 
@@ -63,6 +69,16 @@ class Batch:
         return len(self.indices)
 
 
+def on_grid(spec: InputSpec, name: str, x: torch.Tensor) -> torch.Tensor:
+    """``x`` rounded to input ``name``'s graded grid, if the graph declares one (else ``x``)."""
+    if not spec.input_grid:
+        return x
+    from mksgn.deploy.emulator import graded_input
+
+    entry = spec.input_grid[name]
+    return graded_input(x, entry) * float(entry["scale"])
+
+
 def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> Iterator[Batch]:
     """Batches of ``dataset`` (a :class:`~mksgn.train.dataset.SkeletonDataset`) at ``indices``."""
     from mksgn.train.blocks import present_persons
@@ -79,6 +95,6 @@ def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> I
         idx = np.asarray(indices[start:start + batch_size])
         x, y = source.batch(idx)
         rows, sample = present_persons(x)
-        inputs = {name: rows[:, i].to(torch.float64).unsqueeze(0).expand(spec.time_steps, *rows[:, i].shape)
-                  for i, name in enumerate(spec.inputs)}
+        inputs = {name: on_grid(spec, name, rows[:, i].to(torch.float64)).unsqueeze(0).expand(
+            spec.time_steps, *rows[:, i].shape) for i, name in enumerate(spec.inputs)}
         yield Batch(inputs, sample, np.asarray(y), idx)

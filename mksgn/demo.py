@@ -81,12 +81,26 @@ def _stage_train(out: Path) -> dict:
     return record
 
 
+SNAPPED = "student_snapped.pt"
+"""The student snapped onto the fixed-point grid: what the demo exports and deploys."""
+
+
+def _stage_snap(out: Path) -> dict:
+    from mksgn.convert.snap_cli import snap_checkpoint
+
+    record = snap_checkpoint(out / "train" / "student_best.pt", out / SNAPPED, data=str(out / "data.npz"))
+    keep = ("calibrated_on", "input_bits", "weights_changed", "weights_zeroed", "biases_changed", "exact_steps",
+            "time_steps", "measured_on", "top1_float", "top1_snapped", "predictions_changed", "seconds")
+    return {"checkpoint": SNAPPED, **{k: record[k] for k in keep}}
+
+
 def _stage_export(out: Path) -> dict:
     from mksgn.convert.export_cli import export_checkpoint
 
-    record = export_checkpoint(str(out / "train" / "student_best.pt"), out / "student.nir",
+    record = export_checkpoint(str(out / SNAPPED), out / "student.nir",
                                data=str(out / "data.npz"), log=lambda _m: None)
     return {
+        "checkpoint": SNAPPED,
         "graph": "student.nir", "nodes": record["nodes"], "edges": record["edges"], "seconds": record["seconds"],
         "validated_on": record["validated_on"],
         "parity": {k: {f: record[k][f] for f in ("rows", "steps", "mismatches", "ties", "real", "logit_max_abs_diff")}
@@ -157,7 +171,7 @@ PARITY_SAMPLES = 4
 
 
 def _stage_parity(out: Path) -> dict:
-    _fresh_python("mksgn.deploy.parity_cli", str(out / "train" / "student_best.pt"), str(out / "student.nir"),
+    _fresh_python("mksgn.deploy.parity_cli", str(out / SNAPPED), str(out / "student.nir"),
                   str(out / "student.q.nir"), "--data", str(out / "data.npz"), "--limit", str(PARITY_SAMPLES),
                   "--out", str(out / "parity"))
     result = json.loads((out / "parity" / "parity.json").read_text())
@@ -192,7 +206,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("data", "generate the built-in dataset (CTR-GCN npz)", _stage_data, ("data.npz",)),
     Stage("inspect", "dataset summary and skeleton strips", _stage_inspect, ("inspect",)),
     Stage("train", "train the teacher and the distilled student (tiny)", _stage_train, ("train",)),
-    Stage("export", "export the student to NIR, validated spike for spike", _stage_export,
+    Stage("snap", "snap the student onto Loihi's fixed-point grid (mksgn-snap)", _stage_snap,
+          (SNAPPED, "student_snapped.snap.json")),
+    Stage("export", "export the snapped student to NIR, validated spike for spike", _stage_export,
           ("student.nir", "student.parity.json")),
     Stage("quantize", "quantise the student to Loihi fixed point (mksgn-quantize)", _stage_quantize,
           ("student.q.nir", "student.q.quantization.json", "student.q.quantization.md")),
@@ -277,12 +293,29 @@ def render_report(records: dict[str, dict]) -> str:
                   "| layer | spike rate |", "|---|---|"]
         lines += [f"| `{k}` | {v:.3f} |" for k, v in train["spike_rate"].items()]
         lines.append("")
+    snapped = records.get("snap")
+    if snapped:
+        lines += [
+            "## Snapping onto the fixed-point grid",
+            "",
+            f"`{snapped['checkpoint']}` (`mksgn-snap`): the student in deployment form (one module per Loihi "
+            f"synapse) with every weight, bias and input rounded onto dyadic fixed-point scales calibrated on "
+            f"{snapped['calibrated_on']} ({snapped['weights_changed']} weights rounded, {snapped['weights_zeroed']} "
+            f"of them to zero; {snapped['input_bits']}-bit graded inputs). Its float and fixed-point models compute "
+            f"the same integers (state arithmetic exact for {min(snapped['exact_steps'], 10**6)} steps, T = "
+            f"{snapped['time_steps']}); everything below deploys it.",
+            "",
+        ]
+        if "top1_float" in snapped:
+            lines += [f"Top-1 {snapped['top1_float']:.4f} trained -> {snapped['top1_snapped']:.4f} snapped; snapping "
+                      f"changed {snapped['predictions_changed']} predictions ({snapped['measured_on']}).", ""]
     export = records.get("export")
     if export:
         lines += [
             "## Export to NIR",
             "",
-            f"`{export['graph']}`: {export['nodes']} nodes, {export['edges']} edges, exported and validated in "
+            f"`{export['graph']}` (from `{export.get('checkpoint', 'train/student_best.pt')}`): {export['nodes']} "
+            f"nodes, {export['edges']} edges, exported and validated in "
             f"{export['seconds']} s. The reference NIR executor against the snnTorch student on "
             f"{export['validated_on']}, every LIF node at every step:",
             "",

@@ -57,6 +57,22 @@ def lively_tiny_student(seed: int = 0, classes: int = 14):
     return model, rows[6:]
 
 
+def save_tiny_student(path, seed: int = 3):
+    """Save a lively ``tiny`` student for the built-in dataset as a checkpoint; returns the model."""
+    from mksgn.train.builtin import load_dataset
+    from mksgn.train.checkpoint import save_checkpoint
+    from mksgn.train.config import preset
+
+    splits = load_dataset(None)
+    cfg = preset("tiny")
+    model, _ = lively_tiny_student(seed=seed, classes=len(splits.train.class_names))
+    data = {"class_names": list(splits.train.class_names), "layout": "ntu25", "modalities": list(cfg.data.modalities),
+            "frames": cfg.data.frames, "source": splits.train.source, "benchmark": splits.benchmark}
+    save_checkpoint(path, {"kind": "student", "config": cfg.to_dict(), "data": data, "model": model.state_dict(),
+                           "epoch": 1})
+    return model
+
+
 def tiny_graph(seed: int = 0, classes: int = 14):
     """The lively tiny student exported to NIR, and rows to run it on."""
     from mksgn.convert.nir_export import export_student

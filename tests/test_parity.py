@@ -6,27 +6,21 @@ import json
 
 import nir
 import pytest
-from helpers import lively_tiny_student
+from helpers import save_tiny_student
 
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize_cli import quantize_file
 from mksgn.deploy.parity_cli import main as parity_main
 from mksgn.train.builtin import load_dataset
-from mksgn.train.checkpoint import save_checkpoint
 from mksgn.train.config import preset
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("parity")
-    splits = load_dataset(None)
     cfg = preset("tiny")
-    model, _ = lively_tiny_student(seed=3, classes=len(splits.train.class_names))
-    data = {"class_names": list(splits.train.class_names), "layout": "ntu25", "modalities": list(cfg.data.modalities),
-            "frames": cfg.data.frames, "source": splits.train.source, "benchmark": splits.benchmark}
-    save_checkpoint(tmp / "student.pt", {"kind": "student", "config": cfg.to_dict(), "data": data,
-                                         "model": model.state_dict(), "epoch": 1})
-    graph = export_student(model, cfg.data.frames, 25, data["class_names"], "ntu25")
+    model = save_tiny_student(tmp / "student.pt", seed=3)
+    graph = export_student(model, cfg.data.frames, 25, list(load_dataset(None).train.class_names), "ntu25")
     nir.write(str(tmp / "student.nir"), graph)
     quantize_file(tmp / "student.nir", tmp / "student.q.nir", samples=8)
     return tmp

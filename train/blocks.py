@@ -13,6 +13,9 @@ module                        inference semantics (NIR)
 :class:`ConvBN`               ``Conv2d`` followed by ``BatchNorm2d`` (folded into the conv)
 :class:`SpatialGraphConv`     ``BN(sum_k W_k (X (A_k + B_k)))``, one :class:`JointMix` and one
                               1x1 conv per partition, BN folded into the convs
+:class:`FusedGraphConv`       a graph convolution as one joints x channels map (the deployment
+                              form, see :mod:`mksgn.train.deployment`): per output joint a
+                              ``(1, V)`` Conv2d and a one-hot Linear
 :class:`Broadcast`            one channel copied to ``C`` channels (1x1 conv of ones)
 :class:`Fusion`               ``sum_m alpha_m ConvBN_m(x_m)``, alpha static after training
 :class:`GlobalAvgPool`        mean over frames and joints (AvgPool2d + Flatten)
@@ -31,14 +34,31 @@ from mksgn.train.neuron import LIF
 
 
 class InputScale(nn.Module):
-    """Fixed per-channel scaling of a real-valued input (set from training-data statistics)."""
+    """Fixed per-channel scaling of a real-valued input (set from training-data statistics).
+
+    In the deployment form (:mod:`mksgn.train.deployment`) the input is first rounded to the
+    graded-message grid the hardware receives: ``x = clip(round(x / unit), +-(2**(bits-1) - 1)) * unit``
+    (``unit = 0``: no rounding). The rounding happens on the host, outside the NIR graph; the
+    graph's metadata declares the grid so that every runner feeds the same values.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.register_buffer("scale", torch.ones(channels))
+        # Set from the checkpoint's deployment record (mksgn.train.deployment), not the state dict.
+        self.register_buffer("unit", torch.zeros(()), persistent=False)
+        self.register_buffer("bits", torch.zeros((), dtype=torch.int64), persistent=False)
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the input grid (unchanged when there is none)."""
+        if float(self.unit) <= 0:
+            return x
+        unit = self.unit.to(x.dtype)
+        limit = float((1 << (int(self.bits) - 1)) - 1)
+        return torch.round(x / unit).clamp(-limit, limit) * unit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale.view(1, -1, 1, 1)
+        return self.quantize(x) * self.scale.view(1, -1, 1, 1).to(x.dtype)
 
 
 class JointMix(nn.Module):
@@ -85,7 +105,8 @@ class ConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
+        y = self.conv(x)
+        return y if self.bn is None else self.bn(y)  # bn is None once folded (deployment form)
 
 
 class SpatialGraphConv(nn.Module):
@@ -108,6 +129,30 @@ class SpatialGraphConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = sum(conv(mix(x)) for mix, conv in zip(self.mix, self.conv, strict=True))
         return self.bn(out)
+
+
+class FusedGraphConv(nn.Module):
+    """A graph convolution (or any joints x channels map) as one tensor.
+
+    ``y[b, co, f, wo] = sum_{wi, ci} weight[wo, co, wi, ci] x[b, ci, f, wi] + bias[co]``: the
+    layout of a ``mix`` synapse (:mod:`mksgn.convert.synapse_graph`), so that each weight is one
+    Loihi synapse weight. Built by :func:`mksgn.train.deployment.deployment_form` from a
+    :class:`SpatialGraphConv` (BN folded) or the attention's gate input.
+
+    Parameters
+    ----------
+    joints, c_in, c_out
+        ``V`` and channels.
+    """
+
+    def __init__(self, joints: int, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(joints, c_out, joints, c_in))
+        self.bias = nn.Parameter(torch.zeros(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype)
+        return torch.einsum("owic,bcfi->bwfo", w, x) + self.bias.to(x.dtype).view(1, -1, 1, 1)
 
 
 class Broadcast(nn.Module):
@@ -170,7 +215,7 @@ def sum_per_sample(rows: torch.Tensor, sample: torch.Tensor, n: int) -> torch.Te
 
 
 DEPLOYABLE_BLOCKS: tuple[type[nn.Module], ...] = (
-    InputScale, JointMix, ConvBN, SpatialGraphConv, Broadcast, Fusion, GlobalAvgPool, LIF,
+    InputScale, JointMix, ConvBN, SpatialGraphConv, FusedGraphConv, Broadcast, Fusion, GlobalAvgPool, LIF,
     nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.ModuleList, nn.ModuleDict,
 )
 """Module types allowed inside the student (containers of the student add to it)."""

@@ -110,7 +110,15 @@ def load_student(path: str | os.PathLike[str]) -> tuple[MKSGN, Config, dict[str,
     record = load_checkpoint(path, kind="student")
     cfg = Config.from_dict(record["config"], str(path))
     model = build_student(cfg, record["data"])
-    model.load_state_dict(record["model"])
+    grid = record.get("fixed_point")
+    if grid is not None:  # snapped (mksgn-snap): the deployment form, its grid
+        from mksgn.train.deployment import apply_grid, deployment_skeleton
+
+        model = deployment_skeleton(model)
+        model.load_state_dict(record["model"])
+        apply_grid(model, grid)
+    else:
+        model.load_state_dict(record["model"])
     return model.eval(), cfg, record["data"]
 
 

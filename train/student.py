@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from mksgn.train.blocks import (
-    DEPLOYABLE_BLOCKS, Broadcast, ConvBN, Fusion, GlobalAvgPool, InputScale, JointMix, SpatialGraphConv,
+    DEPLOYABLE_BLOCKS, Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix,
+    SpatialGraphConv,
     present_persons, sum_per_sample,
 )
 from mksgn.train.config import StudentConfig
@@ -60,8 +61,17 @@ class SpikingAttention(nn.Module):
         self.broadcast = Broadcast(channels)
         self.coincidence = LIF(COINCIDENCE)
 
+        self.fused: FusedGraphConv | None = None
+        """The gate's input as one map (deployment form; squeeze, mix and bn are then None)."""
+
+    def gate_input(self, s: torch.Tensor) -> torch.Tensor:
+        """The gate neurons' synaptic input ``BN(JointMix(Conv1x1(s)))``."""
+        if self.fused is not None:
+            return self.fused(s)
+        return self.bn(self.mix(self.squeeze(s)))
+
     def forward(self, s: torch.Tensor, state: State) -> torch.Tensor:
-        g, state["gate"] = self.gate(self.bn(self.mix(self.squeeze(s))), state.get("gate"))
+        g, state["gate"] = self.gate(self.gate_input(s), state.get("gate"))
         out, _ = self.coincidence(s + self.broadcast(g))
         return out
 
@@ -156,6 +166,8 @@ class MKSGN(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.pool = GlobalAvgPool()
         self.fc = nn.Linear(c_prev, num_classes)
+        self.fixed_point: dict | None = None
+        """Set when the student is snapped onto Loihi's grid (:mod:`mksgn.convert.snap`)."""
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> StudentOutput | torch.Tensor:
         """Run ``T`` steps.

@@ -1,0 +1,158 @@
+"""Snapping the student onto the fixed-point grid: deployment form, fused export, exact float = fixed."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import lively_tiny_student, save_tiny_student
+
+from mksgn.convert.export_cli import export_checkpoint
+from mksgn.convert.nir_export import export_student
+from mksgn.convert.quantize import read_quantized
+from mksgn.convert.quantize_cli import quantize_file
+from mksgn.convert.snap import ALWAYS, exact_steps, snap_bias
+from mksgn.convert.snap_cli import main as snap_main
+from mksgn.convert.synapse_graph import fuse
+from mksgn.deploy import loihi
+from mksgn.deploy.emulator import Emulator
+from mksgn.deploy.error_budget import effective_weight
+from mksgn.deploy.graph_inputs import InputSpec, batches
+from mksgn.deploy.parity_cli import main as parity_main
+from mksgn.train.blocks import ConvBN, FusedGraphConv, SpatialGraphConv
+from mksgn.train.builtin import load_dataset
+from mksgn.train.deployment import deployment_form
+from mksgn.train.run import load_student
+
+
+def test_deployment_form_computes_what_the_student_computes():
+    model, rows = lively_tiny_student(seed=1)
+    dep = deployment_form(model)
+    assert not any(isinstance(m, SpatialGraphConv) for m in dep.modules())
+    assert all(m.bn is None for m in dep.modules() if isinstance(m, ConvBN))
+    assert sum(isinstance(m, FusedGraphConv) for m in dep.modules()) == 2 * (4 + 3)  # graph convs + gates
+    x = rows.double().unsqueeze(-1)
+    with torch.no_grad():
+        ref = copy.deepcopy(model).double()(x)
+        out = dep(x)
+    assert torch.allclose(ref, out, rtol=0, atol=1e-9)
+    assert float(dep.fusion.alpha().min()) == float(dep.fusion.alpha().max()) == 1.0
+
+
+def test_the_fused_export_fuses_into_the_synapses_of_the_factorised_one():
+    model, _ = lively_tiny_student(seed=2)
+    names = [f"c{k}" for k in range(14)]
+    a = fuse(export_student(model, 32, 25, names, "ntu25"))
+    graph = export_student(deployment_form(model), 32, 25, names, "ntu25")
+    b = fuse(graph)
+    assert sum(n.endswith(".place") or "joint" in n for n in graph.nodes) > 25  # one chain per output joint
+    assert [(s.name, s.kind) for s in a.synapses] == [(s.name, s.kind) for s in b.synapses]
+    for sa, sb in zip(a.synapses, b.synapses, strict=True):
+        np.testing.assert_allclose(sb.weight, sa.weight, rtol=0, atol=1e-12)
+    for name, pop in a.populations.items():
+        np.testing.assert_allclose(b.populations[name].bias, pop.bias, rtol=0, atol=1e-12)
+
+
+def test_exact_steps_and_bias_grid():
+    assert exact_steps(2048) == 7  # beta 0.5: halving a multiple of 2**6
+    assert exact_steps(3072) == 4  # beta 0.75 = 3/4
+    assert exact_steps(0) == exact_steps(loihi.DECAY_UNITY) == ALWAYS
+    scale = 2.0**-8
+    b = np.array([3.3 * scale, -100.49 * scale, 5000.6 * scale, 9000.0 * scale])
+    snapped = snap_bias(b, scale) / scale
+    assert snapped.tolist()[:2] == [3.0, -100.0]
+    assert snapped[2] == 5000.0 or snapped[2] == 5002.0  # above 4095 units / 64: even multiples
+    assert snapped[2] % 2 == 0 and snapped[3] % 2 == 0
+
+
+@pytest.fixture(scope="module")
+def snapped(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("snap")
+    save_tiny_student(tmp / "student.pt", seed=3)
+    code = snap_main([str(tmp / "student.pt"), "-o", str(tmp / "snapped.pt"), "--samples", "8", "--quiet"])
+    assert code == 0
+    export_checkpoint(str(tmp / "snapped.pt"), tmp / "snapped.nir", samples=2, log=lambda *_: None)
+    quantize_file(tmp / "snapped.nir", tmp / "snapped.q.nir", samples=8)
+    return tmp
+
+
+def test_snap_cli_reports_and_writes_a_loadable_checkpoint(snapped, capsys):
+    rec = json.loads((snapped / "snapped.snap.json").read_text())
+    assert rec["calibrated_on"].startswith("8 training samples of")
+    assert 0 <= rec["top1_snapped"] <= 1 and rec["measured_on"].startswith("test split of")
+    assert rec["exact_steps"] == 7 and rec["time_steps"] == 4
+    model, _, _ = load_student(snapped / "snapped.pt")
+    assert model.fixed_point["format"] == "mksgn-fixed-point-grid/1"
+    units = [float(m.unit) for m in model.input_scale.values()]
+    assert all(u > 0 and np.log2(u).is_integer() for u in units)
+    assert all(np.log2(s).is_integer() for s in model.fixed_point["populations"].values())
+
+
+def test_snapped_graph_converts_to_integers_exactly(snapped):
+    graph, sg = read_quantized(snapped / "snapped.q.nir")
+    q = sg.metadata["quantization"]
+    for name, pop in q["populations"].items():
+        assert q["populations"][name]["scale"] == model_scale(snapped, name)
+    for syn in sg.synapses:
+        if sg.populations[syn.target].spiking:  # every weight is its integer times its scales, exactly
+            assert np.array_equal(effective_weight(sg, syn.name), syn.weight), syn.name
+            assert q["synapses"][syn.name]["weight_exp"] >= 0
+    for name, pop in sg.populations.items():
+        if pop.spiking:
+            assert float(np.unique(pop.threshold)[0]) == q["populations"][name]["vth"] * q["populations"][name]["scale"]
+
+
+def model_scale(folder, population):
+    model, _, _ = load_student(folder / "snapped.pt")
+    return model.fixed_point["populations"][population]
+
+
+def test_snapped_float_and_fixed_point_compute_the_same_spikes(snapped):
+    graph, sg = read_quantized(snapped / "snapped.q.nir")
+    spec = InputSpec.of(graph)
+    assert spec.input_grid is not None
+    batch = next(batches(spec, load_dataset(None).test, np.arange(6), 6))
+    plain = copy.copy(sg)
+    plain.metadata = {}
+    flt = Emulator(plain, "floating_pt").run(batch.inputs, record_spikes=True)
+    fix = Emulator(sg, "fixed_pt").run(batch.inputs, record_spikes=True)
+    assert set(flt.spikes) == set(fix.spikes)
+    for name in flt.spikes:
+        assert torch.equal(flt.spikes[name].bool(), fix.spikes[name].bool()), name
+    assert sum(float(s.sum()) for s in fix.spikes.values()) > 0
+
+
+def test_parity_of_a_snapped_student_agrees_in_float_and_fixed_point(snapped, capsys):
+    out = snapped / "parity"
+    code = parity_main([str(snapped / "snapped.pt"), str(snapped / "snapped.nir"), str(snapped / "snapped.q.nir"),
+                        "--limit", "6", "--out", str(out), "--no-lava", "--quiet"])
+    report = json.loads((out / "parity.json").read_text())
+    assert code == 0, capsys.readouterr()
+    assert report["pairs"]["snntorch = executor"]["mismatches"] == 0
+    assert report["float_vs_fixed"]["spike_agreement"] == 1.0
+    assert report["float_vs_fixed"]["prediction_agreement"] == 1.0
+
+
+def test_snap_refuses_bad_input_with_one_line(snapped, tmp_path, capsys):
+    assert snap_main([str(snapped / "snapped.pt"), "-o", str(tmp_path / "x.pt"), "--no-eval", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already snapped" in err
+    assert snap_main([str(tmp_path / "missing.pt"), "-o", str(tmp_path / "y.pt")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert snap_main([str(snapped / "student.pt"), "-o", str(tmp_path / "z.pt"), "--input-bits", "40"]) == 2
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "z.pt").exists()
+
+
+@pytest.mark.lava
+def test_lava_runs_the_snapped_student_float_and_fixed_point_alike(snapped, capsys):
+    out = snapped / "parity_lava"
+    code = parity_main([str(snapped / "snapped.pt"), str(snapped / "snapped.nir"), str(snapped / "snapped.q.nir"),
+                        "--limit", "1", "--out", str(out), "--quiet"])
+    report = json.loads((out / "parity.json").read_text())
+    assert code == 0, capsys.readouterr()
+    for pair in ("executor = lava_floating_pt", "emulator_fixed_pt = lava_fixed_pt"):
+        assert report["pairs"][pair]["mismatches"] == 0, pair
+    assert report["float_vs_fixed"]["spike_agreement"] == 1.0
