@@ -299,18 +299,19 @@ def _as_mix(fuser: _Fuser, ops: list[str], src_shape: tuple[int, ...]) -> dict |
     if len(src_shape) != 3 or not ops:
         return None
     c, h, w = src_shape
-    m = np.eye(w * c).reshape(w, c, w, c)  # (W_out, C_out, W_in, C_in)
+    m = None  # (W_out, C_out, W_in, C_in); None: the identity (the first op builds its map directly)
     for o in ops:
         node = fuser.nodes[o]
         shape = fuser.ex.input_shapes[o]
         if len(shape) != 3 or shape[1] != h:
             return None
         if isinstance(node, (nir.Linear, nir.Affine)):
-            m = np.einsum("ov,vcij->ocij", np.asarray(node.weight, dtype=np.float64), m)
+            lin = np.asarray(node.weight, dtype=np.float64)
+            m = np.einsum("oi,cj->ocij", lin, np.eye(c)) if m is None else np.einsum("ov,vcij->ocij", lin, m)
         elif isinstance(node, nir.Conv2d) and _full_width(node, shape):
             # a (1, W) kernel over every column: all joints and channels into one column
             k = np.asarray(node.weight, dtype=np.float64)[:, :, 0, :]  # (C_out, C_in, W)
-            m = np.einsum("dcw,wcij->dij", k, m)[None]
+            m = k.transpose(0, 2, 1)[None].copy() if m is None else np.einsum("dcw,wcij->dij", k, m)[None]
         elif isinstance(node, nir.Conv2d):
             k = np.asarray(node.weight, dtype=np.float64)
             if (k.shape[2:] != (1, 1) or _tuple(node.stride, 2) != (1, 1) or
@@ -321,11 +322,13 @@ def _as_mix(fuser: _Fuser, ops: list[str], src_shape: tuple[int, ...]) -> dict |
             per_in, per_out = k.shape[1], c_out // groups
             for g in range(groups):
                 full[g * per_out:(g + 1) * per_out, g * per_in:(g + 1) * per_in] = k[g * per_out:(g + 1) * per_out, :, 0, 0]
-            m = np.einsum("dc,wcij->wdij", full, m)
+            m = np.einsum("wi,dj->wdij", np.eye(w), full) if m is None else np.einsum("dc,wcij->wdij", full, m)
         elif isinstance(node, nir.Scale):
             s = _scale_vector(fuser, o)  # (C, H, W)
             if not np.all(s == s[:, :1, :]):
                 return None
+            if m is None:
+                m = np.eye(w * c).reshape(w, c, w, c)
             m = m * s[:, 0, :].T[:, :, None, None]
         else:
             return None
@@ -459,7 +462,7 @@ def _fold_gain(spec: dict, gain: np.ndarray, shape: tuple[int, ...]) -> np.ndarr
     w = spec["weight"]
     kind = spec["kind"]
     if np.all(gain == gain.flat[0]):
-        return w * gain.flat[0]
+        return w if gain.flat[0] == 1.0 else w * gain.flat[0]
     if kind == "elementwise":
         return w * gain
     if kind == "dense":

@@ -207,8 +207,14 @@ def render_markdown(result: ParityResult) -> str:
                       f"{f['step']}, row {f['row']}, neuron {tuple(f['neuron'])}{margin}.", ""]
     if result.float_vs_fixed:
         fv = result.float_vs_fixed
+        snapped = fv.get("snapped")
+        note = ("" if snapped is None else
+                " The student is snapped onto the fixed-point grid (`mksgn-snap`): both compute the same integers, "
+                "so any difference is a fault." if snapped else
+                " The student is not snapped onto the fixed-point grid: the two differ by rounding (see the error "
+                "budget); `mksgn-snap` makes them compute the same integers.")
         lines += [f"Float vs fixed point (`{fv['a']}` vs `{fv['b']}`): spike agreement {fv['spike_agreement']:.4f}, "
-                  f"prediction agreement {fv['prediction_agreement']:.4f}.", "",
+                  f"prediction agreement {fv['prediction_agreement']:.4f}.{note}", "",
                   "| layer | agreement | spike rate float | spike rate fixed | difference |", "|---|---|---|---|---|"]
         for n, v in fv["layers"].items():
             lines.append(f"| `{n}` | {v['agreement']:.4f} | {v['rate_float']:.4f} | {v['rate_fixed']:.4f} | "

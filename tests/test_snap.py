@@ -134,6 +134,8 @@ def test_parity_of_a_snapped_student_agrees_in_float_and_fixed_point(snapped, ca
     assert report["pairs"]["snntorch = executor"]["mismatches"] == 0
     assert report["float_vs_fixed"]["spike_agreement"] == 1.0
     assert report["float_vs_fixed"]["prediction_agreement"] == 1.0
+    assert report["float_vs_fixed"]["snapped"] is True
+    assert "snapped onto the fixed-point grid" in (out / "parity.md").read_text()
 
 
 def test_snap_refuses_bad_input_with_one_line(snapped, tmp_path, capsys):
@@ -156,3 +158,15 @@ def test_lava_runs_the_snapped_student_float_and_fixed_point_alike(snapped, caps
     for pair in ("executor = lava_floating_pt", "emulator_fixed_pt = lava_fixed_pt"):
         assert report["pairs"][pair]["mismatches"] == 0, pair
     assert report["float_vs_fixed"]["spike_agreement"] == 1.0
+
+
+def test_a_snapped_checkpoint_with_a_broken_grid_is_refused(snapped, tmp_path, capsys):
+    from mksgn.convert.export_cli import main as export_main
+
+    record = torch.load(snapped / "snapped.pt", weights_only=True)
+    record["fixed_point"] = {"populations": {}, "inputs": {}}
+    torch.save(record, tmp_path / "bad.pt")
+    assert export_main([str(tmp_path / "bad.pt"), "-o", str(tmp_path / "x.nir"), "--no-validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.pt" in err and "fixed-point grid" in err
+    assert not (tmp_path / "x.nir").exists()

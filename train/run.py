@@ -111,14 +111,18 @@ def load_student(path: str | os.PathLike[str]) -> tuple[MKSGN, Config, dict[str,
     cfg = Config.from_dict(record["config"], str(path))
     model = build_student(cfg, record["data"])
     grid = record.get("fixed_point")
-    if grid is not None:  # snapped (mksgn-snap): the deployment form, its grid
-        from mksgn.train.deployment import apply_grid, deployment_skeleton
+    try:
+        if grid is not None:  # snapped (mksgn-snap): the deployment form, its grid
+            from mksgn.train.deployment import apply_grid, deployment_skeleton
 
-        model = deployment_skeleton(model)
-        model.load_state_dict(record["model"])
-        apply_grid(model, grid)
-    else:
-        model.load_state_dict(record["model"])
+            model = deployment_skeleton(model)
+            model.load_state_dict(record["model"])
+            apply_grid(model, grid)
+        else:
+            model.load_state_dict(record["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: its weights or fixed-point grid do not fit its config ({first})") from None
     return model.eval(), cfg, record["data"]
 
 

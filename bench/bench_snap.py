@@ -1,0 +1,105 @@
+"""Snapping onto the fixed-point grid (``mksgn-snap``): cost, size, and float = fixed.
+
+For the ``tiny`` and ``ntu`` students (random weights, non-trivial BatchNorm, activity
+calibrated on built-in data so that every population fires): the time to rewrite the
+student in deployment form and snap it (export, fusion and dyadic quantisation on
+``CALIBRATION`` training samples included), its parameters and NIR nodes before and after,
+the time to export and quantise the snapped student, and the float and fixed-point
+emulators on ``SAMPLES`` built-in test samples: every spike must be equal (the target).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+import numpy as np
+import torch
+
+from mksgn.convert.nir_export import export_student
+from mksgn.convert.quantize import quantize
+from mksgn.convert.snap import snap
+from mksgn.convert.synapse_graph import fuse
+from mksgn.deploy.emulator import Emulator
+from mksgn.deploy.graph_inputs import InputSpec, batches
+from mksgn.train.blocks import present_persons, sum_per_sample
+from mksgn.train.builtin import load_dataset
+from mksgn.train.calibrate import calibrate_activity, randomise_batchnorm
+from mksgn.train.config import preset
+from mksgn.train.pipeline import SkeletonInputs
+from mksgn.train.skeletons import NTU25
+from mksgn.train.student import MKSGN
+
+SAMPLES = int(os.environ.get("MKSGN_SNAP_SAMPLES", "32"))
+"""Test samples compared (environment ``MKSGN_SNAP_SAMPLES``)."""
+CALIBRATION = 16
+
+
+def _student(name: str, classes: int, seed: int = 0) -> MKSGN:
+    cfg = preset(name)
+    splits = load_dataset(None)
+    torch.manual_seed(seed)
+    model = MKSGN(cfg.student, NTU25, classes, cfg.data.modalities).eval()
+    randomise_batchnorm(model, seed)
+    train = SkeletonInputs(splits.train, cfg.data.frames, cfg.data.modalities, None)
+    scale = torch.as_tensor(1.0 / train.channel_std())
+    for i, m in enumerate(cfg.data.modalities):
+        model.input_scale[m].scale.copy_(scale[i])
+    x, _ = train.batch(np.arange(CALIBRATION))
+    calibrate_activity(model, present_persons(torch.as_tensor(x))[0])
+    return model
+
+
+def _one(name: str) -> dict:
+    splits = load_dataset(None)
+    classes = list(splits.train.class_names)
+    cfg = preset(name)
+    model = _student(name, len(classes))
+    graph = export_student(model, cfg.data.frames, 25, classes, "ntu25")
+    spec = InputSpec.of(graph)
+    calib = next(batches(spec, splits.train, np.arange(CALIBRATION), CALIBRATION))
+    rows = torch.stack([calib.inputs[n][0] for n in spec.inputs], dim=1)
+    start = time.perf_counter()
+    snapped, report = snap(model, rows, cfg.data.frames, classes, "ntu25")
+    snap_s = time.perf_counter() - start
+    start = time.perf_counter()
+    sgraph = export_student(snapped, cfg.data.frames, 25, classes, "ntu25")
+    export_s = time.perf_counter() - start
+    start = time.perf_counter()
+    sg = fuse(sgraph)
+    sspec = InputSpec.of(sgraph)
+    calib = next(batches(sspec, splits.train, np.arange(CALIBRATION), CALIBRATION))
+    quantize(sg, calib.inputs)
+    quantize_s = time.perf_counter() - start
+    plain = copy.copy(sg)
+    plain.metadata = {}
+    mismatches = compared = agree = 0
+    start = time.perf_counter()
+    for batch in batches(sspec, splits.test, np.arange(min(SAMPLES, len(splits.test))), 8):
+        runs = [Emulator(g, tag).run(batch.inputs, record_spikes=True) for g, tag in ((plain, "floating_pt"),
+                                                                                     (sg, "fixed_pt"))]
+        for k in runs[0].spikes:
+            mismatches += int((runs[0].spikes[k].bool() != runs[1].spikes[k].bool()).sum())
+            compared += runs[0].spikes[k].numel()
+        preds = [sum_per_sample(r.outputs[next(iter(sg.outputs))][-1].reshape(batch.sample_index.numel(), -1).double(),
+                                batch.sample_index, batch.samples).argmax(1) for r in runs]
+        agree += int((preds[0] == preds[1]).sum())
+    compare_s = time.perf_counter() - start
+    n = min(SAMPLES, len(splits.test))
+    return {
+        "snap_s": round(snap_s, 2), "export_snapped_s": round(export_s, 2),
+        "fuse_quantize_snapped_s": round(quantize_s, 2), "compare_s": round(compare_s, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters_deployment_form": sum(p.numel() for p in snapped.parameters()),
+        "nodes": len(graph.nodes), "nodes_deployment_form": len(sgraph.nodes),
+        "weights_changed": report.weights_changed, "weights_zeroed": report.weights_zeroed,
+        "exact_steps": report.exact_steps, "time_steps": report.time_steps,
+        "measured_on": f"{n} test samples of {splits.test.source}",
+        "compared_spikes": compared, "spike_mismatches": mismatches, "prediction_agreement": agree / max(n, 1),
+        "float_equals_fixed": mismatches == 0,
+    }
+
+
+def run() -> dict:
+    return {name: _one(name) for name in ("tiny", "ntu")}
