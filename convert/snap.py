@@ -186,9 +186,9 @@ def snap(model: MKSGN, calibration: torch.Tensor, frames: int, class_names: list
             snapped = snap_bias(b, bias_grid)
             bias_changed += int((snapped != b).sum())
             _set(mod.bias, snapped)
-    # Decays of 1 (memoryless: u always, v of the coincidence neurons) are 4095/4096 in Lava,
-    # which leaves v/4096 of a state (v << 6 units) behind; they are not counted here, and the
-    # parity report measures whether that residue ever changes a spike.
+    # A decay of 1 is exact for u (Lava adds 1 to du) but 4095/4096 for v (the coincidence
+    # neurons, beta 0), which leaves v/4096 behind; it is not counted here, and the parity report
+    # measures whether that residue ever changes a spike.
     factors = [loihi.DECAY_UNITY - int(p[k]) - (1 if k == "du" else 0)
                for name, p in q["populations"].items() if sg.populations[name].spiking for k in ("du", "dv")
                if float(np.unique(getattr(sg.populations[name], k))[0]) < 1.0]
