@@ -127,6 +127,9 @@ def _main(argv: Sequence[str] | None) -> int:
           f"(calibrated on {rec['calibrated_on']}): {rec['weights_changed']} weights rounded, "
           f"{rec['weights_zeroed']} to zero; state arithmetic exact for {min(rec['exact_steps'], 10**6)} steps "
           f"(T = {rec['time_steps']})")
+    if rec["exact_steps"] < rec["time_steps"]:
+        print(f"warning: Loihi's decay truncates the membrane from step {rec['exact_steps'] + 1} on: float and "
+              f"fixed point can differ after it (beta 0.5 stays exact for 7 steps, 0.75 for 4, 0.875 for 3)")
     if "top1_float" in rec:
         print(f"top-1 {rec['top1_float']:.4f} float -> {rec['top1_snapped']:.4f} snapped, "
               f"{rec['predictions_changed']} predictions changed [{rec['measured_on']}]")
