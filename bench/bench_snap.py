@@ -17,46 +17,26 @@ import time
 import numpy as np
 import torch
 
+from bench.bench_emulator import CALIBRATION, _model_and_graph
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import quantize
 from mksgn.convert.snap import snap
 from mksgn.convert.synapse_graph import fuse
 from mksgn.deploy.emulator import Emulator
 from mksgn.deploy.graph_inputs import InputSpec, batches
-from mksgn.train.blocks import present_persons, sum_per_sample
+from mksgn.train.blocks import sum_per_sample
 from mksgn.train.builtin import load_dataset
-from mksgn.train.calibrate import calibrate_activity, randomise_batchnorm
 from mksgn.train.config import preset
-from mksgn.train.pipeline import SkeletonInputs
-from mksgn.train.skeletons import NTU25
-from mksgn.train.student import MKSGN
 
 SAMPLES = int(os.environ.get("MKSGN_SNAP_SAMPLES", "32"))
 """Test samples compared (environment ``MKSGN_SNAP_SAMPLES``)."""
-CALIBRATION = 16
-
-
-def _student(name: str, classes: int, seed: int = 0) -> MKSGN:
-    cfg = preset(name)
-    splits = load_dataset(None)
-    torch.manual_seed(seed)
-    model = MKSGN(cfg.student, NTU25, classes, cfg.data.modalities).eval()
-    randomise_batchnorm(model, seed)
-    train = SkeletonInputs(splits.train, cfg.data.frames, cfg.data.modalities, None)
-    scale = torch.as_tensor(1.0 / train.channel_std())
-    for i, m in enumerate(cfg.data.modalities):
-        model.input_scale[m].scale.copy_(scale[i])
-    x, _ = train.batch(np.arange(CALIBRATION))
-    calibrate_activity(model, present_persons(torch.as_tensor(x))[0])
-    return model
 
 
 def _one(name: str) -> dict:
     splits = load_dataset(None)
     classes = list(splits.train.class_names)
     cfg = preset(name)
-    model = _student(name, len(classes))
-    graph = export_student(model, cfg.data.frames, 25, classes, "ntu25")
+    model, graph = _model_and_graph(name, splits, len(classes))  # the emulator benchmark's students
     spec = InputSpec.of(graph)
     calib = next(batches(spec, splits.train, np.arange(CALIBRATION), CALIBRATION))
     rows = torch.stack([calib.inputs[n][0] for n in spec.inputs], dim=1)

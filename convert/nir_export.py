@@ -39,7 +39,7 @@ from torch import nn
 import mksgn
 from mksgn.errors import MksgnError
 from mksgn.train.blocks import (
-    Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix, SpatialGraphConv,
+    Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix, SpatialGraphConv, bn_affine,
 )
 from mksgn.train.neuron import LIF
 from mksgn.train.student import MKSGN, SpikingAttention, SpikingBlock, non_deployable_modules
@@ -120,7 +120,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     """Fold an inference-mode BatchNorm into the conv before it (per output channel)."""
-    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    scale, _ = bn_affine(bn)
     w = weight.double() * scale.view(-1, *([1] * (weight.dim() - 1)))
     b0 = torch.zeros_like(scale) if bias is None else bias.double()
     b = bn.bias.double() + (b0 - bn.running_mean.double()) * scale

@@ -211,10 +211,11 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
             if thr <= 0:
                 raise QuantizeError(f"population {name!r}: threshold {thr} must be > 0 for Loihi")
             if grid is not None or dyadic:
-                for _ in range(loihi.VTH_BITS):  # a finer power of two until the threshold is a whole number
-                    if (thr / scale).is_integer() or grid is not None:
-                        break
-                    scale /= 2
+                if grid is None:  # a finer power of two until the threshold is a whole number of units
+                    for _ in range(loihi.VTH_BITS):
+                        if (thr / scale).is_integer():
+                            break
+                        scale /= 2
                 if not (thr / scale).is_integer() or not 1 <= thr / scale <= loihi.VTH_MAX:
                     raise QuantizeError(f"population {name!r}: threshold {thr} is not a whole multiple (1.."
                                         f"{loihi.VTH_MAX}) of the scale {scale}")

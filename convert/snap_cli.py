@@ -43,22 +43,21 @@ def predictions(model, dataset, frames: int, modalities, batch_size: int = 64, p
     from mksgn.train.pipeline import SkeletonInputs
 
     inputs = SkeletonInputs(dataset, frames, modalities)
-    out = []
+    batches = inputs.batches(range(len(inputs)), batch_size)
     with torch.no_grad():
-        for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch", disable=not progress):
-            x, _ = inputs.batch(np.arange(start, min(start + batch_size, len(inputs))))
-            out.append(model(x).argmax(1).numpy())
+        out = [model(x).argmax(1).numpy() for x, _ in tqdm(batches, desc=desc, unit="batch", disable=not progress,
+                                                           total=-(-len(inputs) // batch_size))]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def snap_checkpoint(ckpt: Path, out: Path, data: str | None = None, samples: int = DEFAULT_SAMPLES,
                     input_bits: int = 8, evaluate: bool = True, progress: bool = True) -> dict:
     """Snap ``ckpt`` into ``out`` (atomically); returns the record also written to ``OUT.snap.json``."""
-    from mksgn.convert.nir_export import export_student
     from mksgn.convert.snap import snap
-    from mksgn.deploy.graph_inputs import InputSpec, batches
+    from mksgn.train.blocks import present_persons
     from mksgn.train.builtin import load_dataset
     from mksgn.train.checkpoint import load_checkpoint, save_checkpoint
+    from mksgn.train.pipeline import SkeletonInputs
     from mksgn.train.run import load_student
     from mksgn.train.skeletons import get_layout
 
@@ -71,11 +70,9 @@ def snap_checkpoint(ckpt: Path, out: Path, data: str | None = None, samples: int
     splits = load_dataset(data)
     if splits.train.skeleton.num_joints != layout.num_joints or list(splits.train.class_names) != list(info["class_names"]):
         raise SnapCLIError(f"{splits.train.source}: not the data {ckpt} was trained on (joints or class names differ)")
-    graph = export_student(model, info["frames"], layout.num_joints, info["class_names"], info["layout"])
-    spec = InputSpec.of(graph)
     n = min(samples, len(splits.train))
-    calib = next(batches(spec, splits.train, np.arange(n), n))
-    rows = torch.stack([calib.inputs[name][0] for name in spec.inputs], dim=1)
+    x, _ = SkeletonInputs(splits.train, info["frames"], info["modalities"]).batch(np.arange(n))
+    rows, _ = present_persons(x)
     calibrated_on = f"{n} training samples of {splits.train.source}"
     snapped, report = snap(model, rows, info["frames"], list(info["class_names"]), info["layout"], input_bits,
                            calibrated_on)

@@ -128,8 +128,8 @@ def run_parity(ckpt: Path, model: Path, quantized: Path | None, data: str | None
 
         start = time.perf_counter()
         fvf["error_budget"] = error_budget(qsg, inputs, sample, n)
-        fvf["snapped"] = student.fixed_point is not None
         seconds["error_budget"] = time.perf_counter() - start
+        fvf["snapped"] = student.fixed_point is not None
     measured_on = f"{n} test samples of {splits.test.source}"
     return ParityResult(measured_on, n, rows, spec.time_steps, spiking, pairs, fvf, accuracy, latency,
                         {k: round(v, 2) for k, v in seconds.items()}, strict)

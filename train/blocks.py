@@ -109,6 +109,12 @@ class ConvBN(nn.Module):
         return y if self.bn is None else self.bn(y)  # bn is None once folded (deployment form)
 
 
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference BatchNorm as ``scale * x + shift`` per channel, in float64."""
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    return scale, bn.bias.double() - bn.running_mean.double() * scale
+
+
 class SpatialGraphConv(nn.Module):
     """Graph convolution over the ST-GCN partitions: ``BN(sum_k W_k X (A_k + B_k))``.
 

@@ -30,14 +30,8 @@ import re
 import torch
 from torch import nn
 
-from mksgn.train.blocks import ConvBN, FusedGraphConv, SpatialGraphConv
+from mksgn.train.blocks import ConvBN, FusedGraphConv, SpatialGraphConv, bn_affine
 from mksgn.train.student import MKSGN, SpikingAttention
-
-
-def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inference BatchNorm as ``scale * x + shift`` (per channel, float64)."""
-    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-    return scale, bn.bias.double() - bn.running_mean.double() * scale
 
 
 def fuse_graph_conv(m: SpatialGraphConv, in_scale: torch.Tensor | None = None) -> FusedGraphConv:
@@ -45,7 +39,7 @@ def fuse_graph_conv(m: SpatialGraphConv, in_scale: torch.Tensor | None = None) -
     conv0 = m.conv[0]
     joints = m.mix[0].matrix().shape[0]
     fused = FusedGraphConv(joints, conv0.in_channels, conv0.out_channels).double()
-    scale, shift = _bn_affine(m.bn)
+    scale, shift = bn_affine(m.bn)
     weight = torch.zeros(fused.weight.shape, dtype=torch.float64)
     for mix, conv in zip(m.mix, m.conv, strict=True):
         a = mix.matrix().double()  # y[..., wo] = sum_wi x[..., wi] a[wi, wo]
@@ -63,7 +57,7 @@ def fuse_gate(m: SpikingAttention) -> FusedGraphConv:
     """The attention gate's input ``bn(mix(squeeze(s)))`` as one ``(V, 1, V, C)`` map."""
     a = m.mix.matrix().double()
     squeeze = m.squeeze.weight.double()[:, :, 0, 0]  # (1, C)
-    scale, shift = _bn_affine(m.bn)
+    scale, shift = bn_affine(m.bn)
     fused = FusedGraphConv(a.shape[0], squeeze.shape[1], 1).double()
     bias = shift.clone()
     if m.mix.bias is not None:  # a joint bias would vary per joint: not one bias per channel
@@ -76,7 +70,7 @@ def fuse_gate(m: SpikingAttention) -> FusedGraphConv:
 
 def fold_conv_bn(m: ConvBN, factor: float | torch.Tensor = 1.0) -> None:
     """Fold ``m.bn`` (and a factor) into ``m.conv`` in place; ``m.bn`` becomes None."""
-    scale, shift = _bn_affine(m.bn)
+    scale, shift = bn_affine(m.bn)
     conv = m.conv
     bias = torch.zeros_like(scale) if conv.bias is None else conv.bias.double()
     weight = conv.weight.double() * scale.view(-1, 1, 1, 1) * factor
@@ -115,7 +109,7 @@ def deployment_form(model: MKSGN) -> MKSGN:
                 fold_conv_bn(proj, alpha[i])
         fusion.logits.zero_()  # alpha = M * softmax(0) = 1 exactly
         fusion.logits.requires_grad_(False)
-    return dep.double()
+    return dep
 
 
 def deployment_skeleton(model: MKSGN) -> MKSGN:
