@@ -72,8 +72,8 @@ def run() -> dict:
     except ImportError as exc:
         return {"skipped": f"NeuroBench is not installed ({exc}); pip install neurobench==2.3.0 torch==2.13.0"}
     from bench.bench_emulator import _model_and_graph
-    from mksgn.convert.synapse_graph import fuse
-    from mksgn.deploy.emulator import Emulator
+    from mksgn.core.synapse_graph import fuse
+    from mksgn.core.emulator import Emulator
     from mksgn.deploy.graph_inputs import InputSpec, batches
     from mksgn.train.builtin import load_dataset
 

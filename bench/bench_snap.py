@@ -21,8 +21,8 @@ from bench.bench_emulator import CALIBRATION, _model_and_graph
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import quantize
 from mksgn.convert.snap import snap
-from mksgn.convert.synapse_graph import fuse
-from mksgn.deploy.emulator import Emulator
+from mksgn.core.synapse_graph import fuse
+from mksgn.core.emulator import Emulator
 from mksgn.deploy.graph_inputs import InputSpec, batches
 from mksgn.train.blocks import sum_per_sample
 from mksgn.train.builtin import load_dataset

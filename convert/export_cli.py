@@ -34,7 +34,7 @@ import torch
 from mksgn.atomic import atomic_write_text
 from mksgn.cli import ArgumentParser, run_cli
 from mksgn.convert.nir_export import ExportError, export_student
-from mksgn.convert.nir_file import write_graph
+from mksgn.core.nir_file import write_graph
 from mksgn.convert.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 
 PROG = "mksgn-export"

@@ -3,7 +3,7 @@
 :data:`NODE_MAP` maps NIR node classes to torch modules for
 ``nirtorch.nir_to_torch(graph, node_map)`` (nirtorch 2.6); :func:`load_with_nirtorch`
 loads a graph with it and :func:`run_with_nirtorch` steps the loaded module over time.
-The modules compute what :class:`mksgn.deploy.nir_reference.NIRExecutor` computes, with
+The modules compute what :class:`mksgn.core.executor.NIRExecutor` computes, with
 the same operations in the same order, so a float64 run agrees with the reference
 executor to rounding (only the order in which nirtorch sums several incoming edges may
 differ).

@@ -1,6 +1,6 @@
 """Loihi fixed-point quantisation of a NIR graph's synapse graph, calibrated on data.
 
-The graph is fused into populations and synapses (:mod:`mksgn.convert.synapse_graph`).
+The graph is fused into populations and synapses (:mod:`mksgn.core.synapse_graph`).
 Each population ``p`` gets one **scale** ``s_p``: the float value of one unit of synaptic
 input ``a_in``. Everything arriving at ``p`` is expressed in that unit::
 
@@ -46,9 +46,9 @@ import nir
 import numpy as np
 import torch
 
-from mksgn.convert.nir_file import read_graph, write_graph
-from mksgn.convert.synapse_graph import FusionError, SynapseGraph, fuse
-from mksgn.deploy import loihi
+from mksgn.core.nir_file import read_graph, write_graph
+from mksgn.core.synapse_graph import FusionError, SynapseGraph, fuse
+from mksgn.core import loihi
 from mksgn.errors import MksgnError
 
 INPUT_BITS = 8
@@ -164,7 +164,7 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
     -------
     The graph (with integers in its metadata) and a report per population.
     """
-    from mksgn.deploy.emulator import Emulator
+    from mksgn.core.emulator import Emulator
 
     float_run = Emulator(sg, "floating_pt").run(calibration)
     peaks = float_run.peaks

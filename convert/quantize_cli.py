@@ -23,9 +23,9 @@ import torch
 
 from mksgn.atomic import atomic_write_text
 from mksgn.cli import ArgumentParser, run_cli
-from mksgn.convert.nir_file import read_graph
+from mksgn.core.nir_file import read_graph
 from mksgn.convert.quantize import INPUT_BITS, LayerReport, QuantizeError, quantize, write_quantized
-from mksgn.convert.synapse_graph import FusionError, SynapseGraph, fuse
+from mksgn.core.synapse_graph import FusionError, SynapseGraph, fuse
 
 PROG = "mksgn-quantize"
 DEFAULT_SAMPLES = 64

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mksgn.deploy import loihi
+from mksgn.core import loihi
 from mksgn.errors import MksgnError
 from mksgn.train.blocks import FusedGraphConv
 from mksgn.train.student import MKSGN
@@ -130,7 +130,7 @@ def snap(model: MKSGN, calibration: torch.Tensor, frames: int, class_names: list
     """
     from mksgn.convert.nir_export import decode_metadata, export_student
     from mksgn.convert.quantize import QuantizeError, quantize
-    from mksgn.convert.synapse_graph import FusionError, fuse
+    from mksgn.core.synapse_graph import FusionError, fuse
     from mksgn.deploy.error_budget import effective_weight
     from mksgn.train.deployment import apply_grid, deployment_form
 

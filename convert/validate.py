@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mksgn.convert.nir_export import decode_metadata
-from mksgn.deploy.nir_reference import NIRExecutor
+from mksgn.core.executor import NIRExecutor
 from mksgn.train.blocks import present_persons
 from mksgn.train.student import MKSGN, record_spikes
 

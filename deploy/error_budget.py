@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mksgn.convert.synapse_graph import SynapseGraph
-from mksgn.deploy import loihi
+from mksgn.core.synapse_graph import SynapseGraph
+from mksgn.core import loihi
 
 ELEMENTS: dict[str, tuple[str, ...]] = {
     "graded inputs": (),
@@ -47,7 +47,7 @@ def effective_weight(sg: SynapseGraph, name: str) -> np.ndarray:
 
 def effective_inputs(sg: SynapseGraph, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The graded inputs as the fixed-point model receives them, in float units."""
-    from mksgn.deploy.emulator import graded_input
+    from mksgn.core.emulator import graded_input
 
     q = sg.metadata["quantization"]["inputs"]
     return {k: graded_input(v, q[k]) * float(q[k]["scale"]) for k, v in inputs.items()}
@@ -93,7 +93,7 @@ def error_budget(sg: SynapseGraph, inputs: dict[str, torch.Tensor], sample: torc
     sample, n
         Each row's sample index and the number of samples (predictions are per sample).
     """
-    from mksgn.deploy.emulator import Emulator
+    from mksgn.core.emulator import Emulator
     from mksgn.train.blocks import sum_per_sample
 
     def run(graph: SynapseGraph, x: dict[str, torch.Tensor]):

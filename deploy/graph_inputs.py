@@ -73,7 +73,7 @@ def on_grid(spec: InputSpec, name: str, x: torch.Tensor) -> torch.Tensor:
     """``x`` rounded to input ``name``'s graded grid, if the graph declares one (else ``x``)."""
     if not spec.input_grid:
         return x
-    from mksgn.deploy.emulator import graded_input
+    from mksgn.core.emulator import graded_input
 
     entry = spec.input_grid[name]
     return graded_input(x, entry) * float(entry["scale"])

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from mksgn.convert.synapse_graph import Population, Synapse, SynapseGraph
-from mksgn.deploy import loihi
+from mksgn.core.synapse_graph import Population, Synapse, SynapseGraph
+from mksgn.core import loihi
 from mksgn.deploy.lava_compat import lava_import
 from mksgn.errors import MksgnError
 
@@ -248,7 +248,7 @@ class LavaNetwork:
 
         import torch
 
-        from mksgn.deploy.emulator import exact_in_float32, graded_input, synapse_lag
+        from mksgn.core.emulator import exact_in_float32, graded_input, synapse_lag
 
         start = time.perf_counter()
         if tag == "fixed_pt" and "quantization" not in graph.metadata:

@@ -59,12 +59,12 @@ def run_parity(ckpt: Path, model: Path, quantized: Path | None, data: str | None
                strict: bool = False, progress: bool = True) -> ParityResult:
     """Run every backend on the same rows and compare."""
     from mksgn.convert.nir_export import decode_metadata
-    from mksgn.convert.nir_file import read_graph
+    from mksgn.core.nir_file import read_graph
     from mksgn.convert.quantize import read_quantized
-    from mksgn.convert.synapse_graph import fuse
-    from mksgn.deploy.emulator import Emulator
+    from mksgn.core.synapse_graph import fuse
+    from mksgn.core.emulator import Emulator
     from mksgn.deploy.graph_inputs import InputSpec, batches
-    from mksgn.deploy.nir_reference import NIRExecutor
+    from mksgn.core.executor import NIRExecutor
     from mksgn.train.builtin import load_dataset
     from mksgn.train.run import load_student
 

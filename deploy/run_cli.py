@@ -4,7 +4,7 @@
               [--timing aligned|lava] [--limit N] [--batch B] [--device auto|cpu|cuda] [--out RUN.json]
 
 Backends: ``reference`` is the reference NIR executor (float64) on the float graph;
-``emulator`` the batched Lava emulator (:mod:`mksgn.deploy.emulator`); ``lava`` Lava itself
+``emulator`` the batched Lava emulator (:mod:`mksgn.core.emulator`); ``lava`` Lava itself
 (:mod:`mksgn.deploy.lava_builder`, one person row at a time, about 8 s each for ``tiny``);
 ``fixed_pt`` needs a quantised graph (``mksgn-quantize``). Prints and writes predictions, labels, accuracy,
 spike counts per population and synaptic operations per synapse, each saying what it
@@ -38,9 +38,9 @@ class RunError(MksgnError, ValueError):
 
 
 def _load(path: Path, backend: str, tag: str):
-    from mksgn.convert.nir_file import read_graph
+    from mksgn.core.nir_file import read_graph
     from mksgn.convert.quantize import read_quantized
-    from mksgn.convert.synapse_graph import FusionError, fuse
+    from mksgn.core.synapse_graph import FusionError, fuse
 
     if backend in ("emulator", "lava") and tag == "fixed_pt":
         return read_quantized(path)
@@ -53,8 +53,8 @@ def _load(path: Path, backend: str, tag: str):
 
 def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.device):
     """The reference executor, with spikes and synaptic operations counted like the emulator."""
-    from mksgn.deploy.emulator import EmulatorResult, _fanout
-    from mksgn.deploy.nir_reference import NIRExecutor
+    from mksgn.core.emulator import EmulatorResult, _fanout
+    from mksgn.core.executor import NIRExecutor
 
     res = NIRExecutor(graph, dtype=torch.float64, device=device).run(
         {k: v.to(device) for k, v in inputs.items()},
@@ -70,7 +70,7 @@ def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.dev
 
 def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
     """Lava, one person row at a time, with spikes and synaptic operations counted like the emulator."""
-    from mksgn.deploy.emulator import Emulator, EmulatorResult, graded_input
+    from mksgn.core.emulator import Emulator, EmulatorResult, graded_input
     from mksgn.deploy.lava_builder import run_lava
 
     spiking = [n for n, p in sg.populations.items() if p.spiking]
@@ -100,7 +100,7 @@ def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
 def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limit: int | None, batch: int,
         device: str, progress: bool = True) -> dict:
     """Run and return the result record (on rank 0 under torchrun; other ranks get ``{}``)."""
-    from mksgn.deploy.emulator import Emulator
+    from mksgn.core.emulator import Emulator
     from mksgn.deploy.graph_inputs import InputSpec, batches
     from mksgn.train.blocks import sum_per_sample
     from mksgn.train.builtin import load_dataset

@@ -66,10 +66,10 @@ def estimate(model: Path, data: str | None = None, limit: int = 32, backend: str
              profiles: Sequence[str] = (), teacher: Path | None = None, teacher_config: str | None = None,
              onnx: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Run, count, price; returns the JSON-ready result (``teacher``/``teacher_config``/``onnx``: the baseline)."""
-    from mksgn.convert.nir_file import read_graph
+    from mksgn.core.nir_file import read_graph
     from mksgn.convert.quantize import read_quantized
-    from mksgn.deploy import loihi
-    from mksgn.deploy.emulator import Emulator
+    from mksgn.core import loihi
+    from mksgn.core.emulator import Emulator
     from mksgn.deploy.graph_inputs import InputSpec
     from mksgn.deploy.run_cli import _load, run
     from mksgn.hw_profiles.counts import snn_counts

@@ -60,11 +60,11 @@ class ResourceMap:
 def graph_resources(sg, tag: str = "floating_pt", emulator=None) -> list[LayerResources]:
     """Neurons, synapses and largest fan-in per population of ``sg`` (quantised weights if ``fixed_pt``).
 
-    ``emulator``: an :class:`~mksgn.deploy.emulator.Emulator` of ``sg`` in ``tag`` already built (else one is).
+    ``emulator``: an :class:`~mksgn.core.emulator.Emulator` of ``sg`` in ``tag`` already built (else one is).
     """
     import torch
 
-    from mksgn.deploy.emulator import Emulator, fan_in
+    from mksgn.core.emulator import Emulator, fan_in
 
     emulator = emulator or Emulator(sg, tag)
     layers = []

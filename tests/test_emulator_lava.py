@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from mksgn.convert.synapse_graph import Population, Synapse, SynapseGraph
-from mksgn.deploy import loihi
-from mksgn.deploy.emulator import Emulator
+from mksgn.core.synapse_graph import Population, Synapse, SynapseGraph
+from mksgn.core import loihi
+from mksgn.core.emulator import Emulator
 from mksgn.deploy.lava_compat import lava_import
 
 STEPS = 12

@@ -10,8 +10,8 @@ import pytest
 import torch
 from helpers import tiny_graph
 
-from mksgn.convert.synapse_graph import Population, Synapse, SynapseGraph
-from mksgn.deploy.emulator import Emulator
+from mksgn.core.synapse_graph import Population, Synapse, SynapseGraph
+from mksgn.core.emulator import Emulator
 from mksgn.hw_profiles.counts import ANNCounts, count_layers, onnx_counts, teacher_counts
 from mksgn.hw_profiles.energy_cli import main as energy_main
 from mksgn.hw_profiles.estimator import ann_energy, snn_energy

@@ -240,9 +240,9 @@ _VALID_NIR = _valid_nir()
 
 
 def _read_and_validate(path: Path):
-    from mksgn.convert.nir_file import read_graph
-    from mksgn.convert.synapse_graph import fuse
-    from mksgn.deploy.nir_reference import NIRExecutor
+    from mksgn.core.nir_file import read_graph
+    from mksgn.core.synapse_graph import fuse
+    from mksgn.core.executor import NIRExecutor
 
     graph = read_graph(path)
     NIRExecutor(graph)
@@ -290,8 +290,8 @@ def nir_graphs(draw) -> nir.NIRGraph:
 
 
 def _validate_graph(graph: nir.NIRGraph):
-    from mksgn.convert.synapse_graph import fuse
-    from mksgn.deploy.nir_reference import NIRExecutor
+    from mksgn.core.synapse_graph import fuse
+    from mksgn.core.executor import NIRExecutor
 
     NIRExecutor(graph)
     return fuse(graph)

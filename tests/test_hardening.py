@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import SMALL_TRAINING
 
-from mksgn.convert.nir_file import NIRFileError, read_graph
+from mksgn.core.nir_file import NIRFileError, read_graph
 from mksgn.deploy.run_cli import main as run_main
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint
 from mksgn.train.data_cli import main as data_main
@@ -137,7 +137,7 @@ def test_invalid_graphs_are_refused_before_simulation_naming_the_node(tmp_path, 
 
 
 def test_unsupported_node_type_is_named():
-    from mksgn.deploy.nir_reference import NIRExecutionError, NIRExecutor
+    from mksgn.core.executor import NIRExecutionError, NIRExecutor
 
     graph = _graph(t=Teleport(), edges=[("lif", "t"), ("t", "output")])
     with pytest.raises(NIRExecutionError, match=r"node 't' \(Teleport\): node type Teleport is not supported"):

@@ -14,11 +14,11 @@ import torch
 from helpers import graph_inputs, recurrent_cubalif_graph, tiny_graph
 
 from mksgn.convert.quantize import quantize
-from mksgn.convert.synapse_graph import fuse
-from mksgn.deploy.emulator import Emulator
+from mksgn.core.synapse_graph import fuse
+from mksgn.core.emulator import Emulator
 from mksgn.deploy.lava_builder import run_lava
 from mksgn.deploy.lava_compat import lava_import
-from mksgn.deploy.nir_reference import NIRExecutor
+from mksgn.core.executor import NIRExecutor
 
 pytestmark = pytest.mark.lava
 STEPS = 8

@@ -1,4 +1,4 @@
-"""mksgn.deploy.nir_reference: every node type against hand loops or independent formulas."""
+"""mksgn.core.executor: every node type against hand loops or independent formulas."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mksgn.deploy.nir_reference import (
+from mksgn.core.executor import (
     DEFAULT_DT,
     DISCRETISATIONS,
     ExecutionResult,

@@ -12,7 +12,7 @@ from mksgn.convert.nir_export import decode_metadata, export_student
 from mksgn.convert.nirtorch_maps import (
     NODE_MAP, input_order, load_with_nirtorch, merge_inputs, record_with_nirtorch, run_with_nirtorch,
 )
-from mksgn.deploy.nir_reference import NIRExecutor
+from mksgn.core.executor import NIRExecutor
 
 nirtorch = pytest.importorskip("nirtorch")
 

@@ -57,7 +57,7 @@ def test_error_budget_all_elements_match_the_fixed_point_emulator_but_for_intege
     from helpers import graph_inputs
 
     from mksgn.convert.quantize import read_quantized
-    from mksgn.deploy.emulator import Emulator
+    from mksgn.core.emulator import Emulator
     from mksgn.deploy.error_budget import _variant, effective_inputs, effective_weight
 
     graph, qsg = read_quantized(files / "student.q.nir")

@@ -11,10 +11,10 @@ from helpers import graph_inputs, recurrent_cubalif_graph, tiny_graph
 from mksgn.convert.quantize import (
     WEIGHT_LIMIT_MIXED, QuantizeError, quantize, read_quantized, write_quantized,
 )
-from mksgn.convert.synapse_graph import FusionError, fuse
-from mksgn.deploy import loihi
-from mksgn.deploy.emulator import Emulator, EmulatorError
-from mksgn.deploy.nir_reference import NIRExecutor
+from mksgn.core.synapse_graph import FusionError, fuse
+from mksgn.core import loihi
+from mksgn.core.emulator import Emulator, EmulatorError
+from mksgn.core.executor import NIRExecutor
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from mksgn.convert.quantize import read_quantized
 from mksgn.convert.quantize_cli import quantize_file
 from mksgn.convert.snap import ALWAYS, exact_steps, snap_bias
 from mksgn.convert.snap_cli import main as snap_main
-from mksgn.convert.synapse_graph import fuse
-from mksgn.deploy import loihi
-from mksgn.deploy.emulator import Emulator
+from mksgn.core.synapse_graph import fuse
+from mksgn.core import loihi
+from mksgn.core.emulator import Emulator
 from mksgn.deploy.error_budget import effective_weight
 from mksgn.deploy.graph_inputs import InputSpec, batches
 from mksgn.deploy.parity_cli import main as parity_main

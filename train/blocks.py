@@ -141,7 +141,7 @@ class FusedGraphConv(nn.Module):
     """A graph convolution (or any joints x channels map) as one tensor.
 
     ``y[b, co, f, wo] = sum_{wi, ci} weight[wo, co, wi, ci] x[b, ci, f, wi] + bias[co]``: the
-    layout of a ``mix`` synapse (:mod:`mksgn.convert.synapse_graph`), so that each weight is one
+    layout of a ``mix`` synapse (:mod:`mksgn.core.synapse_graph`), so that each weight is one
     Loihi synapse weight. Built by :func:`mksgn.train.deployment.deployment_form` from a
     :class:`SpatialGraphConv` (BN folded) or the attention's gate input.
 

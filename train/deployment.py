@@ -3,7 +3,7 @@
 Training keeps the paper's factorised structure (a graph convolution is ``sum_k W_k X A_k``
 then BatchNorm; fusion weights are a softmax). On Loihi every chain of linear operations
 between two neuron populations is **one** synapse whose weights are rounded to 8 bits
-(:mod:`mksgn.convert.synapse_graph`). :func:`deployment_form` rewrites the student so that
+(:mod:`mksgn.core.synapse_graph`). :func:`deployment_form` rewrites the student so that
 each such synapse is one module whose parameters *are* those weights:
 
 =====================================  ============================================================

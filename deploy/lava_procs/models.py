@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mksgn.deploy import loihi
+from mksgn.core import loihi
 from mksgn.deploy.lava_compat import lava_import
 from mksgn.deploy.lava_procs.process import DelayLine, FileSink, FrameDense
 

@@ -9,7 +9,7 @@ the reference executor accepts (it validates it first) and returns a
 
 Populations
     Every neuron node (LIF, IF, LI, I, CubaLIF, CubaLI, Threshold) becomes one population
-    with Lava's two-state dynamics (see :mod:`mksgn.deploy.loihi`)::
+    with Lava's two-state dynamics (see :mod:`mksgn.core.loihi`)::
 
         u = (1 - du) u + a_in;   v = (1 - dv) v + u + bias;   spike if v > threshold, then v = 0
 
@@ -45,7 +45,7 @@ import nir
 import numpy as np
 import torch
 
-from mksgn.deploy.nir_reference import NIRExecutionError, NIRExecutor
+from mksgn.core.executor import NIRExecutionError, NIRExecutor
 from mksgn.errors import MksgnError
 
 DENSE_MAX_ENTRIES = 1 << 26

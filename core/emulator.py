@@ -1,4 +1,4 @@
-"""A batched torch emulator of what Lava computes for a :class:`~mksgn.convert.synapse_graph.SynapseGraph`.
+"""A batched torch emulator of what Lava computes for a :class:`~mksgn.core.synapse_graph.SynapseGraph`.
 
 Two arithmetic tags, as Lava's process models:
 
@@ -39,8 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mksgn.convert.synapse_graph import Population, Synapse, SynapseGraph
-from mksgn.deploy import loihi
+from mksgn.core.synapse_graph import Population, Synapse, SynapseGraph
+from mksgn.core import loihi
 from mksgn.errors import MksgnError
 
 TAGS = ("floating_pt", "fixed_pt")

@@ -1,0 +1,1 @@
+"""Framework-free foundations: NIR semantics, neuron step functions, Loihi arithmetic, the synapse graph."""
