@@ -15,9 +15,9 @@ import torch
 
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import quantize
-from mksgn.core.synapse_graph import fuse
+from mksgn.core.fuse import fuse
 from mksgn.core.emulator import Emulator
-from mksgn.deploy.graph_inputs import InputSpec, batches
+from mksgn.convert.graph_inputs import InputSpec, batches
 from mksgn.train.blocks import present_persons
 from mksgn.train.builtin import load_dataset
 from mksgn.train.calibrate import calibrate_activity, randomise_batchnorm

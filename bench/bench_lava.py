@@ -18,9 +18,9 @@ import numpy as np
 from bench.bench_emulator import _model
 from bench.memory import PeakMemory
 from mksgn.convert.quantize import quantize
-from mksgn.core.synapse_graph import fuse
+from mksgn.core.fuse import fuse
 from mksgn.core.emulator import Emulator
-from mksgn.deploy.graph_inputs import InputSpec, batches
+from mksgn.convert.graph_inputs import InputSpec, batches
 from mksgn.deploy.lava_builder import LavaNetwork
 from mksgn.train.builtin import load_dataset
 

@@ -72,9 +72,9 @@ def run() -> dict:
     except ImportError as exc:
         return {"skipped": f"NeuroBench is not installed ({exc}); pip install neurobench==2.3.0 torch==2.13.0"}
     from bench.bench_emulator import _model_and_graph
-    from mksgn.core.synapse_graph import fuse
+    from mksgn.core.fuse import fuse
     from mksgn.core.emulator import Emulator
-    from mksgn.deploy.graph_inputs import InputSpec, batches
+    from mksgn.convert.graph_inputs import InputSpec, batches
     from mksgn.train.builtin import load_dataset
 
     splits = load_dataset(None)

@@ -21,9 +21,9 @@ from bench.bench_emulator import CALIBRATION, _model_and_graph
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import quantize
 from mksgn.convert.snap import snap
-from mksgn.core.synapse_graph import fuse
+from mksgn.core.fuse import fuse
 from mksgn.core.emulator import Emulator
-from mksgn.deploy.graph_inputs import InputSpec, batches
+from mksgn.convert.graph_inputs import InputSpec, batches
 from mksgn.train.blocks import sum_per_sample
 from mksgn.train.builtin import load_dataset
 from mksgn.train.config import preset
@@ -50,7 +50,7 @@ def _one(name: str) -> dict:
     sg = fuse(sgraph)
     sspec = InputSpec.of(sgraph)
     calib = next(batches(sspec, splits.train, np.arange(CALIBRATION), CALIBRATION))
-    quantize(sg, calib.inputs)
+    sg, _ = quantize(sg, calib.inputs)
     quantize_s = time.perf_counter() - start
     plain = copy.copy(sg)
     plain.metadata = {}

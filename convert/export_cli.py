@@ -45,7 +45,6 @@ def export_checkpoint(ckpt: str, out: Path, data: str | None = None, samples: in
                       validate: bool = True, log=print) -> dict:
     """Export, write, read back and validate; returns the export record."""
     from mksgn.convert.validate import compare
-    from mksgn.train.blocks import present_persons
     from mksgn.train.builtin import load_dataset
     from mksgn.train.pipeline import SkeletonInputs
     from mksgn.train.run import load_student

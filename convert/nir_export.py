@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +36,8 @@ import torch
 from torch import nn
 
 import mksgn
+from mksgn.core.nir_file import encode_metadata
+from mksgn.core.timestep import DEFAULT_DT, DISCRETISATIONS, tau_of_beta
 from mksgn.errors import MksgnError
 from mksgn.train.blocks import (
     Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix, SpatialGraphConv, bn_affine,
@@ -44,13 +45,11 @@ from mksgn.train.blocks import (
 from mksgn.train.neuron import LIF
 from mksgn.train.student import MKSGN, SpikingAttention, SpikingBlock, non_deployable_modules
 
-DT = 1e-4
+DT = DEFAULT_DT
 """Time step recorded in exported graphs (snnTorch's NIR convention, so its importer agrees)."""
 
-DISCRETISATION = "forward-euler"
+DISCRETISATION = DISCRETISATIONS[0]
 RESET_MODE = "zero"
-METADATA_JSON_KEYS = ("input", "class_names", "module_map", "conventions", "fixed_point_grid")
-"""Graph metadata entries stored as JSON strings (HDF5 keeps plain strings faithfully)."""
 
 
 class ExportError(MksgnError, ValueError):
@@ -228,7 +227,7 @@ def _lif(m: LIF, g: GraphBuilder, path: str, port: Port) -> Port:
     if beta >= 1.0:  # no leak: integrate-and-fire
         node = nir.IF(r=ones / g.dt, v_threshold=ones * threshold, v_reset=0 * ones)
     else:
-        tau = g.dt / (1.0 - beta)
+        tau = tau_of_beta(beta, g.dt)
         node = nir.LIF(tau=ones * tau, r=ones * (tau / g.dt), v_leak=0 * ones, v_threshold=ones * threshold,
                        v_reset=0 * ones)
     node.metadata = {"beta": float(beta), "threshold": float(threshold)}
@@ -358,22 +357,3 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
         },
     }
     return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=encode_metadata(metadata), type_check=False)
-
-
-def encode_metadata(metadata: dict) -> dict:
-    """Graph metadata for HDF5: structured entries become JSON strings."""
-    return {k: json.dumps(v) if k in METADATA_JSON_KEYS else v for k, v in metadata.items()}
-
-
-def decode_metadata(metadata: dict) -> dict:
-    """The inverse of :func:`encode_metadata` (also accepts plain, unencoded entries)."""
-    out = {}
-    for k, v in metadata.items():
-        if isinstance(v, bytes):
-            v = v.decode()
-        if k in METADATA_JSON_KEYS and isinstance(v, str):
-            v = json.loads(v)
-        elif isinstance(v, np.generic):
-            v = v.item()
-        out[k] = v
-    return out

@@ -80,11 +80,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mksgn.core import fields, timestep
+from mksgn.core.neuron import LeakyParams, lif_fire, lif_membrane
+from mksgn.core.timestep import DEFAULT_DT
+
 __all__ = [
     "DEFAULT_DT",
     "MERGED_INPUT",
     "NODE_MAP",
-    "graph_dt",
     "input_order",
     "load_with_nirtorch",
     "make_node_map",
@@ -92,9 +95,6 @@ __all__ = [
     "record_with_nirtorch",
     "run_with_nirtorch",
 ]
-
-DEFAULT_DT: float = 1e-4
-"""Time step used when the graph's metadata gives none (snnTorch's NIR convention)."""
 
 MERGED_INPUT: str = "input"
 """Name of the single Input node that :func:`merge_inputs` creates."""
@@ -108,25 +108,6 @@ State = torch.Tensor | None
 def _f64(value: Any) -> torch.Tensor:
     """A NIR parameter as a float64 tensor (cast to the run's dtype when the module is)."""
     return torch.tensor(np.asarray(value, dtype=np.float64))
-
-
-def _ints(value: Any, n: int) -> tuple[int, ...]:
-    """An integer or sequence of integers (as NIR stores them) as an ``n``-tuple."""
-    array = np.atleast_1d(np.asarray(value)).astype(np.int64).ravel()
-    if array.size == 1:
-        array = np.repeat(array, n)
-    if array.size != n:
-        raise ValueError(f"expected 1 or {n} integers, got {value!r}")
-    return tuple(int(v) for v in array)
-
-
-def _padding(value: Any, n: int) -> tuple[int, ...] | str:
-    """A padding as an ``n``-tuple, or ``'same'``/``'valid'``."""
-    if isinstance(value, (bytes, np.bytes_)):
-        value = value.decode()
-    if isinstance(value, (str, np.str_)):
-        return str(value)
-    return _ints(value, n)
 
 
 def _with_parameters(module: nn.Module, weight: np.ndarray, bias: np.ndarray | None) -> nn.Module:
@@ -174,62 +155,36 @@ class SumPool2d(nn.Module):
         return F.conv2d(x, ones, None, self.stride, self.padding, 1, channels)
 
 
-class Integrator(nn.Module):
-    """NIR ``I``: ``v <- v + r dt x``; outputs ``v``."""
+class Neuron(nn.Module):
+    """A NIR neuron (LIF, LI, IF, I) as a nirtorch module: :func:`mksgn.core.neuron.lif_step`.
 
-    def __init__(self, gain: np.ndarray) -> None:
-        super().__init__()
-        self.register_buffer("gain", _f64(gain))
+    ``v <- a v + b x + c``; with a threshold it spikes when ``v > threshold`` and then sets
+    ``v = reset`` (output: the spike), without one it outputs ``v``. The coefficients come
+    from :mod:`mksgn.core.timestep`, as the reference executor's.
+    """
 
-    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, torch.Tensor]:
-        v = torch.zeros_like(x) if state is None else state
-        v = v + self.gain * x
-        return v, v
-
-
-class LeakyIntegrator(nn.Module):
-    """NIR ``LI``: ``v <- a v + b x + c``; outputs ``v``."""
-
-    def __init__(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
-        super().__init__()
-        for name, value in (("a", a), ("b", b), ("c", c)):
-            self.register_buffer(name, _f64(value))
-
-    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, torch.Tensor]:
-        v = torch.zeros_like(x) if state is None else state
-        v = self.a * v + self.b * x + self.c
-        return v, v
-
-
-class IntegrateAndFire(nn.Module):
-    """NIR ``IF``: ``v <- v + r dt x``; spike if ``v > v_threshold``, then ``v = v_reset``."""
-
-    def __init__(self, gain: np.ndarray, threshold: np.ndarray, reset: np.ndarray) -> None:
-        super().__init__()
-        for name, value in (("gain", gain), ("threshold", threshold), ("reset", reset)):
-            self.register_buffer(name, _f64(value))
-
-    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, torch.Tensor]:
-        v = torch.zeros_like(x) if state is None else state
-        v = v + self.gain * x
-        spike = v > self.threshold
-        return spike.to(x.dtype), torch.where(spike, self.reset, v)
-
-
-class LeakyIntegrateAndFire(nn.Module):
-    """NIR ``LIF``: ``v <- a v + b x + c``; spike if ``v > v_threshold``, then ``v = v_reset``."""
-
-    def __init__(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, threshold: np.ndarray,
-                 reset: np.ndarray) -> None:
+    def __init__(self, a: np.ndarray | float, b: np.ndarray, c: np.ndarray | None = None,
+                 threshold: np.ndarray | None = None, reset: np.ndarray | None = None) -> None:
         super().__init__()
         for name, value in (("a", a), ("b", b), ("c", c), ("threshold", threshold), ("reset", reset)):
-            self.register_buffer(name, _f64(value))
+            self.register_buffer(name, None if value is None else _f64(value))
+
+    def params(self) -> LeakyParams:
+        """The buffers as :func:`~mksgn.core.neuron.lif_step` coefficients."""
+        return LeakyParams(self.a, self.b, self.c, self.threshold, 0.0 if self.reset is None else self.reset)
 
     def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, torch.Tensor]:
         v = torch.zeros_like(x) if state is None else state
-        v = self.a * v + self.b * x + self.c
-        spike = v > self.threshold
-        return spike.to(x.dtype), torch.where(spike, self.reset, v)
+        params = self.params()
+        v = lif_membrane(x, v, params)
+        if self.threshold is None:
+            return v, v
+        spikes, v = lif_fire(v, params, _strict)
+        return spikes.to(x.dtype), v
+
+
+def _strict(x: torch.Tensor) -> torch.Tensor:
+    return x > 0
 
 
 # --------------------------------------------------------------------------- node maps
@@ -261,7 +216,7 @@ def _map_conv(node: nir.Conv1d | nir.Conv2d, nd: int) -> nn.Module:
     bias = np.zeros(n_out) if getattr(node, "bias", None) is None else np.asarray(node.bias, dtype=np.float64)
     module = nn.utils.skip_init(
         nn.Conv1d if nd == 1 else nn.Conv2d, weight.shape[1] * groups, n_out, weight.shape[2:],
-        stride=_ints(node.stride, nd), padding=_padding(node.padding, nd), dilation=_ints(node.dilation, nd),
+        stride=fields.int_tuple(node.stride, nd, "stride"), padding=fields.padding(node.padding, nd), dilation=fields.int_tuple(node.dilation, nd, "dilation"),
         groups=groups, bias=True)
     return _with_parameters(module, weight, np.broadcast_to(bias, (n_out,)))
 
@@ -277,9 +232,9 @@ def map_conv2d(node: nir.Conv2d) -> nn.Conv2d:
 
 
 def _pool_geometry(node: nir.AvgPool2d | nir.SumPool2d) -> tuple[tuple[int, ...], ...]:
-    kernel = _ints(node.kernel_size, 2)
-    stride = kernel if node.stride is None else _ints(node.stride, 2)
-    padding = (0, 0) if node.padding is None else _ints(node.padding, 2)
+    kernel = fields.int_tuple(node.kernel_size, 2, "kernel_size")
+    stride = kernel if node.stride is None else fields.int_tuple(node.stride, 2, "stride")
+    padding = (0, 0) if node.padding is None else fields.int_tuple(node.padding, 2, "padding")
     return kernel, stride, padding
 
 
@@ -302,30 +257,29 @@ def _param(node: nir.NIRNode, field: str) -> np.ndarray:
     return np.asarray(getattr(node, field), dtype=np.float64)
 
 
-def _euler(node: nir.LIF | nir.LI, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Forward-Euler ``(a, b, c)`` of ``tau dv/dt = v_leak - v + r x``, in float64."""
-    tau = _param(node, "tau")
-    return 1.0 - dt / tau, _param(node, "r") * dt / tau, _param(node, "v_leak") * dt / tau
+def _leaky(node: nir.LIF | nir.LI, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return timestep.leaky_coefficients(_param(node, "tau"), _param(node, "r"), _param(node, "v_leak"), dt)
 
 
-def map_lif(node: nir.LIF, dt: float = DEFAULT_DT) -> LeakyIntegrateAndFire:
-    """``LIF`` -> :class:`LeakyIntegrateAndFire` with time step ``dt``."""
-    return LeakyIntegrateAndFire(*_euler(node, dt), _param(node, "v_threshold"), _param(node, "v_reset"))
+def map_lif(node: nir.LIF, dt: float = DEFAULT_DT) -> Neuron:
+    """``LIF`` -> :class:`Neuron` with time step ``dt``."""
+    return Neuron(*_leaky(node, dt), _param(node, "v_threshold"), _param(node, "v_reset"))
 
 
-def map_li(node: nir.LI, dt: float = DEFAULT_DT) -> LeakyIntegrator:
-    """``LI`` -> :class:`LeakyIntegrator` with time step ``dt``."""
-    return LeakyIntegrator(*_euler(node, dt))
+def map_li(node: nir.LI, dt: float = DEFAULT_DT) -> Neuron:
+    """``LI`` -> non-spiking :class:`Neuron` with time step ``dt``."""
+    return Neuron(*_leaky(node, dt))
 
 
-def map_if(node: nir.IF, dt: float = DEFAULT_DT) -> IntegrateAndFire:
-    """``IF`` -> :class:`IntegrateAndFire` with time step ``dt``."""
-    return IntegrateAndFire(_param(node, "r") * dt, _param(node, "v_threshold"), _param(node, "v_reset"))
+def map_if(node: nir.IF, dt: float = DEFAULT_DT) -> Neuron:
+    """``IF`` -> :class:`Neuron` without leak, time step ``dt``."""
+    gain = timestep.integrator_gain(_param(node, "r"), dt)
+    return Neuron(1.0, gain, None, _param(node, "v_threshold"), _param(node, "v_reset"))
 
 
-def map_i(node: nir.I, dt: float = DEFAULT_DT) -> Integrator:
-    """``I`` -> :class:`Integrator` with time step ``dt``."""
-    return Integrator(_param(node, "r") * dt)
+def map_i(node: nir.I, dt: float = DEFAULT_DT) -> Neuron:
+    """``I`` -> non-spiking :class:`Neuron` without leak, time step ``dt``."""
+    return Neuron(1.0, timestep.integrator_gain(_param(node, "r"), dt))
 
 
 def _identity(node: nir.NIRNode) -> nn.Identity:
@@ -378,15 +332,9 @@ NODE_MAP: NodeMap = make_node_map(DEFAULT_DT)
 
 
 def _metadata(graph: nir.NIRGraph) -> dict:
-    from mksgn.convert.nir_export import decode_metadata  # local: keeps this module light to import
+    from mksgn.core.nir_file import decode_metadata  # local: keeps this module light to import
 
     return decode_metadata(dict(graph.metadata or {}))
-
-
-def graph_dt(graph: nir.NIRGraph) -> float:
-    """``graph.metadata["dt"]``, else :data:`DEFAULT_DT`."""
-    dt = _metadata(graph).get("dt")
-    return DEFAULT_DT if dt is None else float(dt)
 
 
 def input_order(graph: nir.NIRGraph) -> tuple[str, ...]:
@@ -479,7 +427,7 @@ def load_with_nirtorch(graph: nir.NIRGraph, dt: float | None = None, dtype: torc
     """
     import nirtorch  # local: nirtorch is an optional dependency
 
-    node_map = make_node_map(graph_dt(graph) if dt is None else float(dt))
+    node_map = make_node_map(timestep.graph_dt(graph, dt))
     return nirtorch.nir_to_torch(merge_inputs(graph), dict(node_map), default_map={}, dtype=dtype)
 
 

@@ -29,13 +29,17 @@ model of the integers computes exactly what the integers do, which :mod:`mksgn.c
 uses. A snapped graph declares its scales (``metadata["fixed_point_grid"]``) and they are
 used as they are.
 
-The quantised graph is the float graph itself with all integers and scales in
-``metadata["quantization"]`` (:func:`write_quantized` / :func:`read_quantized`): float tools
-still run it as the float model, mksgn's emulator and Lava builder run its integers.
+:func:`quantize` returns the graph with typed records (:class:`~mksgn.core.fixed_point.FixedPoint`);
+each synapse kind says whether it has an exponent and how Lava treats its integers
+(:mod:`mksgn.core.kinds`), each population kind how its parameters become integers. The
+quantised file is the float graph itself with the records in ``metadata["quantization"]``
+(:func:`write_quantized` / :func:`read_quantized`): float tools still run it as the float
+model, mksgn's emulator and Lava builder run its integers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -46,29 +50,25 @@ import nir
 import numpy as np
 import torch
 
-from mksgn.core.nir_file import read_graph, write_graph
-from mksgn.core.synapse_graph import FusionError, SynapseGraph, fuse
 from mksgn.core import loihi
-from mksgn.errors import MksgnError
+from mksgn.core.emulator import Emulator
+from mksgn.core.fixed_point import (
+    FORMAT, METADATA_KEY, FixedPoint, QuantizedInput, QuantizedSynapse, QuantizeError, is_quantized,
+)
+from mksgn.core.fuse import fuse
+from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED
+from mksgn.core.nir_file import decode_metadata, read_graph, write_graph
+from mksgn.core.synapse_graph import FusionError, SynapseGraph
 
 INPUT_BITS = 8
 """Graded input payload bits (signed)."""
-WEIGHT_LIMIT_MIXED = (1 << loihi.WEIGHT_BITS) - 2
-"""Largest mixed-sign weight that survives Lava's truncation unchanged (254)."""
-WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
-"""Weight exponents used (Loihi's 4-bit signed range)."""
 HEADROOM_BITS = 1
 """Unused top bits of the current and voltage on the calibration data."""
 STATE_UNITS_LIMIT = 1 << (loihi.STATE_BITS - 1 - loihi.ACTIVATION_SHIFT - HEADROOM_BITS)
 """Largest calibrated ``|a_in|``, ``|u|``, ``|v|`` in synaptic-input units (2**16)."""
 BIAS_UNITS_LIMIT = (loihi.BIAS_MANT_MAX << loihi.BIAS_EXP_MAX) / (1 << loihi.ACTIVATION_SHIFT)
 """Largest bias in synaptic-input units (13-bit mantissa, exponent up to 7, in units of 2**-6)."""
-FORMAT = "mksgn-loihi-quantization/1"
-CONV_KINDS = ("conv",)
-
-
-class QuantizeError(MksgnError, ValueError):
-    """A graph that cannot be quantised; names the population or synapse."""
+REPORT_KEY = "quantization_report"
 
 
 @dataclass
@@ -105,29 +105,6 @@ def _quantize_weights(w: np.ndarray, step: float) -> tuple[np.ndarray, int]:
     return np.clip(q, lo, hi), clipped
 
 
-def _uniform(values: np.ndarray, what: str, pop: str) -> float:
-    flat = np.unique(np.asarray(values, dtype=np.float64))
-    if flat.size != 1:
-        raise QuantizeError(f"population {pop!r}: {what} differs between neurons ({flat[:4]}...); a Lava LIF "
-                            f"process has one {what}")
-    return float(flat[0])
-
-
-def _bias(bias: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """``bias_mant``, ``bias_exp`` per neuron and the clipped count."""
-    b = np.round(np.asarray(bias, dtype=np.float64) / scale * (1 << loihi.ACTIVATION_SHIFT))
-    exp = np.zeros(b.shape, dtype=np.int64)
-    mant = b.copy()
-    for e in range(loihi.BIAS_EXP_MAX + 1):
-        fits = np.abs(np.round(b / (1 << e))) <= loihi.BIAS_MANT_MAX
-        pick = fits & (exp == 0) & (np.abs(mant) > loihi.BIAS_MANT_MAX)
-        exp[pick] = e
-        mant[pick] = np.round(b[pick] / (1 << e))
-    clipped = int((np.abs(mant) > loihi.BIAS_MANT_MAX).sum())
-    mant = np.clip(mant, loihi.BIAS_MANT_MIN, loihi.BIAS_MANT_MAX)
-    return mant.astype(np.int64), exp, clipped
-
-
 def _dyadic(value: float) -> float:
     """The smallest power of two ``>= value``."""
     return 2.0 ** math.ceil(math.log2(value))
@@ -135,14 +112,78 @@ def _dyadic(value: float) -> float:
 
 def fixed_point_grid(sg: SynapseGraph) -> dict[str, Any] | None:
     """The grid a snapped graph declares (``metadata["fixed_point_grid"]``), or None."""
-    from mksgn.convert.nir_export import decode_metadata
-
     return decode_metadata(dict(sg.metadata)).get("fixed_point_grid")
+
+
+def _input_records(sg: SynapseGraph, peaks: dict, grid: dict | None, input_bits: int, dyadic: bool
+                   ) -> dict[str, QuantizedInput]:
+    if not 2 <= input_bits <= loihi.GRADED_MESSAGE_BITS:
+        raise QuantizeError(f"input_bits must be 2..{loihi.GRADED_MESSAGE_BITS}, got {input_bits}")
+    inputs = {}
+    for name in sg.inputs:
+        if grid is not None:
+            entry = grid["inputs"].get(name)
+            if entry is None:
+                raise QuantizeError(f"input {name!r}: the graph's fixed_point_grid has no entry for it")
+            inputs[name] = QuantizedInput(float(entry["scale"]), int(entry["bits"]))
+            continue
+        peak = peaks[name]["v"]
+        scale = (peak / ((1 << (input_bits - 1)) - 1)) if peak > 0 else 1.0
+        inputs[name] = QuantizedInput(_dyadic(scale) if dyadic else scale, input_bits)
+    return inputs
+
+
+def _population_scale(sg: SynapseGraph, name: str, eff: dict[str, np.ndarray], state_peak: float,
+                      grid: dict | None, dyadic: bool) -> float:
+    """The scale before the population kind's threshold rule: the smallest the weights, the
+    calibrated state and the bias allow (or the grid's)."""
+    pop = sg.populations[name]
+    floors = [sg.kinds.synapse(s.kind).scale_floor(eff[s.name]) for s in sg.incoming(name)]
+    scale = max(max(floors, default=0.0), state_peak / STATE_UNITS_LIMIT,
+                float(np.abs(pop.bias).max()) / BIAS_UNITS_LIMIT)
+    if grid is not None:
+        if name not in grid["populations"]:
+            raise QuantizeError(f"population {name!r}: the graph's fixed_point_grid has no scale for it")
+        return float(grid["populations"][name])
+    if dyadic:
+        return _dyadic(scale) if scale > 0 else 1.0
+    return scale
+
+
+def _quantize_population(sg: SynapseGraph, name: str, fixed: FixedPoint, peaks: dict, grid: dict | None,
+                         dyadic: bool) -> LayerReport:
+    """Quantise one population and its incoming synapses into ``fixed``; returns its report."""
+    pop = sg.populations[name]
+    kind = sg.kinds.population(pop.kind)
+    incoming = sg.incoming(name)
+    units = {s.name: sg.kinds.population(sg.populations[s.source].kind).output_unit(s.source, fixed)
+             if sg.kinds.population(sg.populations[s.source].kind).graded else 1.0 for s in incoming}
+    eff = {s.name: np.asarray(s.weight, dtype=np.float64) * units[s.name] for s in incoming}
+    for s in incoming:
+        src = sg.populations[s.source]
+        if not src.spiking and not sg.kinds.population(src.kind).graded:
+            raise QuantizeError(f"synapse {s.name}: its source is a non-spiking population; Lava neurons "
+                                f"send spikes only")
+    state_peak = max(peaks[name]["a_in"], peaks[name]["v"])
+    mode = "grid" if grid is not None else ("dyadic" if dyadic else "calibrated")
+    qp, bias_clipped = kind.quantize(pop, _population_scale(sg, name, eff, state_peak, grid, dyadic), mode)
+    fixed.populations[name] = qp
+    report = LayerReport(name, qp.scale, qp.vth if pop.spiking else None, qp.du, qp.dv, bias_clipped=bias_clipped)
+    for s in incoming:
+        w = eff[s.name]
+        exp = sg.kinds.synapse(s.kind).weight_exponent(w, qp.scale, mode != "calibrated" and pop.spiking)
+        w_int, clipped = _quantize_weights(w, qp.scale * 2.0**exp)
+        fixed.synapses[s.name] = QuantizedSynapse(w_int.astype(np.int64), exp, loihi.WEIGHT_BITS)
+        report.weights[s.name] = {"kind": s.kind, "weight_exp": exp, "max_abs": int(np.abs(w_int).max()),
+                                  "range_used": round(float(np.abs(w_int).max()) / WEIGHT_LIMIT_MIXED, 3),
+                                  "clipped": clipped, "zeroed": int(((w_int == 0) & (w != 0)).sum())}
+    report.peak_fraction = round(state_peak / qp.scale / (STATE_UNITS_LIMIT << HEADROOM_BITS), 4)
+    return report
 
 
 def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
              input_bits: int = INPUT_BITS, dyadic: bool = False) -> tuple[SynapseGraph, list[LayerReport]]:
-    """Quantise ``sg`` (in place: its ``metadata["quantization"]``) on calibration inputs.
+    """Quantise ``sg`` on calibration inputs; returns the graph with its :class:`FixedPoint` records.
 
     A graph snapped onto the grid (:mod:`mksgn.convert.snap`) declares its scales in
     ``metadata["fixed_point_grid"]``; they are used as they are, so every weight, bias and
@@ -151,7 +192,7 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
     Parameters
     ----------
     sg
-        The float synapse graph.
+        The float synapse graph (not modified).
     calibration
         Input name -> ``(T, B, *shape)`` float inputs used to size the scales.
     input_bits
@@ -162,107 +203,26 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
 
     Returns
     -------
-    The graph (with integers in its metadata) and a report per population.
+    A copy of ``sg`` whose ``fixed`` holds the integers, and a report per population.
     """
-    from mksgn.core.emulator import Emulator
-
-    float_run = Emulator(sg, "floating_pt").run(calibration)
-    peaks = float_run.peaks
+    peaks = Emulator(sg, "floating_pt").run(calibration).peaks
     grid = fixed_point_grid(sg)
-    inputs = {}
-    if not 2 <= input_bits <= loihi.GRADED_MESSAGE_BITS:
-        raise QuantizeError(f"input_bits must be 2..{loihi.GRADED_MESSAGE_BITS}, got {input_bits}")
-    for name in sg.inputs:
-        if grid is not None:
-            entry = grid["inputs"].get(name)
-            if entry is None:
-                raise QuantizeError(f"input {name!r}: the graph's fixed_point_grid has no entry for it")
-            inputs[name] = {"scale": float(entry["scale"]), "bits": int(entry["bits"])}
-            continue
-        peak = peaks[name]["v"]
-        scale = (peak / ((1 << (input_bits - 1)) - 1)) if peak > 0 else 1.0
-        inputs[name] = {"scale": _dyadic(scale) if dyadic else scale, "bits": input_bits}
-    unit = {name: inputs[name]["scale"] for name in sg.inputs}
-    q_pops: dict[str, dict[str, Any]] = {}
-    q_syns: dict[str, dict[str, Any]] = {}
-    reports: list[LayerReport] = []
-    for name, pop in sg.populations.items():
-        if pop.kind == "input":
-            continue
-        incoming = sg.incoming(name)
-        eff = {s.name: np.asarray(s.weight, dtype=np.float64) * unit.get(s.source, 1.0) for s in incoming}
-        for s in incoming:
-            if not sg.populations[s.source].spiking and s.source not in unit:
-                raise QuantizeError(f"synapse {s.name}: its source is a non-spiking population; Lava neurons "
-                                    f"send spikes only")
-        conv_max = max((float(np.abs(eff[s.name]).max()) for s in incoming if s.kind in CONV_KINDS), default=0.0)
-        state_peak = max(peaks[name]["a_in"], peaks[name]["v"])
-        bias_max = float(np.abs(pop.bias).max())
-        scale = max(conv_max / WEIGHT_LIMIT_MIXED, state_peak / STATE_UNITS_LIMIT, bias_max / BIAS_UNITS_LIMIT)
-        if grid is not None:
-            if name not in grid["populations"]:
-                raise QuantizeError(f"population {name!r}: the graph's fixed_point_grid has no scale for it")
-            scale = float(grid["populations"][name])
-        elif dyadic:
-            scale = _dyadic(scale) if scale > 0 else 1.0
-        du_f, dv_f = _uniform(pop.du, "du", name), _uniform(pop.dv, "dv", name)
-        if pop.spiking:
-            thr = _uniform(pop.threshold, "threshold", name)
-            if thr <= 0:
-                raise QuantizeError(f"population {name!r}: threshold {thr} must be > 0 for Loihi")
-            if grid is not None or dyadic:
-                if grid is None:  # a finer power of two until the threshold is a whole number of units
-                    for _ in range(loihi.VTH_BITS):
-                        if (thr / scale).is_integer():
-                            break
-                        scale /= 2
-                if not (thr / scale).is_integer() or not 1 <= thr / scale <= loihi.VTH_MAX:
-                    raise QuantizeError(f"population {name!r}: threshold {thr} is not a whole multiple (1.."
-                                        f"{loihi.VTH_MAX}) of the scale {scale}")
-                vth = int(thr / scale)
-            else:
-                vth = int(min(loihi.VTH_MAX, max(1, math.floor(thr / scale)) if scale > 0 else loihi.VTH_MAX))
-                scale = thr / vth
-        else:
-            vth = loihi.VTH_MAX
-            if scale <= 0:
-                scale = 1.0
-        du = int(np.clip(round(du_f * loihi.DECAY_UNITY) - 1, 0, loihi.DECAY_MAX))
-        dv = int(np.clip(round(dv_f * loihi.DECAY_UNITY), 0, loihi.DECAY_MAX))
-        report = LayerReport(name, scale, vth if pop.spiking else None, du, dv)
-        for s in incoming:
-            w = eff[s.name]
-            wmax = float(np.abs(w).max())
-            if s.kind in CONV_KINDS or wmax == 0:
-                exp = 0
-            else:
-                exp = int(np.clip(math.ceil(math.log2(wmax / (scale * WEIGHT_LIMIT_MIXED))), WEIGHT_EXP_MIN,
-                                  WEIGHT_EXP_MAX))
-                if (dyadic or grid is not None) and pop.spiking:
-                    exp = max(exp, 0)  # a negative exponent truncates the summed input: not exact
-            w_int, clipped = _quantize_weights(w, scale * 2.0**exp)
-            q_syns[s.name] = {"weight": w_int.astype(np.int64), "weight_exp": exp,
-                              "num_weight_bits": loihi.WEIGHT_BITS}
-            report.weights[s.name] = {"kind": s.kind, "weight_exp": exp, "max_abs": int(np.abs(w_int).max()),
-                                      "range_used": round(float(np.abs(w_int).max()) / WEIGHT_LIMIT_MIXED, 3),
-                                      "clipped": clipped, "zeroed": int(((w_int == 0) & (w != 0)).sum())}
-        mant, bexp, report.bias_clipped = _bias(np.broadcast_to(pop.bias, pop.shape), scale)
-        q_pops[name] = {"scale": scale, "vth": vth, "du": du, "dv": dv, "bias_mant": mant, "bias_exp": bexp}
-        report.peak_fraction = round(state_peak / scale / (STATE_UNITS_LIMIT << HEADROOM_BITS), 4)
-        reports.append(report)
-    sg.metadata["quantization"] = {"format": FORMAT, "inputs": inputs, "populations": q_pops, "synapses": q_syns}
-    fixed = Emulator(sg, "fixed_pt").run(calibration)
+    fixed = FixedPoint(inputs=_input_records(sg, peaks, grid, input_bits, dyadic))
+    reports = [_quantize_population(sg, name, fixed, peaks, grid, dyadic)
+               for name, pop in sg.populations.items() if pop.kind != "input"]
+    out = dataclasses.replace(sg, fixed=fixed)
+    saturation = Emulator(out, "fixed_pt").run(calibration).saturation
     for r in reports:
-        r.saturated = fixed.saturation.get(r.population, 0)
-    return sg, reports
+        r.saturated = saturation.get(r.population, 0)
+    return out, reports
 
 
 def write_quantized(graph: nir.NIRGraph, sg: SynapseGraph, reports: list[LayerReport],
                     path: str | os.PathLike[str]) -> None:
-    """Write the float graph with the quantisation in its metadata (atomically)."""
+    """Write the float graph with the fixed-point records in its metadata (atomically)."""
     meta = dict(graph.metadata or {})
-    meta["quantization"] = _to_storable(sg.metadata["quantization"])
-    meta["quantization_report"] = _to_storable({r.population: r.to_dict() for r in reports})
+    meta[METADATA_KEY] = _to_storable(sg.fixed.to_metadata())
+    meta[REPORT_KEY] = _to_storable({r.population: r.to_dict() for r in reports})
     out = nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata=meta, type_check=False)
     write_graph(out, Path(path))
 
@@ -276,18 +236,8 @@ def _to_storable(value: Any) -> Any:
     return value
 
 
-def _from_stored(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _from_stored(v) for k, v in value.items()}
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def read_quantized(path: str | os.PathLike[str]) -> tuple[nir.NIRGraph, SynapseGraph]:
-    """Read a quantised graph: the float graph, and its synapse graph with the integers attached.
+    """Read a quantised graph: the float graph, and its synapse graph with its :class:`FixedPoint` records.
 
     Raises
     ------
@@ -296,21 +246,20 @@ def read_quantized(path: str | os.PathLike[str]) -> tuple[nir.NIRGraph, SynapseG
     """
     graph = read_graph(Path(path))
     meta = graph.metadata or {}
-    if "quantization" not in meta:
-        raise QuantizeError(f"{path}: not a quantised graph (no metadata 'quantization'; run mksgn-quantize)")
-    q = _from_stored(meta["quantization"])
-    if q.get("format") != FORMAT:
-        raise QuantizeError(f"{path}: quantization format {q.get('format')!r}, expected {FORMAT!r}")
+    if not is_quantized(meta):
+        raise QuantizeError(f"{path}: not a quantised graph (no metadata {METADATA_KEY!r}; run mksgn-quantize)")
+    fixed = FixedPoint.from_metadata(meta[METADATA_KEY], str(path))
+    if fixed.format != FORMAT:
+        raise QuantizeError(f"{path}: quantization format {fixed.format!r}, expected {FORMAT!r}")
     try:
         sg = fuse(graph)
     except FusionError as exc:
         raise QuantizeError(f"{path}: {exc}") from None
     for s in sg.synapses:
-        entry = q["synapses"].get(s.name)
-        if entry is None or np.shape(entry["weight"]) != s.weight.shape:
+        entry = fixed.synapses.get(s.name)
+        if entry is None or np.shape(entry.weight) != s.weight.shape:
             raise QuantizeError(f"{path}: synapse {s.name} has no integer weights of shape {s.weight.shape}")
-    missing = [p for p, pop in sg.populations.items() if pop.kind != "input" and p not in q["populations"]]
+    missing = [p for p, pop in sg.populations.items() if pop.kind != "input" and p not in fixed.populations]
     if missing:
         raise QuantizeError(f"{path}: populations without quantised parameters: {missing[:5]}")
-    sg.metadata["quantization"] = q
-    return graph, sg
+    return graph, dataclasses.replace(sg, fixed=fixed)

@@ -25,7 +25,8 @@ from mksgn.atomic import atomic_write_text
 from mksgn.cli import ArgumentParser, run_cli
 from mksgn.core.nir_file import read_graph
 from mksgn.convert.quantize import INPUT_BITS, LayerReport, QuantizeError, quantize, write_quantized
-from mksgn.core.synapse_graph import FusionError, SynapseGraph, fuse
+from mksgn.core.fuse import fuse
+from mksgn.core.synapse_graph import FusionError, SynapseGraph
 
 PROG = "mksgn-quantize"
 DEFAULT_SAMPLES = 64
@@ -34,7 +35,7 @@ DEFAULT_SAMPLES = 64
 def calibration_inputs(graph, sg: SynapseGraph, data: str | None, samples: int, steps: int,
                        seed: int) -> tuple[dict[str, torch.Tensor], str]:
     """Inputs to calibrate on, and what they are."""
-    from mksgn.deploy.graph_inputs import GraphInputError, InputSpec, batches
+    from mksgn.convert.graph_inputs import GraphInputError, InputSpec, batches
 
     try:
         spec = InputSpec.of(graph)
@@ -84,7 +85,7 @@ def quantize_file(model: Path, out: Path, data: str | None = None, samples: int 
         raise QuantizeError(f"{model}: {exc}") from None
     calib, measured_on = calibration_inputs(graph, sg, data, samples, steps, seed)
     sg, reports = quantize(sg, calib, input_bits)
-    input_bits = max(int(v["bits"]) for v in sg.metadata["quantization"]["inputs"].values())  # a snapped grid's own
+    input_bits = max(v.bits for v in sg.fixed.inputs.values())  # a snapped grid's own
     write_quantized(graph, sg, reports, out)
     report_path = out.with_name(out.name.removesuffix(".nir") + ".quantization.json")
     write_report(report_path, reports, measured_on, str(model), input_bits)

@@ -37,8 +37,15 @@ import torch
 from torch import nn
 
 from mksgn.core import loihi
+from mksgn.convert.nir_export import export_student
+from mksgn.convert.quantize import quantize
+from mksgn.core.fixed_point import QuantizeError, realised_weight
+from mksgn.core.fuse import fuse
+from mksgn.core.nir_file import decode_metadata
+from mksgn.core.synapse_graph import FusionError, Synapse, SynapseGraph
 from mksgn.errors import MksgnError
 from mksgn.train.blocks import FusedGraphConv
+from mksgn.train.deployment import apply_grid, deployment_form
 from mksgn.train.student import MKSGN
 
 FORMAT = "mksgn-fixed-point-grid/1"
@@ -113,6 +120,73 @@ def _set(param: torch.Tensor, value: np.ndarray) -> None:
         param.copy_(torch.as_tensor(value, dtype=param.dtype).reshape(param.shape))
 
 
+def _quantized_deployment(model: MKSGN, calibration: torch.Tensor, frames: int, class_names: list[str],
+                          layout: str, input_bits: int) -> tuple[MKSGN, SynapseGraph, dict[str, str]]:
+    """The deployment form, its dyadic quantisation, and node -> module paths."""
+    dep = deployment_form(model)
+    dep.fixed_point = None
+    for m in dep.input_scale.values():
+        m.unit.zero_()
+    graph = export_student(dep, frames, calibration.shape[-1], class_names, layout)
+    try:
+        sg = fuse(graph)
+        t_steps = dep.cfg.time_steps
+        inputs = {node: calibration[:, i].double().unsqueeze(0).expand(t_steps, *calibration[:, i].shape)
+                  for i, node in enumerate(sg.inputs)}
+        sg, _ = quantize(sg, inputs, input_bits, dyadic=True)
+    except (FusionError, QuantizeError) as exc:
+        raise SnapError(f"cannot snap the student: {exc}") from None
+    return dep, sg, decode_metadata(graph.metadata)["module_map"]
+
+
+def _snap_synapse(dep: MKSGN, sg: SynapseGraph, syn: Synapse, module_map: dict[str, str], report: SnapReport
+                  ) -> None:
+    """Put the weights (and bias) of the module behind ``syn`` on its integers' values; count in ``report``."""
+    scale = sg.fixed.populations[syn.target].scale
+    w_eff = realised_weight(sg, syn.name)
+    owner = _owner(dep, {module_map[n] for n in syn.nodes if n in module_map})
+    report.weights_changed += int((w_eff != syn.weight).sum())
+    report.weights_zeroed += int(((w_eff == 0) & (syn.weight != 0)).sum())
+    peak = float(np.abs(syn.weight).max()) or 1.0
+    report.max_weight_change = max(report.max_weight_change, float(np.abs(w_eff - syn.weight).max()) / peak)
+    if owner is None:  # identity, Broadcast, the coincidence input: weights that must be exact already
+        if not np.array_equal(w_eff, syn.weight):
+            raise SnapError(f"synapse {syn.name}: its fixed weights {np.unique(syn.weight)[:4]} are not on the "
+                            f"grid of {syn.target!r} (scale {scale})")
+        return
+    path, mod = owner
+    if isinstance(mod, nn.Linear):  # the readout: pool (1 / positions) and Affine (1 / T)
+        k, c = mod.weight.shape
+        per_position = w_eff.reshape(k, c, -1)
+        if not np.all(per_position == per_position[:, :, :1]):
+            raise SnapError(f"synapse {syn.name}: the readout's weights differ between positions")
+        _set(mod.weight, per_position[:, :, 0] * (per_position.shape[2] * report.time_steps))
+        bias_grid = scale * report.time_steps
+    else:
+        if not np.allclose(syn.weight, mod.weight.detach().double().numpy(), rtol=1e-12, atol=0):
+            raise SnapError(f"synapse {syn.name}: its weights are not {path}'s (a neuron gain other than 1)")
+        _set(mod.weight, w_eff)
+        bias_grid = scale
+    if getattr(mod, "bias", None) is not None:
+        b = mod.bias.detach().double().numpy()
+        snapped = snap_bias(b, bias_grid)
+        report.biases_changed += int((snapped != b).sum())
+        _set(mod.bias, snapped)
+
+
+def _graph_exact_steps(sg: SynapseGraph) -> int:
+    """Steps for which no spiking population's decay truncates (:func:`exact_steps`).
+
+    A decay of 1 is exact for u (Lava adds 1 to du) but 4095/4096 for v (the coincidence
+    neurons, beta 0), which leaves v/4096 behind; it is not counted here, and the parity report
+    measures whether that residue ever changes a spike.
+    """
+    factors = [loihi.DECAY_UNITY - (q.du + 1 if k == "du" else q.dv)
+               for name, q in sg.fixed.populations.items() if sg.populations[name].spiking for k in ("du", "dv")
+               if float(np.unique(getattr(sg.populations[name], k))[0]) < 1.0]
+    return min((exact_steps(f) for f in factors), default=ALWAYS)
+
+
 def snap(model: MKSGN, calibration: torch.Tensor, frames: int, class_names: list[str], layout: str,
          input_bits: int = 8, calibrated_on: str = "") -> tuple[MKSGN, SnapReport]:
     """The student on the fixed-point grid (deployment form, float64) and a report.
@@ -128,80 +202,19 @@ def snap(model: MKSGN, calibration: torch.Tensor, frames: int, class_names: list
     input_bits
         Graded input payload bits.
     """
-    from mksgn.convert.nir_export import decode_metadata, export_student
-    from mksgn.convert.quantize import QuantizeError, quantize
-    from mksgn.core.synapse_graph import FusionError, fuse
-    from mksgn.deploy.error_budget import effective_weight
-    from mksgn.train.deployment import apply_grid, deployment_form
-
-    dep = deployment_form(model)
-    dep.fixed_point = None
-    for m in dep.input_scale.values():
-        m.unit.zero_()
-    joints = calibration.shape[-1]
-    graph = export_student(dep, frames, joints, class_names, layout)
-    module_map: dict[str, str] = decode_metadata(graph.metadata)["module_map"]
-    try:
-        sg = fuse(graph)
-        t_steps = dep.cfg.time_steps
-        inputs = {node: calibration[:, i].double().unsqueeze(0).expand(t_steps, *calibration[:, i].shape)
-                  for i, node in enumerate(sg.inputs)}
-        quantize(sg, inputs, input_bits, dyadic=True)
-    except (FusionError, QuantizeError) as exc:
-        raise SnapError(f"cannot snap the student: {exc}") from None
-    q = sg.metadata["quantization"]
-    changed = zeroed = 0
-    worst = 0.0
-    bias_changed = 0
+    dep, sg, module_map = _quantized_deployment(model, calibration, frames, class_names, layout, input_bits)
+    fixed = sg.fixed
+    report = SnapReport(len(fixed.populations), len(sg.synapses), 0, 0, 0.0, 0, 0, dep.cfg.time_steps,
+                        {n: float(v.scale) for n, v in fixed.inputs.items()})
     for syn in sg.synapses:
-        target = q["populations"][syn.target]
-        w_eff = effective_weight(sg, syn.name)
-        owner = _owner(dep, {module_map[n] for n in syn.nodes if n in module_map})
-        changed += int((w_eff != syn.weight).sum())
-        zeroed += int(((w_eff == 0) & (syn.weight != 0)).sum())
-        peak = float(np.abs(syn.weight).max()) or 1.0
-        worst = max(worst, float(np.abs(w_eff - syn.weight).max()) / peak)
-        if owner is None:  # identity, Broadcast, the coincidence input: weights that must be exact already
-            if not np.array_equal(w_eff, syn.weight):
-                raise SnapError(f"synapse {syn.name}: its fixed weights {np.unique(syn.weight)[:4]} are not on the "
-                                f"grid of {syn.target!r} (scale {target['scale']})")
-            continue
-        path, mod = owner
-        scale = float(target["scale"])
-        if isinstance(mod, nn.Linear):  # the readout: pool (1 / positions) and Affine (1 / T)
-            k, c = mod.weight.shape
-            per_position = w_eff.reshape(k, c, -1)
-            if not np.all(per_position == per_position[:, :, :1]):
-                raise SnapError(f"synapse {syn.name}: the readout's weights differ between positions")
-            factor = per_position.shape[2] * t_steps
-            _set(mod.weight, per_position[:, :, 0] * factor)
-            bias_grid = scale * t_steps
-        else:
-            if not np.allclose(syn.weight, mod.weight.detach().double().numpy(), rtol=1e-12, atol=0):
-                raise SnapError(f"synapse {syn.name}: its weights are not {path}'s (a neuron gain other than 1)")
-            _set(mod.weight, w_eff)
-            bias_grid = scale
-        if getattr(mod, "bias", None) is not None:
-            b = mod.bias.detach().double().numpy()
-            snapped = snap_bias(b, bias_grid)
-            bias_changed += int((snapped != b).sum())
-            _set(mod.bias, snapped)
-    # A decay of 1 is exact for u (Lava adds 1 to du) but 4095/4096 for v (the coincidence
-    # neurons, beta 0), which leaves v/4096 behind; it is not counted here, and the parity report
-    # measures whether that residue ever changes a spike.
-    factors = [loihi.DECAY_UNITY - int(p[k]) - (1 if k == "du" else 0)
-               for name, p in q["populations"].items() if sg.populations[name].spiking for k in ("du", "dv")
-               if float(np.unique(getattr(sg.populations[name], k))[0]) < 1.0]
-    steps = min((exact_steps(f) for f in factors), default=ALWAYS)
+        _snap_synapse(dep, sg, syn, module_map, report)
+    report.exact_steps = int(_graph_exact_steps(sg))
     grid = {
         "format": FORMAT,
-        "populations": {name: float(p["scale"]) for name, p in q["populations"].items()},
-        "inputs": {name: {"scale": float(v["scale"]), "bits": int(v["bits"])} for name, v in q["inputs"].items()},
+        "populations": {name: float(p.scale) for name, p in fixed.populations.items()},
+        "inputs": {name: {"scale": float(v.scale), "bits": int(v.bits)} for name, v in fixed.inputs.items()},
         "calibrated_on": calibrated_on,
-        "exact_steps": int(steps),
+        "exact_steps": report.exact_steps,
     }
     apply_grid(dep, grid)
-    report = SnapReport(len(q["populations"]), len(sg.synapses), changed, zeroed, worst, bias_changed,
-                        int(steps), t_steps,
-                        {n: float(v["scale"]) for n, v in q["inputs"].items()})
     return dep, report

@@ -19,10 +19,9 @@ import math
 from dataclasses import dataclass, field
 
 import nir
-import numpy as np
 import torch
 
-from mksgn.convert.nir_export import decode_metadata
+from mksgn.core.nir_file import decode_metadata
 from mksgn.core.executor import NIRExecutor
 from mksgn.train.blocks import present_persons
 from mksgn.train.student import MKSGN, record_spikes

@@ -5,11 +5,14 @@ Two arithmetic tags, as Lava's process models:
 ``floating_pt``
     Float64 (or float32) ``PyLifModelFloat`` neurons and float synapses.
 ``fixed_pt``
-    Integers, bit for bit as ``PyLifModelBitAcc`` with ``PyDenseModelBitAcc`` (for
-    ``elementwise``, ``mix`` and ``dense`` synapses: weights clipped and truncated, the sum
-    shifted by ``weight_exp``) or ``PyConvModelFixed`` (``conv`` synapses: the sum wrapped
-    to 24 bits, no exponent); inputs are graded integers. It needs a quantised graph
-    (:mod:`mksgn.convert.quantize`).
+    Integers, bit for bit as Lava's fixed-point models: ``PyLifModelBitAcc`` neurons and, per
+    synapse kind, ``PyDenseModelBitAcc`` semantics (``elementwise``, ``mix``, ``dense``:
+    weights clipped and truncated, the sum shifted by ``weight_exp``) or ``PyConvModelFixed``
+    (``conv``: the sum wrapped to 24 bits, no exponent); inputs are graded integers. It needs a
+    quantised graph (:mod:`mksgn.convert.quantize`).
+
+What each population and synapse computes is its kind's (:mod:`mksgn.core.kinds`); this
+module steps the graph, aligns its timing and counts what happened.
 
 Two timings:
 
@@ -37,18 +40,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from mksgn.core.synapse_graph import Population, Synapse, SynapseGraph
 from mksgn.core import loihi
+from mksgn.core.synapse_graph import Synapse, SynapseGraph
 from mksgn.errors import MksgnError
 
 TAGS = ("floating_pt", "fixed_pt")
 TIMINGS = ("aligned", "lava")
-DENSE_LIKE = ("elementwise", "mix", "dense")
-"""Synapse kinds with Lava Dense/Sparse fixed-point semantics (``conv``: Conv semantics)."""
-
-
 EXACT_FLOAT32 = float(1 << 24)
 """Integers (and every partial sum of them) below this are exact in float32."""
 
@@ -79,31 +77,18 @@ class EmulatorResult:
     in float units (``floating_pt``) or integer units (``fixed_pt``)."""
 
 
-def graded_input(x: torch.Tensor, q: dict) -> torch.Tensor:
-    """Real inputs as the signed ``q["bits"]``-bit integers of scale ``q["scale"]`` (still a float tensor)."""
-    limit = (1 << (int(q["bits"]) - 1)) - 1
-    return torch.round(torch.as_tensor(x, dtype=torch.float64) / float(q["scale"])).clamp(-limit, limit)
-
-
 def exact_in_float32(graph: SynapseGraph, syn: Synapse, w: np.ndarray) -> bool:
     """Whether every partial sum of ``syn``'s integer weights ``w`` and its inputs stays below 2**24."""
     src = graph.populations[syn.source]
     if src.kind == "input":
-        x_max = float(1 << (int(graph.metadata["quantization"]["inputs"][syn.source]["bits"]) - 1))
+        x_max = float(1 << (graph.fixed.inputs[syn.source].bits - 1))
+    elif graph.kinds.population(src.kind).graded:
+        x_max = float(1 << (loihi.GRADED_MESSAGE_BITS - 1))
     elif src.spiking:
         x_max = 1.0
     else:
         return False
-    w_abs = np.abs(w)
-    if syn.kind == "dense":
-        bound = float(w_abs.sum(axis=1).max())
-    elif syn.kind == "mix":
-        bound = float(w_abs.sum(axis=(2, 3)).max())
-    elif syn.kind == "conv":
-        bound = float(w_abs.reshape(w_abs.shape[0], -1).sum(axis=1).max())
-    else:
-        bound = float(w_abs.max())
-    return bound * x_max < EXACT_FLOAT32
+    return graph.kinds.synapse(syn.kind).row_bound(np.abs(w)) * x_max < EXACT_FLOAT32
 
 
 def synapse_lag(syn: Synapse, depth: dict[str, int], timing: str) -> int:
@@ -118,52 +103,24 @@ def synapse_lag(syn: Synapse, depth: dict[str, int], timing: str) -> int:
     return 1 + extra
 
 
-def _fanout(syn: Synapse, src: Population, dst: Population, weight: np.ndarray | None = None) -> torch.Tensor:
+def _nonzero(syn: Synapse, weight: np.ndarray | None) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(syn.weight if weight is None else weight) != 0, dtype=torch.float64)
+
+
+def fanout(graph: SynapseGraph, syn: Synapse, weight: np.ndarray | None = None) -> torch.Tensor:
     """Non-zero weights each source neuron drives, shape of the source population.
 
     ``weight``: the weights that count (the quantised integers in fixed point, where weights
     rounded to zero are no synapse); default the synapse's float weights.
     """
-    nz = torch.as_tensor(np.asarray(syn.weight if weight is None else weight) != 0, dtype=torch.float64)
-    if syn.kind == "elementwise":
-        return torch.broadcast_to(nz, src.shape).contiguous()
-    if syn.kind == "dense":
-        return nz.sum(dim=0).reshape(src.shape)
-    if syn.kind == "mix":
-        per = nz.sum(dim=(0, 1))  # (W_in, C_in)
-        c, h, w = src.shape
-        return per.T.reshape(c, 1, w).expand(c, h, w).contiguous()
-    x = torch.zeros((1, *src.shape), dtype=torch.float64, requires_grad=True)
-    y = _conv(syn, x, nz)
-    y.sum().backward()
-    return x.grad[0].detach()
+    src, dst = graph.populations[syn.source], graph.populations[syn.target]
+    return graph.kinds.synapse(syn.kind).fanout(syn, src.shape, dst.shape, _nonzero(syn, weight))
 
 
-def fan_in(syn: Synapse, src: Population, dst: Population, weight: np.ndarray | None = None) -> torch.Tensor:
+def fan_in(graph: SynapseGraph, syn: Synapse, weight: np.ndarray | None = None) -> torch.Tensor:
     """Non-zero synapses arriving at each target neuron, shape of the target population."""
-    nz = torch.as_tensor(np.asarray(syn.weight if weight is None else weight) != 0, dtype=torch.float64)
-    ones = torch.ones((1, *src.shape), dtype=torch.float64)
-    return synapse_forward(syn, ones, nz, dst.shape)[0]
-
-
-def synapse_forward(syn: Synapse, x: torch.Tensor, w: torch.Tensor, target_shape: tuple[int, ...]) -> torch.Tensor:
-    """The synapse's linear map on a batch ``x`` ``(B, *source shape)`` with weights ``w``."""
-    b = x.shape[0]
-    if syn.kind == "elementwise":
-        return x * w
-    if syn.kind == "conv":
-        return _conv(syn, x, w)
-    if syn.kind == "mix":
-        _, c, h, wi = x.shape
-        wo, co = w.shape[:2]
-        y = x.permute(0, 2, 3, 1).reshape(b, h, wi * c) @ w.reshape(wo * co, wi * c).T
-        return y.reshape(b, h, wo, co).permute(0, 3, 1, 2)
-    return (x.reshape(b, -1) @ w.T).reshape(b, *target_shape)
-
-
-def _conv(syn: Synapse, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    fn = F.conv1d if w.dim() == 3 else F.conv2d
-    return fn(x, w, None, syn.stride, syn.padding, syn.dilation, syn.groups)
+    src, dst = graph.populations[syn.source], graph.populations[syn.target]
+    return graph.kinds.synapse(syn.kind).fan_in(syn, src.shape, dst.shape, _nonzero(syn, weight))
 
 
 class Emulator:
@@ -193,7 +150,7 @@ class Emulator:
         self.device = torch.device(device)
         self.fixed = tag == "fixed_pt"
         self.dtype = torch.float64 if self.fixed else dtype
-        if self.fixed and "quantization" not in graph.metadata:
+        if self.fixed and graph.fixed is None:
             raise EmulatorError("fixed_pt needs a quantised graph (mksgn-quantize)")
         self.depth = graph.depth()
         self.latency = max((self.depth[p] for p in graph.outputs.values()), default=0)
@@ -202,13 +159,15 @@ class Emulator:
         for syn in graph.synapses:
             w = np.asarray(syn.weight, dtype=np.float64)
             if self.fixed:
-                w = self._fixed_weights(syn, w)
+                w = graph.kinds.synapse(syn.kind).fixed_weights(graph.fixed.synapses[syn.name]).astype(np.float64)
             exact = self.fixed and exact_in_float32(graph, syn, w)
             dtype = torch.float32 if exact else (torch.float64 if self.fixed else self.dtype)
             self._weights[syn.name] = torch.as_tensor(w, dtype=dtype, device=self.device)
-            self._fanout[syn.name] = _fanout(syn, graph.populations[syn.source], graph.populations[syn.target],
-                                             w if self.fixed else None).to(self.device)
-        self._params = {name: self._neuron_params(p) for name, p in graph.populations.items() if p.kind != "input"}
+            self._fanout[syn.name] = fanout(graph, syn, w if self.fixed else None).to(self.device)
+        self._kinds = {name: graph.kinds.population(p.kind) for name, p in graph.populations.items()}
+        self._params = {name: self._kinds[name].params(p, graph.fixed.populations[name] if self.fixed else None,
+                                                       self.dtype, self.device)
+                        for name, p in graph.populations.items() if not self._kinds[name].source}
         self._lag = {syn.name: synapse_lag(syn, self.depth, timing) for syn in graph.synapses}
         self.history = max(self._lag.values(), default=0) + 1
 
@@ -221,29 +180,6 @@ class Emulator:
     def fanout(self, synapse: str) -> torch.Tensor:
         """Non-zero synapses each source neuron of ``synapse`` drives (quantised weights in fixed point)."""
         return self._fanout[synapse]
-
-    def _fixed_weights(self, syn: Synapse, w: np.ndarray) -> np.ndarray:
-        """The synapse's quantised integer weights as the Lava model uses them."""
-        q = self.graph.metadata["quantization"]["synapses"][syn.name]
-        w = np.asarray(q["weight"], dtype=np.int64)
-        if syn.kind in DENSE_LIKE:
-            return loihi.dense_weights(w, q.get("num_weight_bits", loihi.WEIGHT_BITS)).astype(np.float64)
-        return w.astype(np.float64)
-
-    def _neuron_params(self, pop: Population) -> dict[str, torch.Tensor]:
-        def t(x, dtype=None) -> torch.Tensor:
-            return torch.as_tensor(np.broadcast_to(np.asarray(x), pop.shape).copy(),
-                                   dtype=dtype or self.dtype, device=self.device)
-
-        if self.fixed:
-            q = self.graph.metadata["quantization"]["populations"][pop.name]
-            i64 = torch.int64
-            bias = loihi.effective_bias(t(q["bias_mant"], i64), t(q["bias_exp"], i64))
-            return {"du": torch.tensor(int(q["du"]), dtype=i64), "dv": torch.tensor(int(q["dv"]), dtype=i64),
-                    "vth": torch.tensor(int(q["vth"]), dtype=i64), "bias": bias,
-                    "scale": torch.tensor(float(q["scale"]), dtype=torch.float64)}
-        threshold = t(pop.threshold) if pop.spiking else None
-        return {"du": t(pop.du), "dv": t(pop.dv), "bias": t(pop.bias), "vth": threshold}
 
     # ------------------------------------------------------------------ running
 
@@ -261,113 +197,119 @@ class Emulator:
             if not bool(torch.isfinite(x).all()):
                 raise EmulatorError(f"input {name!r} has non-finite values")
             if self.fixed:
-                x = graded_input(x, self.graph.metadata["quantization"]["inputs"][name])
+                x = self.graph.fixed.inputs[name].encode(x)
             out[name] = x.to(self.dtype)
         return out
 
     def _synapse(self, syn: Synapse, x: torch.Tensor) -> torch.Tensor:
-        y = synapse_forward(syn, x, self._weights[syn.name], self.graph.populations[syn.target].shape)
+        kind = self.graph.kinds.synapse(syn.kind)
+        y = kind.forward(syn, x, self._weights[syn.name], self.graph.populations[syn.target].shape)
         if not self.fixed:
             return y
-        y = torch.round(y).to(torch.int64)
-        if syn.kind in DENSE_LIKE:
-            exp = int(self.graph.metadata["quantization"]["synapses"][syn.name].get("weight_exp", 0))
-            return loihi.shift(y, exp)
-        return loihi.wrap_signed(y, loihi.CONV_OUTPUT_BITS)
+        return kind.fixed_output(torch.round(y).to(torch.int64), self.graph.fixed.synapses[syn.name])
 
     def run(self, inputs: dict[str, torch.Tensor], record_spikes: bool = False) -> EmulatorResult:
         """Run ``T`` aligned steps on ``inputs`` (input name -> ``(T, B, *shape)``)."""
-        xs = self.quantize_inputs(inputs)
-        steps, batch = next(iter(xs.values())).shape[:2]
-        total = steps + (self.latency if self.timing == "lava" else 0)
-        g = self.graph
-        int_dtype = torch.int64
-        state: dict[str, dict[str, torch.Tensor]] = {}
-        for name, pop in g.populations.items():
-            if pop.kind == "input":
-                continue
-            zero = torch.zeros((batch, *pop.shape), dtype=int_dtype if self.fixed else self.dtype, device=self.device)
-            state[name] = {"u": zero, "v": zero.clone()}
-        hist: dict[str, list[torch.Tensor]] = {name: [] for name in g.populations}
-        outputs: dict[str, list[torch.Tensor]] = {o: [] for o in g.outputs}
-        spikes: dict[str, list[torch.Tensor]] = {}
-        counts = dict.fromkeys((n for n, p in g.populations.items() if p.spiking), 0)
-        synops = dict.fromkeys((s.name for s in g.synapses), 0)
-        saturation = dict.fromkeys(state, 0)
-        incoming = {name: g.incoming(name) for name in state}
-        peaks = {name: {"a_in": 0.0, "v": 0.0} for name in g.populations}
-        for tau in range(total):
+        state = _RunState(self, self.quantize_inputs(inputs), record_spikes)
+        for tau in range(state.total):
             current: dict[str, torch.Tensor] = {}
-            for name, pop in g.populations.items():
-                if pop.kind == "input":
-                    x = xs[name][tau] if tau < steps else torch.zeros_like(xs[name][0])
-                    current[name] = x
-                    peaks[name]["v"] = max(peaks[name]["v"], float(x.abs().max()))
-                    continue
-                k = tau - (self.depth[name] if self.timing == "lava" else 0)  # aligned step
-                a_in = None
-                for syn in incoming[name]:
-                    lag = self._lag[syn.name]
-                    src_out = current[syn.source] if lag == 0 else (
-                        hist[syn.source][-lag] if len(hist[syn.source]) >= lag else None)
-                    if src_out is None:
-                        continue
-                    if 0 <= k < steps:
-                        events_per_neuron = src_out.ne(0).sum(dim=0)  # presynaptic events, summed over the batch
-                        synops[syn.name] += int((events_per_neuron.to(torch.float64) * self._fanout[syn.name]).sum())
-                    contrib = self._synapse(syn, src_out.to(self._weights[syn.name].dtype))
-                    a_in = contrib if a_in is None else a_in + contrib
-                p = self._params[name]
-                st = state[name]
-                if a_in is None:
-                    a_in = torch.zeros_like(st["u"])
-                bias = p["bias"] if k >= 0 else p["bias"] * 0
-                if self.fixed:
-                    s, u, v, events = loihi.lif_fixed_step(a_in, st["u"], st["v"], p["du"], p["dv"], p["vth"], bias,
-                                                           count_events=True)
-                    if 0 <= k < steps:
-                        if not pop.spiking:  # a read-out crossing the largest threshold resets: an overflow
-                            events += int(s.sum())
-                        saturation[name] += events
-                    if not pop.spiking:
-                        s = torch.zeros_like(s)
-                else:
-                    u, v = loihi.lif_float_membrane(a_in, st["u"], st["v"], p["du"], p["dv"], bias)
-                    if 0 <= k < steps:
-                        peaks[name]["a_in"] = max(peaks[name]["a_in"], float(a_in.abs().max()))
-                        peaks[name]["v"] = max(peaks[name]["v"], float(v.abs().max()), float(u.abs().max()))
-                    if pop.spiking:
-                        s = v > p["vth"]
-                        v = v.masked_fill(s, 0)
-                    else:
-                        s = torch.zeros_like(v, dtype=torch.bool)
-                st["u"], st["v"] = u, v
-                out = s if pop.spiking else v
-                current[name] = out.to(self.dtype) if pop.spiking else out
-                if 0 <= k < steps and pop.spiking:
-                    counts[name] += int(s.sum())
-                    if record_spikes:
-                        spikes.setdefault(name, []).append(s)
-            for name in g.populations:
-                hist[name].append(current[name])
-                if len(hist[name]) > self.history:
-                    hist[name].pop(0)
-            for out_name, pop_name in g.outputs.items():
-                k = tau - (self.depth[pop_name] if self.timing == "lava" else 0)
-                if 0 <= k < steps:
-                    outputs[out_name].append(self._readout(pop_name, current[pop_name]))
-        return EmulatorResult(
-            outputs={o: torch.stack(v) for o, v in outputs.items()},
-            spikes={n: torch.stack(v) for n, v in spikes.items()},
-            spike_counts=counts, synops=synops, saturation=saturation if self.fixed else {},
-            latency=self.latency, peaks=peaks,
-        )
+            for name in self.graph.populations:
+                current[name] = state.step(name, tau, current)
+            state.advance(tau, current)
+        return state.result()
 
     def _readout(self, name: str, value: torch.Tensor) -> torch.Tensor:
         pop = self.graph.populations[name]
-        if pop.spiking or pop.kind == "input":
+        if pop.spiking or self._kinds[name].source:
             return value.to(torch.float64)
-        if self.fixed:  # v is in units of 2**-6 of one synaptic unit
-            return value.to(torch.float64) * (float(self._params[name]["scale"]) / (1 << loihi.ACTIVATION_SHIFT))
-        return value.to(torch.float64)
+        return self._kinds[name].readout(value, self._params[name], self.fixed)
 
+
+class _RunState:
+    """The state of one :meth:`Emulator.run`: neuron states, histories, outputs and counts."""
+
+    def __init__(self, emulator: Emulator, xs: dict[str, torch.Tensor], record_spikes: bool) -> None:
+        self.em, self.xs, self.record_spikes = emulator, xs, record_spikes
+        g = emulator.graph
+        self.steps, batch = next(iter(xs.values())).shape[:2]
+        self.total = self.steps + (emulator.latency if emulator.timing == "lava" else 0)
+        int_dtype = torch.int64
+        self.state = {name: emulator._kinds[name].initial_state(
+                          pop, batch, int_dtype if emulator.fixed else emulator.dtype, emulator.device)
+                      for name, pop in g.populations.items() if not emulator._kinds[name].source}
+        self.hist: dict[str, list[torch.Tensor]] = {name: [] for name in g.populations}
+        self.outputs: dict[str, list[torch.Tensor]] = {o: [] for o in g.outputs}
+        self.spikes: dict[str, list[torch.Tensor]] = {}
+        self.counts = dict.fromkeys((n for n, p in g.populations.items() if p.spiking), 0)
+        self.synops = dict.fromkeys((s.name for s in g.synapses), 0)
+        self.saturation = dict.fromkeys(self.state, 0)
+        self.incoming = {name: g.incoming(name) for name in self.state}
+        self.peaks = {name: {"a_in": 0.0, "v": 0.0} for name in g.populations}
+
+    def aligned(self, name: str, tau: int) -> int:
+        """The aligned step population ``name`` runs at Lava step ``tau``."""
+        return tau - (self.em.depth[name] if self.em.timing == "lava" else 0)
+
+    def _input(self, name: str, tau: int) -> torch.Tensor:
+        x = self.xs[name][tau] if tau < self.steps else torch.zeros_like(self.xs[name][0])
+        self.peaks[name]["v"] = max(self.peaks[name]["v"], float(x.abs().max()))
+        return x
+
+    def _a_in(self, name: str, k: int, current: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        a_in = None
+        for syn in self.incoming[name]:
+            lag = self.em._lag[syn.name]
+            hist = self.hist[syn.source]
+            src_out = current[syn.source] if lag == 0 else (hist[-lag] if len(hist) >= lag else None)
+            if src_out is None:
+                continue
+            if 0 <= k < self.steps:
+                events_per_neuron = src_out.ne(0).sum(dim=0)  # presynaptic events, summed over the batch
+                self.synops[syn.name] += int((events_per_neuron.to(torch.float64) * self.em._fanout[syn.name]).sum())
+            contrib = self.em._synapse(syn, src_out.to(self.em._weights[syn.name].dtype))
+            a_in = contrib if a_in is None else a_in + contrib
+        return a_in
+
+    def step(self, name: str, tau: int, current: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The output of population ``name`` at Lava step ``tau``."""
+        em, pop, kind = self.em, self.em.graph.populations[name], self.em._kinds[name]
+        if kind.source:
+            return self._input(name, tau)
+        k = self.aligned(name, tau)
+        window = 0 <= k < self.steps
+        st = self.state[name]
+        a_in = self._a_in(name, k, current)
+        if a_in is None:
+            a_in = torch.zeros_like(st["u"])
+        if em.fixed:
+            out, events = kind.step_fixed(pop, a_in, st, em._params[name], k >= 0)
+            if window:
+                self.saturation[name] += events
+        else:
+            out, peak = kind.step_float(pop, a_in, st, em._params[name], k >= 0, track=window)
+            if window:
+                self.peaks[name]["a_in"] = max(self.peaks[name]["a_in"], float(a_in.abs().max()))
+                self.peaks[name]["v"] = max(self.peaks[name]["v"], peak)
+        if window and pop.spiking:
+            self.counts[name] += int(out.sum())
+            if self.record_spikes:
+                self.spikes.setdefault(name, []).append(out)
+        return out.to(em.dtype) if pop.spiking else out
+
+    def advance(self, tau: int, current: dict[str, torch.Tensor]) -> None:
+        """Keep this step's outputs for later steps and read the outputs."""
+        for name, value in current.items():
+            self.hist[name].append(value)
+            if len(self.hist[name]) > self.em.history:
+                self.hist[name].pop(0)
+        for out_name, pop_name in self.em.graph.outputs.items():
+            if 0 <= self.aligned(pop_name, tau) < self.steps:
+                self.outputs[out_name].append(self.em._readout(pop_name, current[pop_name]))
+
+    def result(self) -> EmulatorResult:
+        return EmulatorResult(
+            outputs={o: torch.stack(v) for o, v in self.outputs.items()},
+            spikes={n: torch.stack(v) for n, v in self.spikes.items()},
+            spike_counts=self.counts, synops=self.synops, saturation=self.saturation if self.em.fixed else {},
+            latency=self.em.latency, peaks=self.peaks,
+        )

@@ -18,7 +18,8 @@ Neuron (``PyLifModelBitAcc``), one step::
     v = clip(sgn(v (4096 - dv)) (|v (4096 - dv)| >> 12) + u + (bias_mant << bias_exp), +-(2^23 - 1))
     s = v > (vth << 6);  v[s] = 0
 
-Float (``PyLifModelFloat``): ``u = u (1 - du) + a_in;  v = v (1 - dv) + u + bias_mant``.
+Float (``PyLifModelFloat``): ``u = u (1 - du) + a_in;  v = v (1 - dv) + u + bias_mant``, which is
+:func:`mksgn.core.neuron.current_step` then :func:`mksgn.core.neuron.lif_step` (``a = 1 - dv``, ``c = bias``).
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ BIAS_EXP_BITS = 3
 BIAS_EXP_MAX = (1 << BIAS_EXP_BITS) - 1
 """Bias exponents 0..7 (3 bits unsigned)."""
 CONV_OUTPUT_BITS = 24
+"""The fixed-point Conv wraps its output into this many signed bits."""
 GRADED_MESSAGE_BITS = 24
 """Payload bits of a graded spike (Lava's message width; graded inputs are at most this wide)."""
-"""The fixed-point Conv wraps its output into this many signed bits."""
 
 SIGN_MIXED, SIGN_EXCITATORY, SIGN_INHIBITORY = "mixed", "excitatory", "inhibitory"
 
@@ -172,19 +173,6 @@ def lif_fixed_step(a_in, u, v, du, dv, vth, bias, count_events: bool = False):
         return spikes, u, v
     events = (raw_u != u).sum() + (abs(raw_v) >= STATE_LIMIT).sum()
     return spikes, u, v, int(events)
-
-
-def lif_float_membrane(a_in, u, v, du, dv, bias):
-    """The sub-threshold part of a floating-point LIF step: ``(u, v)`` before the spike decision."""
-    u = u * (1 - du) + a_in
-    return u, v * (1 - dv) + u + bias
-
-
-def lif_float_step(a_in, u, v, du, dv, vth, bias):
-    """One floating-point LIF step as ``PyLifModelFloat``; returns ``(spikes, u, v)``."""
-    u, v = lif_float_membrane(a_in, u, v, du, dv, bias)
-    spikes = v > vth
-    return spikes, u, _reset(v, spikes)
 
 
 def effective_bias(bias_mant, bias_exp):

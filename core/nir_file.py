@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import tempfile
 from pathlib import Path
 
 import nir
+import numpy as np
 
 from mksgn.errors import MksgnError
 
@@ -90,3 +92,26 @@ def read_graph(path: str | os.PathLike[str]) -> nir.NIRGraph:
     if not isinstance(graph, nir.NIRGraph):
         raise NIRFileError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")
     return graph
+
+
+METADATA_JSON_KEYS = ("input", "class_names", "module_map", "conventions", "fixed_point_grid")
+"""Graph metadata entries stored as JSON strings (HDF5 keeps plain strings faithfully)."""
+
+
+def encode_metadata(metadata: dict) -> dict:
+    """Graph metadata for HDF5: structured entries become JSON strings."""
+    return {k: json.dumps(v) if k in METADATA_JSON_KEYS else v for k, v in metadata.items()}
+
+
+def decode_metadata(metadata: dict) -> dict:
+    """The inverse of :func:`encode_metadata` (also accepts plain, unencoded entries)."""
+    out = {}
+    for k, v in metadata.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        if k in METADATA_JSON_KEYS and isinstance(v, str):
+            v = json.loads(v)
+        elif isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v
+    return out

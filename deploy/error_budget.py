@@ -12,15 +12,14 @@ state arithmetic (truncating decays, 24-bit wraps) adds.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
 import numpy as np
 import torch
 
+from mksgn.core.fixed_point import realised_weight
 from mksgn.core.synapse_graph import SynapseGraph
-from mksgn.core import loihi
 
 ELEMENTS: dict[str, tuple[str, ...]] = {
     "graded inputs": (),
@@ -33,51 +32,22 @@ ELEMENTS: dict[str, tuple[str, ...]] = {
 """Budget entries; the tuple names the synapse kinds whose weights the entry quantises."""
 
 
-def effective_weight(sg: SynapseGraph, name: str) -> np.ndarray:
-    """The float weights the fixed-point synapse ``name`` realises (integers x exponent x scales)."""
-    q = sg.metadata["quantization"]
-    syn = next(s for s in sg.synapses if s.name == name)
-    entry = q["synapses"][name]
-    w = np.asarray(entry["weight"], dtype=np.int64)
-    if syn.kind != "conv":
-        w = loihi.dense_weights(w, int(entry.get("num_weight_bits", loihi.WEIGHT_BITS)))
-    unit = q["inputs"][syn.source]["scale"] if syn.source in q["inputs"] else 1.0
-    return w.astype(np.float64) * 2.0 ** int(entry.get("weight_exp", 0)) * q["populations"][syn.target]["scale"] / unit
-
-
 def effective_inputs(sg: SynapseGraph, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The graded inputs as the fixed-point model receives them, in float units."""
-    from mksgn.core.emulator import graded_input
-
-    q = sg.metadata["quantization"]["inputs"]
-    return {k: graded_input(v, q[k]) * float(q[k]["scale"]) for k, v in inputs.items()}
+    return {k: sg.fixed.inputs[k].realise(v) for k, v in inputs.items()}
 
 
 def _neuron_parameters(sg: SynapseGraph) -> dict[str, Any]:
     """Populations with the fixed-point bias and decays, in float units."""
-    q = sg.metadata["quantization"]["populations"]
-    pops = {}
-    for name, pop in sg.populations.items():
-        if pop.kind == "input":
-            pops[name] = pop
-            continue
-        p = q[name]
-        bias = loihi.effective_bias(torch.as_tensor(np.broadcast_to(p["bias_mant"], pop.shape).copy()),
-                                    torch.as_tensor(np.broadcast_to(p["bias_exp"], pop.shape).copy()))
-        pops[name] = dataclasses.replace(
-            pop, bias=bias.numpy().astype(np.float64) * p["scale"] / (1 << loihi.ACTIVATION_SHIFT),
-            du=np.asarray((int(p["du"]) + 1) / loihi.DECAY_UNITY), dv=np.asarray(int(p["dv"]) / loihi.DECAY_UNITY))
-    return pops
+    return {name: pop if pop.kind == "input" else sg.kinds.population(pop.kind).realised(pop, sg.fixed.populations[name])
+            for name, pop in sg.populations.items()}
 
 
 def _variant(sg: SynapseGraph, kinds: tuple[str, ...], neurons: bool) -> SynapseGraph:
-    out = copy.copy(sg)
-    out.synapses = [dataclasses.replace(s, weight=effective_weight(sg, s.name)) if s.kind in kinds else s
-                    for s in sg.synapses]
-    if neurons:
-        out.populations = _neuron_parameters(sg)
-    out.metadata = {}
-    return out
+    synapses = [dataclasses.replace(s, weight=realised_weight(sg, s.name)) if s.kind in kinds else s
+                for s in sg.synapses]
+    return dataclasses.replace(sg, synapses=synapses, populations=_neuron_parameters(sg) if neurons else sg.populations,
+                               metadata={}, fixed=None)
 
 
 def error_budget(sg: SynapseGraph, inputs: dict[str, torch.Tensor], sample: torch.Tensor,
@@ -87,7 +57,7 @@ def error_budget(sg: SynapseGraph, inputs: dict[str, torch.Tensor], sample: torc
     Parameters
     ----------
     sg
-        The quantised synapse graph (float parameters plus ``metadata["quantization"]``).
+        The quantised synapse graph (float parameters plus its ``fixed`` records).
     inputs
         Input name -> ``(T, R, *shape)`` person rows.
     sample, n
@@ -101,9 +71,7 @@ def error_budget(sg: SynapseGraph, inputs: dict[str, torch.Tensor], sample: torc
         out = res.outputs[next(iter(graph.outputs))][-1]
         return res.spikes, sum_per_sample(out.reshape(out.shape[0], -1), sample, n).argmax(1)
 
-    plain = copy.copy(sg)
-    plain.metadata = {}
-    ref_spikes, ref_pred = run(plain, inputs)
+    ref_spikes, ref_pred = run(dataclasses.replace(sg, metadata={}, fixed=None), inputs)
     quantised_inputs = effective_inputs(sg, inputs)
     every_kind = tuple({k for kinds in ELEMENTS.values() for k in kinds})
     budget = {}

@@ -1,17 +1,14 @@
 """A synapse graph (float or quantised) as Lava processes, latency-aligned, and run.
 
-Mapping (registries keyed by population and synapse kind, user-overridable):
-
-- input population -> ``RingBuffer`` source of graded values (float, or the emulator's
-  integer inputs) for ``T`` steps, zeros after;
-- spikes to record -> mksgn's ``FileSink`` (a memory-mapped file; Lava's ``Var.get`` on a
-  ring buffer takes minutes at this size);
-- neuron population -> stock ``LIF`` (``floating_pt``: ``du``, ``dv``, ``vth``, ``bias_mant``
-  as floats; ``fixed_pt``: the quantised integers); a non-spiking one never reaches its
-  threshold (float ``vth`` = 1e300, fixed the largest 17-bit one) and is read from ``v``;
-- ``dense`` -> ``Dense``; ``elementwise`` -> ``Sparse`` (diagonal); ``conv`` -> ``Conv``
-  (Lava's ``(H, W, C)`` layout, kernel flipped: Lava convolves); ``mix`` -> mksgn's
-  ``FrameDense`` (:mod:`mksgn.deploy.lava_procs`).
+Mapping: every population and synapse becomes the Lava process its kind builds
+(:meth:`~mksgn.core.kinds.base.SynapseKind.lava_process`, :mod:`mksgn.core.kinds`): input
+population -> ``RingBuffer`` source of graded values (float, or the emulator's integer
+inputs) for ``T`` steps, zeros after; neuron population -> stock ``LIF`` (a non-spiking one
+never reaches its threshold and is read from ``v``); ``dense`` -> ``Dense``;
+``elementwise`` -> ``Sparse`` (diagonal); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
+kernel flipped: Lava convolves); ``mix`` -> mksgn's ``FrameDense``
+(:mod:`mksgn.deploy.lava_procs`). Spikes to record go to mksgn's ``FileSink`` (a
+memory-mapped file; Lava's ``Var.get`` on a ring buffer takes minutes at this size).
 
 Layout: a NIR population ``(C, H, W)`` is a Lava population ``(H, W, C)``; ``(C, L)`` is
 ``(L, 1, C)``; 1-D stays 1-D. Dense and Sparse weights are permuted to Lava's flattening.
@@ -31,19 +28,16 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from mksgn.core.synapse_graph import Population, Synapse, SynapseGraph
+from mksgn.core.synapse_graph import Synapse, SynapseGraph
 from mksgn.core import loihi
 from mksgn.deploy.lava_compat import lava_import
 from mksgn.errors import MksgnError
 
-FLOAT_NEVER = 1e300
-"""Float threshold of a non-spiking population."""
 GRADED_MESSAGE_BITS = loihi.GRADED_MESSAGE_BITS
 """Payload bits of graded input spikes."""
 
@@ -92,117 +86,55 @@ def _lava_order(shape: tuple[int, ...]) -> np.ndarray:
 
 @dataclass
 class BuildContext:
-    """What the per-kind builders share."""
+    """What the kinds' Lava builders share: the graph, the tag, the processes built so far, helpers."""
 
     graph: SynapseGraph
     tag: str
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    """Input name -> ``(T, *shape)`` values the sources send (integers in fixed point)."""
+    total: int = 0
+    """Lava steps the run takes."""
     procs: dict[str, Any] = field(default_factory=dict)
     synapses: dict[str, Any] = field(default_factory=dict)
     delays: dict[str, Any] = field(default_factory=dict)
     exact_float32: set[str] = field(default_factory=set)
     """Synapses whose integer sums provably stay below 2**24 (fixed point)."""
 
+    lava_shape = staticmethod(lava_shape)
+    to_lava = staticmethod(to_lava)
+    lava_order = staticmethod(_lava_order)
+
     @property
     def fixed(self) -> bool:
         return self.tag == "fixed_pt"
 
-    def q_synapse(self, syn: Synapse) -> dict:
-        return self.graph.metadata["quantization"]["synapses"][syn.name]
+    @staticmethod
+    def lava(module: str) -> Any:
+        """A Lava module, imported through :func:`~mksgn.deploy.lava_compat.lava_import`."""
+        return lava_import(module)
 
-    def q_population(self, name: str) -> dict:
-        return self.graph.metadata["quantization"]["populations"][name]
+    @staticmethod
+    def mksgn_process(name: str) -> type:
+        """One of mksgn's own Lava processes (:mod:`mksgn.deploy.lava_procs.process`)."""
+        from mksgn.deploy.lava_procs import process
+
+        return getattr(process, name)
+
+    @staticmethod
+    def error(message: str) -> LavaBuildError:
+        return LavaBuildError(message)
 
     def weights(self, syn: Synapse) -> np.ndarray:
         if self.fixed:
-            return np.asarray(self.q_synapse(syn)["weight"], dtype=np.int64)
+            return np.asarray(self.graph.fixed.synapses[syn.name].weight, dtype=np.int64)
         return np.asarray(syn.weight, dtype=np.float64)
 
     def weight_exp(self, syn: Synapse) -> int:
-        return int(self.q_synapse(syn).get("weight_exp", 0)) if self.fixed else 0
+        return int(self.graph.fixed.synapses[syn.name].weight_exp) if self.fixed else 0
 
     def message_bits(self, syn: Synapse) -> int:
-        return GRADED_MESSAGE_BITS if self.graph.populations[syn.source].kind == "input" else 0
-
-
-SynapseBuilder = Callable[[Synapse, BuildContext], tuple[Any, Any, Any]]
-"""``builder(synapse, ctx) -> (process, in_port, out_port)`` (ports already reshaped)."""
-
-
-def _dense(syn: Synapse, ctx: BuildContext) -> tuple[Any, Any, Any]:
-    Dense = lava_import("lava.proc.dense.process").Dense
-    src, dst = ctx.graph.populations[syn.source], ctx.graph.populations[syn.target]
-    w = ctx.weights(syn)[_lava_order(dst.shape)][:, _lava_order(src.shape)]
-    proc = Dense(weights=w, weight_exp=ctx.weight_exp(syn), num_message_bits=ctx.message_bits(syn))
-    return proc, proc.s_in, proc.a_out
-
-
-def _elementwise(syn: Synapse, ctx: BuildContext) -> tuple[Any, Any, Any]:
-    from scipy.sparse import diags
-
-    Sparse = lava_import("lava.proc.sparse.process").Sparse
-    pop = ctx.graph.populations[syn.target]
-    diag = to_lava(ctx.weights(syn).reshape(pop.shape), pop.shape).reshape(-1)
-    proc = Sparse(weights=diags(diag).tocsr(), weight_exp=ctx.weight_exp(syn), num_message_bits=ctx.message_bits(syn))
-    return proc, proc.s_in, proc.a_out
-
-
-def _conv(syn: Synapse, ctx: BuildContext) -> tuple[Any, Any, Any]:
-    Conv = lava_import("lava.proc.conv.process").Conv
-    src = ctx.graph.populations[syn.source]
-    w = ctx.weights(syn)
-    if w.ndim == 3:  # Conv1d on (C, L) -> (L, 1, C) with a (k, 1) kernel
-        w = w[..., None]
-    w_lava = np.flip(w, axis=(2, 3)).transpose(0, 2, 3, 1).copy()
-
-    def pair(v: tuple[int, ...]) -> tuple[int, int]:
-        return (v[0], v[1]) if len(v) == 2 else (v[0], 1 if len(v) == 1 else v[0])
-
-    padding = pair(syn.padding) if len(syn.padding) == 2 else (syn.padding[0], 0)
-    proc = Conv(weight=w_lava, input_shape=lava_shape(src.shape), padding=padding, stride=pair(syn.stride),
-                dilation=pair(syn.dilation), groups=syn.groups, weight_exp=ctx.weight_exp(syn),
-                num_message_bits=ctx.message_bits(syn))
-    return proc, proc.s_in, proc.a_out
-
-
-def _mix(syn: Synapse, ctx: BuildContext) -> tuple[Any, Any, Any]:
-    from mksgn.deploy.lava_procs.process import FrameDense
-
-    src, dst = ctx.graph.populations[syn.source], ctx.graph.populations[syn.target]
-    w = ctx.weights(syn)  # (W_out, C_out, W_in, C_in)
-    wo, co, wi, ci = w.shape
-    proc = FrameDense(weights=w.reshape(wo * co, wi * ci), in_shape=lava_shape(src.shape),
-                      out_shape=lava_shape(dst.shape), weight_exp=ctx.weight_exp(syn),
-                      num_message_bits=ctx.message_bits(syn), exact_in_float32=syn.name in ctx.exact_float32)
-    return proc, proc.s_in, proc.a_out
-
-
-SYNAPSE_BUILDERS: dict[str, SynapseBuilder] = {"dense": _dense, "elementwise": _elementwise, "conv": _conv,
-                                               "mix": _mix}
-"""Builder per synapse kind (copy and extend to override)."""
-
-
-def _neuron(pop: Population, ctx: BuildContext, bias_start: int) -> Any:
-    LIF = lava_import("lava.proc.lif.process").LIF
-    shape = lava_shape(pop.shape)
-    if ctx.fixed:
-        q = ctx.q_population(pop.name)
-        exp = to_lava(np.broadcast_to(np.asarray(q["bias_exp"]), pop.shape).astype(np.int64), pop.shape)
-        return LIF(shape=shape, du=int(q["du"]), dv=int(q["dv"]), vth=int(q["vth"]), bias_mant=_bias(pop, ctx),
-                   bias_exp=exp, bias_start=bias_start)
-    vth = float(np.unique(pop.threshold)[0]) if pop.spiking else FLOAT_NEVER
-    for what, values in (("du", pop.du), ("dv", pop.dv)) + ((("threshold", pop.threshold),) if pop.spiking else ()):
-        if np.unique(np.asarray(values)).size != 1:
-            raise LavaBuildError(f"population {pop.name!r}: {what} differs between neurons; a Lava LIF has one")
-    return LIF(shape=shape, du=float(np.unique(pop.du)[0]), dv=float(np.unique(pop.dv)[0]), vth=vth,
-               bias_mant=_bias(pop, ctx), bias_start=bias_start)
-
-
-def _bias(pop: Population, ctx: BuildContext) -> np.ndarray:
-    if ctx.fixed:
-        q = ctx.q_population(pop.name)
-        mant = np.broadcast_to(np.asarray(q["bias_mant"]), pop.shape).astype(np.int64)
-        return to_lava(mant, pop.shape)
-    return to_lava(np.broadcast_to(pop.bias, pop.shape).astype(np.float64), pop.shape)
+        source = self.graph.populations[syn.source]
+        return GRADED_MESSAGE_BITS if self.graph.kinds.population(source.kind).graded else 0
 
 
 def _one_blas_thread():
@@ -246,79 +178,78 @@ class LavaNetwork:
                  record: list[str] | None = None) -> None:
         import time
 
-        import torch
-
-        from mksgn.core.emulator import exact_in_float32, graded_input, synapse_lag
+        from mksgn.core.emulator import exact_in_float32, synapse_lag
 
         start = time.perf_counter()
-        if tag == "fixed_pt" and "quantization" not in graph.metadata:
+        if tag == "fixed_pt" and graph.fixed is None:
             raise LavaBuildError("fixed_pt needs a quantised graph (mksgn-quantize)")
         self.graph, self.tag = graph, tag
         self.depth = graph.depth()
         self._lags = {syn.name: synapse_lag(syn, self.depth, "lava") for syn in graph.synapses}
-        xs = {}
-        for name in graph.inputs:
-            if name not in inputs:
-                raise LavaBuildError(f"input {name!r} is missing; inputs: {graph.inputs}")
-            x = torch.as_tensor(inputs[name], dtype=torch.float64)
-            if tuple(x.shape[1:]) != graph.populations[name].shape or not bool(torch.isfinite(x).all()):
-                raise LavaBuildError(f"input {name!r}: expected finite (T, {graph.populations[name].shape}), "
-                                     f"got shape {tuple(x.shape)}")
-            xs[name] = graded_input(x, graph.metadata["quantization"]["inputs"][name]) if tag == "fixed_pt" else x
+        xs = self._inputs(inputs)
         self.steps = next(iter(xs.values())).shape[0]
         self.record = list(record) if record is not None else [p for p in graph.outputs.values()
                                                               if graph.populations[p].spiking]
         wanted = set(self.record) | set(graph.outputs.values())
         self.latency = max(self.depth[p] for p in wanted)
         self.total = self.steps + self.latency
-        ctx = BuildContext(graph, tag)
+        ctx = BuildContext(graph, tag, xs, self.total)
         if ctx.fixed:
             ctx.exact_float32 = {s.name for s in graph.synapses if exact_in_float32(graph, s, ctx.weights(s))}
-        Source = lava_import("lava.proc.io.source").RingBuffer
         for name, pop in graph.populations.items():
-            if pop.kind == "input":
-                x = xs[name].numpy()
-                data = np.zeros((self.total, *pop.shape))
-                data[: self.steps] = x
-                data = to_lava(data, pop.shape)  # (total, *lava_shape)
-                data = np.moveaxis(data, 0, -1)
-                ctx.procs[name] = Source(data=data.astype(np.int32) if ctx.fixed else data)
-            else:
-                ctx.procs[name] = _neuron(pop, ctx, self.depth[name])
+            ctx.procs[name] = graph.kinds.population(pop.kind).lava_process(pop, ctx, self.depth[name])
         for syn in graph.synapses:
-            builder = SYNAPSE_BUILDERS.get(syn.kind)
-            if builder is None:
-                raise LavaBuildError(f"synapse {syn.name}: no Lava builder for kind {syn.kind!r}")
-            proc, s_in, a_out = builder(syn, ctx)
-            ctx.synapses[syn.name] = proc
-            src_port = ctx.procs[syn.source].s_out
-            extra = self._lags[syn.name] - 1
-            if extra > 0:
-                from mksgn.deploy.lava_procs.process import DelayLine
+            self._connect(syn, ctx)
+        self.ctx = ctx
+        self._sinks()
+        self.build_seconds = time.perf_counter() - start
 
-                line = DelayLine(shape=lava_shape(graph.populations[syn.source].shape), delay=extra)
-                src_port.connect(line.s_in)
-                ctx.delays[syn.name] = line
-                src_port = line.s_out
-            target_shape = lava_shape(graph.populations[syn.target].shape)
-            src_port = src_port.reshape(s_in.shape) if src_port.shape != s_in.shape else src_port
-            src_port.connect(s_in)
-            a_out = a_out.reshape(target_shape) if a_out.shape != target_shape else a_out
-            a_out.connect(ctx.procs[syn.target].a_in)
-        from mksgn.deploy.lava_procs.process import FileSink
+    def _inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Checked ``(T, *shape)`` inputs, as the graded integers the host sends in fixed point."""
+        import torch
 
+        xs = {}
+        for name in self.graph.inputs:
+            if name not in inputs:
+                raise LavaBuildError(f"input {name!r} is missing; inputs: {self.graph.inputs}")
+            x = torch.as_tensor(inputs[name], dtype=torch.float64)
+            shape = self.graph.populations[name].shape
+            if tuple(x.shape[1:]) != shape or not bool(torch.isfinite(x).all()):
+                raise LavaBuildError(f"input {name!r}: expected finite (T, {shape}), got shape {tuple(x.shape)}")
+            xs[name] = (self.graph.fixed.inputs[name].encode(x) if self.tag == "fixed_pt" else x).numpy()
+        return xs
+
+    def _connect(self, syn: Synapse, ctx: BuildContext) -> None:
+        """Build ``syn``'s process, with a delay line for the steps it must wait, and connect it."""
+        graph = self.graph
+        proc, s_in, a_out = graph.kinds.synapse(syn.kind).lava_process(syn, ctx)
+        ctx.synapses[syn.name] = proc
+        src_port = ctx.procs[syn.source].s_out
+        extra = self._lags[syn.name] - 1
+        if extra > 0:
+            line = ctx.mksgn_process("DelayLine")(shape=lava_shape(graph.populations[syn.source].shape), delay=extra)
+            src_port.connect(line.s_in)
+            ctx.delays[syn.name] = line
+            src_port = line.s_out
+        target_shape = lava_shape(graph.populations[syn.target].shape)
+        src_port = src_port.reshape(s_in.shape) if src_port.shape != s_in.shape else src_port
+        src_port.connect(s_in)
+        a_out = a_out.reshape(target_shape) if a_out.shape != target_shape else a_out
+        a_out.connect(ctx.procs[syn.target].a_in)
+
+    def _sinks(self) -> None:
+        """A memory-mapped file sink per recorded population."""
+        FileSink = self.ctx.mksgn_process("FileSink")
         self._tmp = tempfile.TemporaryDirectory(prefix="mksgn-lava-")
         self.sinks: dict[str, str] = {}
         for i, name in enumerate(self.record):
-            shape = lava_shape(graph.populations[name].shape)
+            shape = lava_shape(self.graph.populations[name].shape)
             path = os.path.join(self._tmp.name, f"sink{i}.npy")
-            np.lib.format.open_memmap(path, mode="w+", dtype=np.float64 if not ctx.fixed else np.int32,
+            np.lib.format.open_memmap(path, mode="w+", dtype=np.float64 if not self.ctx.fixed else np.int32,
                                       shape=(self.total, *shape)).flush()
             sink = FileSink(shape=shape, path=path)
-            ctx.procs[name].s_out.connect(sink.a_in)
+            self.ctx.procs[name].s_out.connect(sink.a_in)
             self.sinks[name] = path
-        self.ctx = ctx
-        self.build_seconds = time.perf_counter() - start
 
     def run(self) -> LavaRun:
         """Run ``T + latency`` steps (pausing only to read non-spiking outputs' ``v``)."""
@@ -327,7 +258,7 @@ class LavaNetwork:
         RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
         Loihi2SimCfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg
         g, ctx = self.graph, self.ctx
-        neurons = [n for n, p in g.populations.items() if p.kind != "input"]
+        neurons = [n for n, p in g.populations.items() if not g.kinds.population(p.kind).source]
         readouts = {p: self.depth[p] + self.steps for p in g.outputs.values() if not g.populations[p].spiking}
         stops = sorted(set(readouts.values()) | {1, self.total})  # after step 1: compile time measured apart
         anchor = ctx.procs[neurons[0]]
@@ -371,9 +302,7 @@ class LavaNetwork:
                 outputs[out] = aligned[pop_name]
             else:
                 v = from_lava(values[pop_name][None], pop.shape).astype(np.float64)
-                if self.ctx.fixed:
-                    v = v * float(ctx.q_population(pop_name)["scale"]) / (1 << loihi.ACTIVATION_SHIFT)
-                outputs[out] = v
+                outputs[out] = g.kinds.population(pop.kind).lava_readout(pop, ctx, v)
         return LavaRun(outputs, aligned, self.latency, self.total, seconds)
 
 

@@ -58,12 +58,12 @@ def _lava_rows(sg, tag: str, inputs: dict[str, torch.Tensor], spiking: list[str]
 def run_parity(ckpt: Path, model: Path, quantized: Path | None, data: str | None, limit: int, lava: bool = True,
                strict: bool = False, progress: bool = True) -> ParityResult:
     """Run every backend on the same rows and compare."""
-    from mksgn.convert.nir_export import decode_metadata
+    from mksgn.core.nir_file import decode_metadata
     from mksgn.core.nir_file import read_graph
     from mksgn.convert.quantize import read_quantized
-    from mksgn.core.synapse_graph import fuse
+    from mksgn.core.fuse import fuse
     from mksgn.core.emulator import Emulator
-    from mksgn.deploy.graph_inputs import InputSpec, batches
+    from mksgn.convert.graph_inputs import InputSpec, batches
     from mksgn.core.executor import NIRExecutor
     from mksgn.train.builtin import load_dataset
     from mksgn.train.run import load_student

@@ -40,7 +40,8 @@ class RunError(MksgnError, ValueError):
 def _load(path: Path, backend: str, tag: str):
     from mksgn.core.nir_file import read_graph
     from mksgn.convert.quantize import read_quantized
-    from mksgn.core.synapse_graph import FusionError, fuse
+    from mksgn.core.fuse import fuse
+    from mksgn.core.synapse_graph import FusionError
 
     if backend in ("emulator", "lava") and tag == "fixed_pt":
         return read_quantized(path)
@@ -53,7 +54,7 @@ def _load(path: Path, backend: str, tag: str):
 
 def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.device):
     """The reference executor, with spikes and synaptic operations counted like the emulator."""
-    from mksgn.core.emulator import EmulatorResult, _fanout
+    from mksgn.core.emulator import EmulatorResult, fanout
     from mksgn.core.executor import NIRExecutor
 
     res = NIRExecutor(graph, dtype=torch.float64, device=device).run(
@@ -62,7 +63,7 @@ def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.dev
     counts = {name: int(res.records[name].sum()) for name, p in sg.populations.items() if p.spiking}
     synops = {}
     for syn in sg.synapses:
-        fan = _fanout(syn, sg.populations[syn.source], sg.populations[syn.target]).to(device)
+        fan = fanout(sg, syn).to(device)
         synops[syn.name] = int((res.records[syn.source].ne(0).to(torch.float64) * fan).sum())
     outputs = {o: res.outputs[o] for o in res.outputs}
     return EmulatorResult(outputs=outputs, spike_counts=counts, synops=synops)
@@ -70,7 +71,7 @@ def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.dev
 
 def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
     """Lava, one person row at a time, with spikes and synaptic operations counted like the emulator."""
-    from mksgn.core.emulator import Emulator, EmulatorResult, graded_input
+    from mksgn.core.emulator import Emulator, EmulatorResult
     from mksgn.deploy.lava_builder import run_lava
 
     spiking = [n for n, p in sg.populations.items() if p.spiking]
@@ -88,8 +89,7 @@ def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
         for n in spiking:
             counts[n] += int(res.spikes[n].sum())
         if tag == "fixed_pt":  # graded inputs count where their integer is non-zero, as in the emulator
-            q = sg.metadata["quantization"]["inputs"]
-            row = {k: graded_input(v, q[k]).numpy() for k, v in row.items()}
+            row = {k: sg.fixed.inputs[k].encode(v).numpy() for k, v in row.items()}
         for syn in sg.synapses:
             src = res.spikes[syn.source] if syn.source in res.spikes else row[syn.source]
             synops[syn.name] += int(((src != 0).sum(axis=0) * fans[syn.name]).sum())
@@ -101,7 +101,7 @@ def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limi
         device: str, progress: bool = True) -> dict:
     """Run and return the result record (on rank 0 under torchrun; other ranks get ``{}``)."""
     from mksgn.core.emulator import Emulator
-    from mksgn.deploy.graph_inputs import InputSpec, batches
+    from mksgn.convert.graph_inputs import InputSpec, batches
     from mksgn.train.blocks import sum_per_sample
     from mksgn.train.builtin import load_dataset
     from mksgn.train.trainer import close_context, init_context

@@ -66,11 +66,12 @@ def estimate(model: Path, data: str | None = None, limit: int = 32, backend: str
              profiles: Sequence[str] = (), teacher: Path | None = None, teacher_config: str | None = None,
              onnx: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Run, count, price; returns the JSON-ready result (``teacher``/``teacher_config``/``onnx``: the baseline)."""
+    from mksgn.core.fixed_point import is_quantized
     from mksgn.core.nir_file import read_graph
     from mksgn.convert.quantize import read_quantized
     from mksgn.core import loihi
     from mksgn.core.emulator import Emulator
-    from mksgn.deploy.graph_inputs import InputSpec
+    from mksgn.convert.graph_inputs import InputSpec
     from mksgn.deploy.run_cli import _load, run
     from mksgn.hw_profiles.counts import snn_counts
     from mksgn.hw_profiles.estimator import ann_energy, snn_energy
@@ -79,7 +80,7 @@ def estimate(model: Path, data: str | None = None, limit: int = 32, backend: str
 
     loaded = [load_profile(p) for p in (profiles or builtin_profiles())]  # bad profiles fail before the run
     if tag is None:
-        tag = "fixed_pt" if "quantization" in (read_graph(model).metadata or {}) else "floating_pt"
+        tag = "fixed_pt" if is_quantized(read_graph(model).metadata or {}) else "floating_pt"
     graph, sg = read_quantized(model) if tag == "fixed_pt" else _load(model, backend, "floating_pt")
     record = run(model, data, backend, tag, "aligned", limit, 16, "cpu", progress=progress)
     counts = snn_counts(sg, record)

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from mksgn.train.plots import _figure, _save
+from mksgn.figures import figure, save_png
 
 
-def _j(value: float | None) -> str:
+def joules(value: float | None) -> str:
     if value is None:
         return "n/a"
     for unit, f in (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12)):
@@ -26,7 +26,7 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
         snn, ann = p.get("snn"), p.get("ann")
         res = p.get("resources") or {}
         red = p.get("reduction_vs_baseline")
-        rows.append([name, p["kind"], _j(snn["total"]) if snn else "n/a", _j(ann["total"]) if ann else "n/a",
+        rows.append([name, p["kind"], joules(snn["total"]) if snn else "n/a", joules(ann["total"]) if ann else "n/a",
                      f"{100 * red:.2f} %" if red is not None else "n/a",
                      str(res.get("cores")) if res.get("cores") is not None else "n/a",
                      str(res.get("chips")) if res.get("chips") is not None else "n/a",
@@ -71,7 +71,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     for layer in c["layers"]:
         cells = [f"`{layer['name']}`", str(layer["neurons"]), f"{layer['synaptic_ops']:.4g}",
                  f"{layer['graded_ops']:.4g}", f"{layer['neuron_updates']:.4g}", f"{layer['spikes']:.4g}"]
-        cells += [_j(v["snn"]["layers"].get(layer["name"], 0.0)) for v in result["profiles"].values() if v.get("snn")]
+        cells += [joules(v["snn"]["layers"].get(layer["name"], 0.0)) for v in result["profiles"].values() if v.get("snn")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Resources", ""]
     for name, p in result["profiles"].items():
@@ -99,7 +99,7 @@ def plot_ops(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     layers = result["counts"]["layers"]
     names = [x["name"] for x in layers]
     keys = ("synaptic_ops", "graded_ops", "neuron_updates", "spikes")
-    fig = _figure(max(7.0, 0.3 * len(names) + 3), 4.8)
+    fig = figure(max(7.0, 0.3 * len(names) + 3), 4.8)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(names))
     width = 0.2
@@ -110,7 +110,7 @@ def plot_ops(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     ax.set_ylabel("per sample")
     ax.legend(fontsize=7)
     ax.set_title(f"operations per layer, measured on {result['counts']['measured_on']}", fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_profiles(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
@@ -118,7 +118,7 @@ def plot_profiles(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     profiles = list(result["profiles"])
     snn = [(result["profiles"][p].get("snn") or {}).get("total") for p in profiles]
     ann = [(result["profiles"][p].get("ann") or {}).get("total") for p in profiles]
-    fig = _figure(max(6.0, 0.9 * len(profiles) + 2), 4.2)
+    fig = figure(max(6.0, 0.9 * len(profiles) + 2), 4.2)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(profiles))
     ax.bar(x - 0.2, [v if v else 0 for v in snn], 0.4, label="MK-SGN student (measured ops)")
@@ -128,14 +128,14 @@ def plot_profiles(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     ax.set_ylabel("J per sample")
     ax.legend(fontsize=7)
     ax.set_title(f"energy per sample; SNN ops measured on {result['counts']['measured_on']}", fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_snn_vs_ann(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """The student's energy on each spiking profile against the ANN baseline on each ANN profile."""
     bars = [(f"SNN {p}", v["snn"]["total"]) for p, v in result["profiles"].items() if v.get("snn")]
     bars += [(f"ANN {p}", v["ann"]["total"]) for p, v in result["profiles"].items() if v.get("ann")]
-    fig = _figure(max(6.0, 0.7 * len(bars) + 2), 4.2)
+    fig = figure(max(6.0, 0.7 * len(bars) + 2), 4.2)
     ax = fig.add_subplot(1, 1, 1)
     colours = ["tab:blue" if name.startswith("SNN") else "tab:red" for name, _ in bars]
     ax.bar(range(len(bars)), [v for _, v in bars], color=colours)
@@ -146,4 +146,4 @@ def plot_snn_vs_ann(result: dict[str, Any], path: str | os.PathLike[str]) -> Non
     extra = f"; on {result['baseline_profile']} the SNN saves {100 * red:.2f} %" if red is not None else ""
     ax.set_title(f"SNN (blue) vs ANN baseline (red){extra}\nSNN ops measured on {result['counts']['measured_on']}",
                  fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)

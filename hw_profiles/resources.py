@@ -75,7 +75,7 @@ def graph_resources(sg, tag: str = "floating_pt", emulator=None) -> list[LayerRe
         synapses = 0
         for syn in sg.incoming(name):
             weights = emulator.weight(syn.name).cpu().numpy() if tag == "fixed_pt" else None
-            fan = fan + fan_in(syn, sg.populations[syn.source], pop, weights)
+            fan = fan + fan_in(sg, syn, weights)
             synapses += int(emulator.fanout(syn.name).sum())
         layers.append(LayerResources(name, pop.size, synapses, int(fan.max()) if fan.numel() else 0))
     return layers

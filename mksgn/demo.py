@@ -251,145 +251,192 @@ def run_demo(out: Path, force: bool = False, log: Callable[[str], None] = print)
     return records
 
 
-def render_report(records: dict[str, dict]) -> str:
-    """The Markdown report from the stage records."""
+def _data_section(data: dict) -> list[str]:
+    lines: list[str] = []
+    spec = data["spec"]
+    lines += [
+        "## Data",
+        "",
+        f"Built-in procedural dataset, written as CTR-GCN npz (`{data['path']}`): {spec['samples']} samples, "
+        f"seed {spec['seed']}, {spec['frames']} frames, difficulty {spec['difficulty']}; generated in "
+        f"{data['seconds']} s.",
+        "",
+    ]
+    return lines
+
+
+def _inspect_section(inspect: dict) -> list[str]:
     from mksgn.train.data_report import format_summary
 
-    lines = ["# mksgn demo report", ""]
-    data = records.get("data")
-    if data:
-        spec = data["spec"]
-        lines += [
-            "## Data",
-            "",
-            f"Built-in procedural dataset, written as CTR-GCN npz (`{data['path']}`): {spec['samples']} samples, "
-            f"seed {spec['seed']}, {spec['frames']} frames, difficulty {spec['difficulty']}; generated in "
-            f"{data['seconds']} s.",
-            "",
-        ]
-    inspect = records.get("inspect")
-    if inspect:
-        lines += ["```", format_summary(inspect["summary"]), "```", ""]
-        for strip in inspect["strips"]:
-            lines += [f"![{strip['class']} (train sample {strip['sample']})]({strip['png']})", ""]
-    train = records.get("train")
-    if train:
-        lines += [
-            "## Training",
-            "",
-            f"Config `{train['config']}`; training time (excluding evaluation): "
-            + ", ".join(f"{k} {v} s" for k, v in train["epoch_seconds"].items()) + ".",
-            "",
-            "| model | top-1 | top-5 | best epoch | measured on |",
-            "|---|---|---|---|---|",
-        ]
-        for kind in ("teacher", "student"):
-            if kind in train:
-                r = train[kind]
-                lines.append(f"| {kind} | {r['top1']:.3f} | {r['top5']:.3f} | {r['epoch']} | {r['measured_on']} |")
-        lines += ["", "![training curves](train/training_curves.png)", "",
-                  "![student confusion matrix](train/confusion_student.png)", "",
-                  "Student spike rate per LIF population (last epoch, test split):", "",
-                  "| layer | spike rate |", "|---|---|"]
-        lines += [f"| `{k}` | {v:.3f} |" for k, v in train["spike_rate"].items()]
-        lines.append("")
-    snapped = records.get("snap")
-    if snapped:
-        lines += [
-            "## Snapping onto the fixed-point grid",
-            "",
-            f"`{snapped['checkpoint']}` (`mksgn-snap`): the student in deployment form (one module per Loihi "
-            f"synapse) with every weight, bias and input rounded onto dyadic fixed-point scales calibrated on "
-            f"{snapped['calibrated_on']} ({snapped['weights_changed']} weights rounded, {snapped['weights_zeroed']} "
-            f"of them to zero; {snapped['input_bits']}-bit graded inputs). Its float and fixed-point models compute "
-            f"the same integers (state arithmetic exact for {min(snapped['exact_steps'], 10**6)} steps, T = "
-            f"{snapped['time_steps']}); everything below deploys it.",
-            "",
-        ]
-        if "top1_float" in snapped:
-            lines += [f"Top-1 {snapped['top1_float']:.4f} trained -> {snapped['top1_snapped']:.4f} snapped; snapping "
-                      f"changed {snapped['predictions_changed']} predictions ({snapped['measured_on']}).", ""]
-    export = records.get("export")
-    if export:
-        lines += [
-            "## Export to NIR",
-            "",
-            f"`{export['graph']}` (from `{export.get('checkpoint', 'train/student_best.pt')}`): {export['nodes']} "
-            f"nodes, {export['edges']} edges, exported and validated in "
-            f"{export['seconds']} s. The reference NIR executor against the snnTorch student on "
-            f"{export['validated_on']}, every LIF node at every step:",
-            "",
-            "| dtype | person rows | steps | mismatching spikes | rounding ties | real | max logit difference |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for key, p in export["parity"].items():
-            lines.append(f"| {key.split('_')[1]} | {p['rows']} | {p['steps']} | {p['mismatches']} | {p['ties']} | "
-                         f"{p['real']} | {p['logit_max_abs_diff']:.2e} |")
-        lines.append("")
-    quant = records.get("quantize")
-    if quant:
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(quant["synapse_kinds"].items()))
-        lines += [
-            "## Loihi quantisation",
-            "",
-            f"`{quant['graph']}`: {quant['populations']} populations and {quant['synapses']} synapses ({kinds}); "
-            f"8-bit weights, {quant['input_bits']}-bit graded inputs, calibrated on {quant['calibrated_on']}; "
-            f"{quant['clipped_weights']} clipped weights, {quant['saturated_states']} saturated states on the "
-            f"calibration data ({quant['seconds']} s). Per layer: [{quant['report']}]({quant['report']}).",
-            "",
-        ]
-    emu = records.get("emulate")
-    if emu:
-        lines += ["## Emulator", "", "| arithmetic | top-1 | spikes per sample | synaptic ops per sample | seconds "
-                  "| measured on |", "|---|---|---|---|---|---|"]
-        for tag in ("floating_pt", "fixed_pt"):
-            r = emu[tag]
-            lines.append(f"| {tag} | {r['accuracy']:.4f} | {r['spikes_per_sample']:.0f} | "
-                         f"{r['synops_per_sample']:.4g} | {r['seconds']:.1f} | {r['measured_on']} |")
-        lines += ["", f"Fixed-point and floating-point predictions agree on {emu['prediction_agreement']:.1%} of the "
-                  "samples.", ""]
-    lava = records.get("lava")
-    if lava:
-        lines += ["## Lava", "", "| tag | predictions | equal to the emulator's | seconds | measured on |",
-                  "|---|---|---|---|---|"]
-        for tag in ("fixed_pt", "floating_pt"):
-            r = lava[tag]
-            lines.append(f"| {tag} | {r['predictions']} | {'yes' if r['predictions_equal_emulator'] else 'NO'} | "
-                         f"{r['seconds']:.1f} | {r['measured_on']} |")
-        lines.append("")
-    parity = records.get("parity")
-    if parity:
-        lines += ["## Spike parity", "", f"{'PASS' if parity['passed'] else 'FAIL'} on {parity['measured_on']} "
-                  f"(Lava latency {parity['latency']} steps, aligned away). Details: "
-                  "[parity/parity.md](parity/parity.md).", "",
-                  "| pair | compared spikes | mismatches | rounding ties | propagated | real |", "|---|---|---|---|---|---|"]
-        for name, p in parity["pairs"].items():
-            lines.append(f"| {name} | {p['compared_spikes']} | {p['mismatches']} | {p['ties']} | {p['propagated']} | "
-                         f"{p['real']} |")
-        if parity.get("prediction_agreement") is not None:
-            lines += ["", f"Float vs fixed point: spike agreement {parity['spike_agreement']:.4f}, prediction agreement "
-                      f"{parity['prediction_agreement']:.4f}."]
-        lines += ["", "![parity heatmap](parity/parity_heatmap.png)", ""]
-    energy = records.get("energy")
-    if energy:
-        from mksgn.hw_profiles.report import _j
+    lines: list[str] = []
+    lines += ["```", format_summary(inspect["summary"]), "```", ""]
+    for strip in inspect["strips"]:
+        lines += [f"![{strip['class']} (train sample {strip['sample']})]({strip['png']})", ""]
+    return lines
 
-        t = energy["totals"]
-        lines += ["## Energy", "", f"Operations of the fixed-point student measured on {energy['measured_on']}: per "
-                  f"sample {t['synaptic_ops']:.4g} synaptic ops, {t['graded_ops']:.4g} graded-input ops, "
-                  f"{t['spikes']:.4g} spikes. ANN baseline: the trained teacher, "
-                  f"{energy['ann_macs_per_row'] / 1e9:.4g} G MACs per person row. Sources and per-layer figures: "
-                  "[energy/energy.md](energy/energy.md).", "",
-                  "| profile | SNN per sample | ANN per sample | SNN saves vs ANN on cmos45nm | cores | chips |",
-                  "|---|---|---|---|---|---|"]
-        for name, p in energy["profiles"].items():
-            red = p["reduction_vs_baseline"]
-            lines.append(f"| {name} | {_j(p['snn_joules'])} | {_j(p['ann_joules'])} | "
-                         f"{'n/a' if red is None else f'{100 * red:.2f} %'} | {p['cores'] or 'n/a'} | "
-                         f"{p['chips'] or 'n/a'} |")
-        lines += ["", "![operations per layer](energy/energy_ops.png)", "",
-                  "![energy per profile](energy/energy_profiles.png)", "",
-                  "![SNN vs ANN](energy/energy_snn_vs_ann.png)", ""]
+
+def _train_section(train: dict) -> list[str]:
+    lines: list[str] = []
+    lines += [
+        "## Training",
+        "",
+        f"Config `{train['config']}`; training time (excluding evaluation): "
+        + ", ".join(f"{k} {v} s" for k, v in train["epoch_seconds"].items()) + ".",
+        "",
+        "| model | top-1 | top-5 | best epoch | measured on |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in ("teacher", "student"):
+        if kind in train:
+            r = train[kind]
+            lines.append(f"| {kind} | {r['top1']:.3f} | {r['top5']:.3f} | {r['epoch']} | {r['measured_on']} |")
+    lines += ["", "![training curves](train/training_curves.png)", "",
+              "![student confusion matrix](train/confusion_student.png)", "",
+              "Student spike rate per LIF population (last epoch, test split):", "",
+              "| layer | spike rate |", "|---|---|"]
+    lines += [f"| `{k}` | {v:.3f} |" for k, v in train["spike_rate"].items()]
+    lines.append("")
+    return lines
+
+
+def _snap_section(snapped: dict) -> list[str]:
+    lines: list[str] = []
+    lines += [
+        "## Snapping onto the fixed-point grid",
+        "",
+        f"`{snapped['checkpoint']}` (`mksgn-snap`): the student in deployment form (one module per Loihi "
+        f"synapse) with every weight, bias and input rounded onto dyadic fixed-point scales calibrated on "
+        f"{snapped['calibrated_on']} ({snapped['weights_changed']} weights rounded, {snapped['weights_zeroed']} "
+        f"of them to zero; {snapped['input_bits']}-bit graded inputs). Its float and fixed-point models compute "
+        f"the same integers (state arithmetic exact for {min(snapped['exact_steps'], 10**6)} steps, T = "
+        f"{snapped['time_steps']}); everything below deploys it.",
+        "",
+    ]
+    if "top1_float" in snapped:
+        lines += [f"Top-1 {snapped['top1_float']:.4f} trained -> {snapped['top1_snapped']:.4f} snapped; snapping "
+                  f"changed {snapped['predictions_changed']} predictions ({snapped['measured_on']}).", ""]
+    return lines
+
+
+def _export_section(export: dict) -> list[str]:
+    lines: list[str] = []
+    lines += [
+        "## Export to NIR",
+        "",
+        f"`{export['graph']}` (from `{export.get('checkpoint', 'train/student_best.pt')}`): {export['nodes']} "
+        f"nodes, {export['edges']} edges, exported and validated in "
+        f"{export['seconds']} s. The reference NIR executor against the snnTorch student on "
+        f"{export['validated_on']}, every LIF node at every step:",
+        "",
+        "| dtype | person rows | steps | mismatching spikes | rounding ties | real | max logit difference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, p in export["parity"].items():
+        lines.append(f"| {key.split('_')[1]} | {p['rows']} | {p['steps']} | {p['mismatches']} | {p['ties']} | "
+                     f"{p['real']} | {p['logit_max_abs_diff']:.2e} |")
+    lines.append("")
+    return lines
+
+
+def _quantize_section(quant: dict) -> list[str]:
+    lines: list[str] = []
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(quant["synapse_kinds"].items()))
+    lines += [
+        "## Loihi quantisation",
+        "",
+        f"`{quant['graph']}`: {quant['populations']} populations and {quant['synapses']} synapses ({kinds}); "
+        f"8-bit weights, {quant['input_bits']}-bit graded inputs, calibrated on {quant['calibrated_on']}; "
+        f"{quant['clipped_weights']} clipped weights, {quant['saturated_states']} saturated states on the "
+        f"calibration data ({quant['seconds']} s). Per layer: [{quant['report']}]({quant['report']}).",
+        "",
+    ]
+    return lines
+
+
+def _emulate_section(emu: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Emulator", "", "| arithmetic | top-1 | spikes per sample | synaptic ops per sample | seconds "
+              "| measured on |", "|---|---|---|---|---|---|"]
+    for tag in ("floating_pt", "fixed_pt"):
+        r = emu[tag]
+        lines.append(f"| {tag} | {r['accuracy']:.4f} | {r['spikes_per_sample']:.0f} | "
+                     f"{r['synops_per_sample']:.4g} | {r['seconds']:.1f} | {r['measured_on']} |")
+    lines += ["", f"Fixed-point and floating-point predictions agree on {emu['prediction_agreement']:.1%} of the "
+              "samples.", ""]
+    return lines
+
+
+def _lava_section(lava: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Lava", "", "| tag | predictions | equal to the emulator's | seconds | measured on |",
+              "|---|---|---|---|---|"]
+    for tag in ("fixed_pt", "floating_pt"):
+        r = lava[tag]
+        lines.append(f"| {tag} | {r['predictions']} | {'yes' if r['predictions_equal_emulator'] else 'NO'} | "
+                     f"{r['seconds']:.1f} | {r['measured_on']} |")
+    lines.append("")
+    return lines
+
+
+def _parity_section(parity: dict) -> list[str]:
+    lines: list[str] = []
+    lines += ["## Spike parity", "", f"{'PASS' if parity['passed'] else 'FAIL'} on {parity['measured_on']} "
+              f"(Lava latency {parity['latency']} steps, aligned away). Details: "
+              "[parity/parity.md](parity/parity.md).", "",
+              "| pair | compared spikes | mismatches | rounding ties | propagated | real |", "|---|---|---|---|---|---|"]
+    for name, p in parity["pairs"].items():
+        lines.append(f"| {name} | {p['compared_spikes']} | {p['mismatches']} | {p['ties']} | {p['propagated']} | "
+                     f"{p['real']} |")
+    if parity.get("prediction_agreement") is not None:
+        lines += ["", f"Float vs fixed point: spike agreement {parity['spike_agreement']:.4f}, prediction agreement "
+                  f"{parity['prediction_agreement']:.4f}."]
+    lines += ["", "![parity heatmap](parity/parity_heatmap.png)", ""]
+    return lines
+
+
+def _energy_section(energy: dict) -> list[str]:
+    lines: list[str] = []
+    from mksgn.hw_profiles.report import joules
+
+    t = energy["totals"]
+    lines += ["## Energy", "", f"Operations of the fixed-point student measured on {energy['measured_on']}: per "
+              f"sample {t['synaptic_ops']:.4g} synaptic ops, {t['graded_ops']:.4g} graded-input ops, "
+              f"{t['spikes']:.4g} spikes. ANN baseline: the trained teacher, "
+              f"{energy['ann_macs_per_row'] / 1e9:.4g} G MACs per person row. Sources and per-layer figures: "
+              "[energy/energy.md](energy/energy.md).", "",
+              "| profile | SNN per sample | ANN per sample | SNN saves vs ANN on cmos45nm | cores | chips |",
+              "|---|---|---|---|---|---|"]
+    for name, p in energy["profiles"].items():
+        red = p["reduction_vs_baseline"]
+        lines.append(f"| {name} | {joules(p['snn_joules'])} | {joules(p['ann_joules'])} | "
+                     f"{'n/a' if red is None else f'{100 * red:.2f} %'} | {p['cores'] or 'n/a'} | "
+                     f"{p['chips'] or 'n/a'} |")
+    lines += ["", "![operations per layer](energy/energy_ops.png)", "",
+              "![energy per profile](energy/energy_profiles.png)", "",
+              "![SNN vs ANN](energy/energy_snn_vs_ann.png)", ""]
+    return lines
+
+SECTIONS = {
+    "data": _data_section,
+    "inspect": _inspect_section,
+    "train": _train_section,
+    "snap": _snap_section,
+    "export": _export_section,
+    "quantize": _quantize_section,
+    "emulate": _emulate_section,
+    "lava": _lava_section,
+    "parity": _parity_section,
+    "energy": _energy_section,
+}
+"""Report section per stage, in report order."""
+
+
+def render_report(records: dict[str, dict]) -> str:
+    """The Markdown report from the stage records: one section per finished stage."""
+    lines = ["# mksgn demo report", ""]
+    for stage, section in SECTIONS.items():
+        if records.get(stage):
+            lines += section(records[stage])
     return "\n".join(lines)
 
 

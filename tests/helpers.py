@@ -83,7 +83,7 @@ def tiny_graph(seed: int = 0, classes: int = 14):
 
 def graph_inputs(graph, rows):
     """Per-Input ``(T, R, 3, F, V)`` tensors of an mksgn graph for person rows."""
-    from mksgn.convert.nir_export import decode_metadata
+    from mksgn.core.nir_file import decode_metadata
 
     meta = decode_metadata(graph.metadata)
     steps = int(meta["time_steps"])

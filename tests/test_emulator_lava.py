@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from mksgn.core.fixed_point import FixedPoint
 from mksgn.core.synapse_graph import Population, Synapse, SynapseGraph
 from mksgn.core import loihi
 from mksgn.core.emulator import Emulator
@@ -39,7 +40,7 @@ def _graph(in_shape, layers: list[tuple[Population, dict, Synapse, dict]]) -> Sy
         synapses.append(syn)
         q["synapses"][syn.name] = {"num_weight_bits": loihi.WEIGHT_BITS, **qs}
     outputs = {f"out_{p}": p for p in pops if p != "in"}
-    return SynapseGraph(pops, synapses, ["in"], outputs, dt=1e-4, metadata={"quantization": q})
+    return SynapseGraph(pops, synapses, ["in"], outputs, dt=1e-4, fixed=FixedPoint.from_metadata(q))
 
 
 def _emulate(sg: SynapseGraph, spikes: np.ndarray) -> dict[str, np.ndarray]:

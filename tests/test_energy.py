@@ -115,7 +115,7 @@ def test_fixed_point_counts_drop_weights_rounded_to_zero():
     from mksgn.convert.quantize import quantize
 
     x = torch.ones(2, 1, 2)
-    quantize(sg, {"in": x})
+    sg, _ = quantize(sg, {"in": x})
     fixed = Emulator(sg, "fixed_pt").run(x := {"in": x})
     floating = Emulator(sg, "floating_pt").run(x)
     assert floating.synops["a->b"] == 2 * 2 and fixed.synops["a->b"] == 1 * 2

@@ -241,7 +241,7 @@ _VALID_NIR = _valid_nir()
 
 def _read_and_validate(path: Path):
     from mksgn.core.nir_file import read_graph
-    from mksgn.core.synapse_graph import fuse
+    from mksgn.core.fuse import fuse
     from mksgn.core.executor import NIRExecutor
 
     graph = read_graph(path)
@@ -290,7 +290,7 @@ def nir_graphs(draw) -> nir.NIRGraph:
 
 
 def _validate_graph(graph: nir.NIRGraph):
-    from mksgn.core.synapse_graph import fuse
+    from mksgn.core.fuse import fuse
     from mksgn.core.executor import NIRExecutor
 
     NIRExecutor(graph)

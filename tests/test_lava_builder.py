@@ -14,7 +14,7 @@ import torch
 from helpers import graph_inputs, recurrent_cubalif_graph, tiny_graph
 
 from mksgn.convert.quantize import quantize
-from mksgn.core.synapse_graph import fuse
+from mksgn.core.fuse import fuse
 from mksgn.core.emulator import Emulator
 from mksgn.deploy.lava_builder import run_lava
 from mksgn.deploy.lava_compat import lava_import

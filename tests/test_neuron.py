@@ -6,7 +6,8 @@ import pytest
 import snntorch
 import torch
 
-from mksgn.train.neuron import COINCIDENCE, LIF, LIFParams, heaviside, lif_step
+from mksgn.core.neuron import COINCIDENCE, LIFParams, heaviside, lif_step
+from mksgn.train.neuron import LIF
 
 
 @pytest.mark.parametrize(("beta", "threshold"), [(0.5, 1.0), (0.9, 0.7), (0.0, 1.5), (1.0, 2.0)])

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from mksgn.convert.nir_export import ExportError, decode_metadata, export_student, node_name
+from mksgn.convert.nir_export import ExportError, export_student, node_name
+from mksgn.core.nir_file import decode_metadata
 from mksgn.train.blocks import JointMix
 from mksgn.train.calibrate import randomise_batchnorm
 from mksgn.train.config import preset

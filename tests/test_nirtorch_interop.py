@@ -8,7 +8,8 @@ import pytest
 import torch
 from test_nir_export import CLASSES, _lively, _tiny_student
 
-from mksgn.convert.nir_export import decode_metadata, export_student
+from mksgn.convert.nir_export import export_student
+from mksgn.core.nir_file import decode_metadata
 from mksgn.convert.nirtorch_maps import (
     NODE_MAP, input_order, load_with_nirtorch, merge_inputs, record_with_nirtorch, run_with_nirtorch,
 )

@@ -58,7 +58,8 @@ def test_error_budget_all_elements_match_the_fixed_point_emulator_but_for_intege
 
     from mksgn.convert.quantize import read_quantized
     from mksgn.core.emulator import Emulator
-    from mksgn.deploy.error_budget import _variant, effective_inputs, effective_weight
+    from mksgn.core.fixed_point import realised_weight
+    from mksgn.deploy.error_budget import _variant, effective_inputs
 
     graph, qsg = read_quantized(files / "student.q.nir")
     rows = torch.randn(2, 4, 3, 32, 25, generator=torch.Generator().manual_seed(5)).cumsum(dim=3) / 32**0.5
@@ -69,9 +70,9 @@ def test_error_budget_all_elements_match_the_fixed_point_emulator_but_for_intege
     agreement = np.mean([float((fixed.spikes[k] == floating.spikes[k]).double().mean()) for k in fixed.spikes])
     assert agreement > 0.99
     syn = next(s for s in qsg.synapses if s.kind == "conv")
-    q = qsg.metadata["quantization"]
-    np.testing.assert_array_equal(effective_weight(qsg, syn.name),
-                                  np.asarray(q["synapses"][syn.name]["weight"]) * q["populations"][syn.target]["scale"])
+    q = qsg.fixed
+    np.testing.assert_array_equal(realised_weight(qsg, syn.name),
+                                  np.asarray(q.synapses[syn.name].weight) * q.populations[syn.target].scale)
 
 
 def test_a_perturbed_weight_is_caught_and_its_layer_named_first(files, tmp_path, capsys):

@@ -11,7 +11,8 @@ from helpers import graph_inputs, recurrent_cubalif_graph, tiny_graph
 from mksgn.convert.quantize import (
     WEIGHT_LIMIT_MIXED, QuantizeError, quantize, read_quantized, write_quantized,
 )
-from mksgn.core.synapse_graph import FusionError, fuse
+from mksgn.core.fuse import fuse
+from mksgn.core.synapse_graph import FusionError
 from mksgn.core import loihi
 from mksgn.core.emulator import Emulator, EmulatorError
 from mksgn.core.executor import NIRExecutor
@@ -56,19 +57,19 @@ def test_float_emulator_equals_the_reference_executor(student, timing):
 def test_quantised_graph_is_valid_loihi_and_round_trips(student, tmp_path):
     graph, inputs = student
     sg, reports = quantize(fuse(graph), inputs)
-    q = sg.metadata["quantization"]
-    for name, p in q["populations"].items():
-        assert 0 <= p["du"] <= loihi.DECAY_MAX and 0 <= p["dv"] <= loihi.DECAY_MAX
-        assert 1 <= p["vth"] <= loihi.VTH_MAX
-        assert np.all(np.abs(p["bias_mant"]) <= loihi.BIAS_MANT_MAX)
-        assert np.all((p["bias_exp"] >= 0) & (p["bias_exp"] <= loihi.BIAS_EXP_MAX))
-    for name, s in q["synapses"].items():
-        w = s["weight"]
+    q = sg.fixed
+    for name, p in q.populations.items():
+        assert 0 <= p.du <= loihi.DECAY_MAX and 0 <= p.dv <= loihi.DECAY_MAX
+        assert 1 <= p.vth <= loihi.VTH_MAX
+        assert np.all(np.abs(p.bias_mant) <= loihi.BIAS_MANT_MAX)
+        assert np.all((p.bias_exp >= 0) & (p.bias_exp <= loihi.BIAS_EXP_MAX))
+    for name, s in q.synapses.items():
+        w = s.weight
         if loihi.sign_mode(w) == loihi.SIGN_MIXED:
             assert np.all(w % 2 == 0) and w.min() >= loihi.WEIGHT_MIN_MIXED and w.max() <= WEIGHT_LIMIT_MIXED
         np.testing.assert_array_equal(loihi.dense_weights(w), w)  # Lava's Dense leaves them unchanged
     conv = [s for s in sg.synapses if s.kind == "conv"]
-    assert all(q["synapses"][s.name]["weight_exp"] == 0 for s in conv)  # Lava's Conv has no exponent
+    assert all(q.synapses[s.name].weight_exp == 0 for s in conv)  # Lava's Conv has no exponent
     assert {r.population for r in reports} == {n for n, p in sg.populations.items() if p.kind != "input"}
     assert sum(r.saturated for r in reports) == 0
     path = tmp_path / "m.q.nir"
@@ -99,11 +100,11 @@ def test_fixed_point_lava_timing_equals_aligned_and_tracks_float(student):
 def test_wider_graded_inputs(student):
     graph, inputs = student
     sg, _ = quantize(fuse(graph), inputs, input_bits=12)
-    q = sg.metadata["quantization"]["inputs"]
-    assert all(v["bits"] == 12 for v in q.values())
+    q = sg.fixed.inputs
+    assert all(v.bits == 12 for v in q.values())
     narrow, _ = quantize(fuse(graph), inputs)
     for name, v in q.items():  # 16x finer input unit
-        assert v["scale"] == pytest.approx(narrow.metadata["quantization"]["inputs"][name]["scale"] * 127 / 2047)
+        assert v.scale == pytest.approx(narrow.fixed.inputs[name].scale * 127 / 2047)
     x = Emulator(sg, "fixed_pt").quantize_inputs(inputs)
     assert float(max(v.abs().max() for v in x.values())) <= 2047
     Emulator(sg, "fixed_pt").run(inputs)

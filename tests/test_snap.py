@@ -16,11 +16,11 @@ from mksgn.convert.quantize import read_quantized
 from mksgn.convert.quantize_cli import quantize_file
 from mksgn.convert.snap import ALWAYS, exact_steps, snap_bias
 from mksgn.convert.snap_cli import main as snap_main
-from mksgn.core.synapse_graph import fuse
+from mksgn.core.fuse import fuse
 from mksgn.core import loihi
 from mksgn.core.emulator import Emulator
-from mksgn.deploy.error_budget import effective_weight
-from mksgn.deploy.graph_inputs import InputSpec, batches
+from mksgn.core.fixed_point import realised_weight
+from mksgn.convert.graph_inputs import InputSpec, batches
 from mksgn.deploy.parity_cli import main as parity_main
 from mksgn.train.blocks import ConvBN, FusedGraphConv, SpatialGraphConv
 from mksgn.train.builtin import load_dataset
@@ -93,16 +93,16 @@ def test_snap_cli_reports_and_writes_a_loadable_checkpoint(snapped, capsys):
 
 def test_snapped_graph_converts_to_integers_exactly(snapped):
     graph, sg = read_quantized(snapped / "snapped.q.nir")
-    q = sg.metadata["quantization"]
-    for name, pop in q["populations"].items():
-        assert q["populations"][name]["scale"] == model_scale(snapped, name)
+    q = sg.fixed
+    for name, pop in q.populations.items():
+        assert q.populations[name].scale == model_scale(snapped, name)
     for syn in sg.synapses:
         if sg.populations[syn.target].spiking:  # every weight is its integer times its scales, exactly
-            assert np.array_equal(effective_weight(sg, syn.name), syn.weight), syn.name
-            assert q["synapses"][syn.name]["weight_exp"] >= 0
+            assert np.array_equal(realised_weight(sg, syn.name), syn.weight), syn.name
+            assert q.synapses[syn.name].weight_exp >= 0
     for name, pop in sg.populations.items():
         if pop.spiking:
-            assert float(np.unique(pop.threshold)[0]) == q["populations"][name]["vth"] * q["populations"][name]["scale"]
+            assert float(np.unique(pop.threshold)[0]) == q.populations[name].vth * q.populations[name].scale
 
 
 def model_scale(folder, population):

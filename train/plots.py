@@ -6,22 +6,7 @@ import os
 
 import numpy as np
 
-from mksgn.atomic import atomic_open
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: str | os.PathLike[str]) -> None:
-    fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png")
+from mksgn.figures import figure, save_png
 
 
 def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | os.PathLike[str], title: str) -> None:
@@ -30,7 +15,7 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | os
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     k = len(class_names)
     size = max(4.0, 0.45 * k + 2)
-    fig = _figure(size + 1, size)
+    fig = figure(size + 1, size)
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
@@ -45,12 +30,12 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | os
                     ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
                             color="white" if rates[i, j] > 0.5 else "black")
     ax.set_title(title, fontsize=9)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_training_curves(metrics: dict, path: str | os.PathLike[str], title: str) -> None:
     """Train loss and test top-1 per epoch, one line per model in ``metrics``."""
-    fig = _figure(9, 3.5)
+    fig = figure(9, 3.5)
     ax_loss, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for kind, section in metrics.items():
         epochs = [e["epoch"] for e in section["epochs"]]
@@ -62,4 +47,4 @@ def plot_training_curves(metrics: dict, path: str | os.PathLike[str], title: str
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    save_png(fig, path)

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mksgn.core.neuron import COINCIDENCE, LIFParams, lif_membrane
 from mksgn.train.blocks import (
     DEPLOYABLE_BLOCKS, Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix,
     SpatialGraphConv,
     present_persons, sum_per_sample,
 )
 from mksgn.train.config import StudentConfig
-from mksgn.train.neuron import COINCIDENCE, LIF, LIFParams, lif_membrane
+from mksgn.train.neuron import LIF
 from mksgn.train.skeletons import SkeletonLayout
 
 State = dict[str, torch.Tensor]

@@ -14,6 +14,8 @@ import nir
 import numpy as np
 import torch
 
+from mksgn.core.fixed_point import QuantizedInput
+from mksgn.core.nir_file import decode_metadata
 from mksgn.errors import MksgnError
 
 
@@ -39,8 +41,6 @@ class InputSpec:
 
     @classmethod
     def of(cls, graph: nir.NIRGraph, where: str = "graph") -> InputSpec:
-        from mksgn.convert.nir_export import decode_metadata
-
         meta = decode_metadata(dict(graph.metadata or {}))
         info = meta.get("input")
         if not isinstance(info, dict) or "inputs" not in info:
@@ -73,10 +73,8 @@ def on_grid(spec: InputSpec, name: str, x: torch.Tensor) -> torch.Tensor:
     """``x`` rounded to input ``name``'s graded grid, if the graph declares one (else ``x``)."""
     if not spec.input_grid:
         return x
-    from mksgn.core.emulator import graded_input
-
     entry = spec.input_grid[name]
-    return graded_input(x, entry) * float(entry["scale"])
+    return QuantizedInput(float(entry["scale"]), int(entry["bits"])).realise(x)
 
 
 def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> Iterator[Batch]:

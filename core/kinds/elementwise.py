@@ -1,0 +1,53 @@
+"""``elementwise``: a weight per neuron (an edge, possibly scaled): ``y = w x``.
+
+Fused from a chain of Scale nodes (or none) that keeps the shape; in Lava a diagonal ``Sparse``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mksgn.core.kinds.base import ChainView, SynapseKind
+from mksgn.core.synapse_graph import FusionError, Synapse
+
+
+class Elementwise(SynapseKind):
+    name = "elementwise"
+
+    def match(self, chain: ChainView) -> dict[str, Any] | None:
+        import nir
+
+        if any(not isinstance(chain.nodes[o], nir.Scale) for o in chain.ops):
+            return None
+        weight = np.ones(chain.target_shape)
+        for o in chain.ops:
+            weight = weight * chain.scale_vector(o)
+        if weight.shape != chain.target_shape or chain.source_shape != chain.target_shape:
+            raise FusionError(f"{chain.where}: an elementwise chain must keep the shape {chain.target_shape}")
+        return {"weight": weight}
+
+    def fold_gain(self, weight: np.ndarray, gain: np.ndarray) -> np.ndarray:
+        return weight * gain
+
+    def forward(self, syn: Synapse, x: torch.Tensor, w: torch.Tensor, target_shape: tuple[int, ...]) -> torch.Tensor:
+        return x * w
+
+    def fanout(self, syn: Synapse, source_shape: tuple[int, ...], target_shape: tuple[int, ...],
+               nonzero: torch.Tensor) -> torch.Tensor:
+        return torch.broadcast_to(nonzero, source_shape).contiguous()
+
+    def row_bound(self, w_abs: np.ndarray) -> float:
+        return float(w_abs.max())
+
+    def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
+        from scipy.sparse import diags
+
+        Sparse = ctx.lava("lava.proc.sparse.process").Sparse
+        pop = ctx.graph.populations[syn.target]
+        diag = ctx.to_lava(ctx.weights(syn).reshape(pop.shape), pop.shape).reshape(-1)
+        proc = Sparse(weights=diags(diag).tocsr(), weight_exp=ctx.weight_exp(syn),
+                      num_message_bits=ctx.message_bits(syn))
+        return proc, proc.s_in, proc.a_out

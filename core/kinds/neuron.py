@@ -1,0 +1,202 @@
+"""``neuron``: Lava's two-state LIF, which every NIR neuron node becomes.
+
+Float (``PyLifModelFloat``) and bit-accurate (``PyLifModelBitAcc``)::
+
+    u = (1 - du) u + a_in;   v = (1 - dv) v + u + bias;   spike if v > vth, then v = 0
+
+NIR LIF and LI give ``du = 1`` (``u`` is this step's input), ``dv = dt/tau``; IF and I
+``dv = 0``; CubaLIF and CubaLI ``du = dt/tau_syn``, ``dv = dt/tau_mem``; Threshold ``du = dv =
+1``. The node's input gain (``r dt/tau``...) is returned to be folded into its synapses,
+``v_leak`` goes into the bias. A population without a threshold (LI, I, CubaLI, a read-out) never
+spikes and outputs ``v``. ``v_reset`` must be 0: Lava resets to zero.
+
+Quantisation: ``vth = threshold / scale`` (a whole number, at most 17 bits), ``du`` and ``dv``
+as 12-bit fractions (Lava adds 1 to ``du``), the bias as a 13-bit mantissa and a 3-bit exponent
+in units of ``scale / 2**6``. In Lava a stock ``LIF`` (mksgn's model of it switches the bias on
+at the population's depth).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+
+from mksgn.core import loihi
+from mksgn.core.fixed_point import QuantizedPopulation, QuantizeError
+from mksgn.core.kinds.base import PopulationKind
+from mksgn.core.neuron import CurrentParams, LeakyParams, current_step, lif_fire, lif_membrane
+from mksgn.core.synapse_graph import FusionError, Population
+
+FLOAT_NEVER = 1e300
+"""Float threshold of a non-spiking population in Lava."""
+
+
+def _strict(x: torch.Tensor) -> torch.Tensor:
+    return x > 0
+
+
+def uniform(values: np.ndarray, what: str, pop: str) -> float:
+    """The one value of a per-neuron parameter a Lava LIF holds once per process."""
+    flat = np.unique(np.asarray(values, dtype=np.float64))
+    if flat.size != 1:
+        raise QuantizeError(f"population {pop!r}: {what} differs between neurons ({flat[:4]}...); a Lava LIF "
+                            f"process has one {what}")
+    return float(flat[0])
+
+
+def quantize_bias(bias: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """``bias_mant``, ``bias_exp`` per neuron and the clipped count."""
+    b = np.round(np.asarray(bias, dtype=np.float64) / scale * (1 << loihi.ACTIVATION_SHIFT))
+    exp = np.zeros(b.shape, dtype=np.int64)
+    mant = b.copy()
+    for e in range(loihi.BIAS_EXP_MAX + 1):
+        fits = np.abs(np.round(b / (1 << e))) <= loihi.BIAS_MANT_MAX
+        pick = fits & (exp == 0) & (np.abs(mant) > loihi.BIAS_MANT_MAX)
+        exp[pick] = e
+        mant[pick] = np.round(b[pick] / (1 << e))
+    clipped = int((np.abs(mant) > loihi.BIAS_MANT_MAX).sum())
+    mant = np.clip(mant, loihi.BIAS_MANT_MIN, loihi.BIAS_MANT_MAX)
+    return mant.astype(np.int64), exp, clipped
+
+
+class Neuron(PopulationKind):
+    name = "neuron"
+    nir_types = (nir.LIF, nir.IF, nir.LI, nir.I, nir.CubaLIF, nir.CubaLI, nir.Threshold)
+
+    # ------------------------------------------------------------------ fusion
+
+    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], dt: float) -> tuple[Population, np.ndarray]:
+        kind = type(node).__name__
+
+        def arr(field_name: str) -> np.ndarray:
+            return np.broadcast_to(np.asarray(getattr(node, field_name), dtype=np.float64), shape).copy()
+
+        zeros, ones = np.zeros(shape), np.ones(shape)
+        if isinstance(node, nir.Threshold):
+            return Population(name, shape, du=ones, dv=ones, bias=zeros, threshold=arr("threshold"),
+                              nir_type=kind), ones
+        if isinstance(node, (nir.LIF, nir.LI)):
+            k = dt / arr("tau")
+            pop, gain = Population(name, shape, du=ones, dv=k, bias=arr("v_leak") * k, nir_type=kind), arr("r") * k
+        elif isinstance(node, (nir.IF, nir.I)):
+            pop, gain = Population(name, shape, du=ones, dv=zeros, bias=zeros, nir_type=kind), arr("r") * dt
+        else:  # CubaLIF, CubaLI
+            k_syn, k_mem = dt / arr("tau_syn"), dt / arr("tau_mem")
+            pop = Population(name, shape, du=k_syn, dv=k_mem, bias=arr("v_leak") * k_mem, nir_type=kind)
+            gain = arr("w_in") * k_syn * arr("r") * k_mem
+        if isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
+            if np.any(arr("v_reset") != 0):
+                raise FusionError(f"node {name!r} ({kind}): v_reset must be 0 (Lava resets to zero), "
+                                  f"got {np.unique(arr('v_reset'))[:5]}")
+            pop.threshold = arr("v_threshold")
+        return pop, gain
+
+    # ------------------------------------------------------------------ emulator
+
+    def params(self, pop: Population, q: QuantizedPopulation | None, dtype: torch.dtype,
+               device: torch.device) -> dict[str, Any]:
+        def t(x: Any, dt: torch.dtype | None = None) -> torch.Tensor:
+            return torch.as_tensor(np.broadcast_to(np.asarray(x), pop.shape).copy(), dtype=dt or dtype, device=device)
+
+        if q is not None:
+            i64 = torch.int64
+            return {"du": torch.tensor(int(q.du), dtype=i64), "dv": torch.tensor(int(q.dv), dtype=i64),
+                    "vth": torch.tensor(int(q.vth), dtype=i64),
+                    "bias": loihi.effective_bias(t(q.bias_mant, i64), t(q.bias_exp, i64)),
+                    "scale": torch.tensor(float(q.scale), dtype=torch.float64)}
+        return {"du": t(pop.du), "dv": t(pop.dv), "bias": t(pop.bias), "vth": t(pop.threshold) if pop.spiking else None}
+
+    def step_float(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool,
+                   track: bool = False) -> tuple[torch.Tensor, float]:
+        bias = params["bias"] if bias_on else params["bias"] * 0
+        u = current_step(a_in, state["u"], CurrentParams(a=1 - params["du"]))
+        v = lif_membrane(u, state["v"], LeakyParams(a=1 - params["dv"], c=bias))
+        peak = max(float(v.abs().max()), float(u.abs().max())) if track else 0.0
+        if pop.spiking:
+            s, v = lif_fire(v, LeakyParams(threshold=params["vth"]), _strict)
+        state["u"], state["v"] = u, v
+        return (s if pop.spiking else v), peak
+
+    def step_fixed(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool
+                   ) -> tuple[torch.Tensor, int]:
+        bias = params["bias"] if bias_on else params["bias"] * 0
+        s, u, v, events = loihi.lif_fixed_step(a_in, state["u"], state["v"], params["du"], params["dv"], params["vth"],
+                                               bias, count_events=True)
+        if not pop.spiking:  # a read-out crossing the largest threshold resets: an overflow
+            events += int(s.sum())
+        state["u"], state["v"] = u, v
+        return (s if pop.spiking else v), events
+
+    def readout(self, value: torch.Tensor, params: dict, fixed: bool) -> torch.Tensor:
+        if fixed:  # v is in units of 2**-6 of one synaptic unit
+            return value.to(torch.float64) * (float(params["scale"]) / (1 << loihi.ACTIVATION_SHIFT))
+        return value.to(torch.float64)
+
+    # ------------------------------------------------------------------ quantisation
+
+    def quantize(self, pop: Population, scale: float, mode: str) -> tuple[QuantizedPopulation, int]:
+        """Integers at ``scale`` (``mode``: ``calibrated``, ``dyadic`` or ``grid``); returns them and the
+        count of clipped biases. Calibrated mode moves the scale so that the threshold is whole."""
+        name = pop.name
+        du_f, dv_f = uniform(pop.du, "du", name), uniform(pop.dv, "dv", name)
+        if pop.spiking:
+            thr = uniform(pop.threshold, "threshold", name)
+            if thr <= 0:
+                raise QuantizeError(f"population {name!r}: threshold {thr} must be > 0 for Loihi")
+            if mode == "calibrated":
+                vth = int(min(loihi.VTH_MAX, max(1, math.floor(thr / scale)) if scale > 0 else loihi.VTH_MAX))
+                scale = thr / vth
+            else:
+                if mode == "dyadic":  # a finer power of two until the threshold is a whole number of units
+                    for _ in range(loihi.VTH_BITS):
+                        if (thr / scale).is_integer():
+                            break
+                        scale /= 2
+                if not (thr / scale).is_integer() or not 1 <= thr / scale <= loihi.VTH_MAX:
+                    raise QuantizeError(f"population {name!r}: threshold {thr} is not a whole multiple (1.."
+                                        f"{loihi.VTH_MAX}) of the scale {scale}")
+                vth = int(thr / scale)
+        else:
+            vth = loihi.VTH_MAX
+            if scale <= 0:
+                scale = 1.0
+        du = int(np.clip(round(du_f * loihi.DECAY_UNITY) - 1, 0, loihi.DECAY_MAX))
+        dv = int(np.clip(round(dv_f * loihi.DECAY_UNITY), 0, loihi.DECAY_MAX))
+        mant, bexp, clipped = quantize_bias(np.broadcast_to(pop.bias, pop.shape), scale)
+        return QuantizedPopulation(scale, vth, du, dv, mant, bexp), clipped
+
+    def realised(self, pop: Population, q: QuantizedPopulation) -> Population:
+        """``pop`` with the bias and decays its integers realise, in float units (the error budget)."""
+        import dataclasses
+
+        bias = q.effective_bias(pop.shape).astype(np.float64) * q.scale / (1 << loihi.ACTIVATION_SHIFT)
+        return dataclasses.replace(pop, bias=bias, du=np.asarray(q.decay_u), dv=np.asarray(q.decay_v))
+
+    # ------------------------------------------------------------------ Lava
+
+    def lava_process(self, pop: Population, ctx: Any, bias_start: int) -> Any:
+        LIF = ctx.lava("lava.proc.lif.process").LIF
+        shape = ctx.lava_shape(pop.shape)
+        if ctx.fixed:
+            q = ctx.graph.fixed.populations[pop.name]
+            mant = ctx.to_lava(np.broadcast_to(np.asarray(q.bias_mant), pop.shape).astype(np.int64), pop.shape)
+            exp = ctx.to_lava(np.broadcast_to(np.asarray(q.bias_exp), pop.shape).astype(np.int64), pop.shape)
+            return LIF(shape=shape, du=int(q.du), dv=int(q.dv), vth=int(q.vth), bias_mant=mant, bias_exp=exp,
+                       bias_start=bias_start)
+        for what, values in (("du", pop.du), ("dv", pop.dv)) + ((("threshold", pop.threshold),) if pop.spiking else ()):
+            if np.unique(np.asarray(values)).size != 1:
+                raise ctx.error(f"population {pop.name!r}: {what} differs between neurons; a Lava LIF has one")
+        vth = float(np.unique(pop.threshold)[0]) if pop.spiking else FLOAT_NEVER
+        bias = ctx.to_lava(np.broadcast_to(pop.bias, pop.shape).astype(np.float64), pop.shape)
+        return LIF(shape=shape, du=float(np.unique(pop.du)[0]), dv=float(np.unique(pop.dv)[0]), vth=vth,
+                   bias_mant=bias, bias_start=bias_start)
+
+    def lava_readout(self, pop: Population, ctx: Any, v: np.ndarray) -> np.ndarray:
+        """A non-spiking population's float value from its Lava ``v`` (NIR layout)."""
+        if ctx.fixed:
+            return v * float(ctx.graph.fixed.populations[pop.name].scale) / (1 << loihi.ACTIVATION_SHIFT)
+        return v
