@@ -52,7 +52,7 @@ class InputSpec:
                        int(meta["time_steps"]), tuple(meta.get("class_names", ())), str(info.get("skeleton", "")),
                        dict(grid["inputs"]) if isinstance(grid, dict) else None)
         except (KeyError, TypeError, ValueError) as exc:
-            raise GraphInputError(f"{where}: malformed input metadata ({exc})") from None
+            raise GraphInputError(f"{where}: malformed input metadata ({exc})") from exc
 
 
 @dataclass

@@ -177,7 +177,7 @@ def _finish(data: bytes, metadata: dict[str, Any]) -> tuple[bytes, Any]:
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"ONNX checker rejected the exported graph: {str(exc).splitlines()[0]}") from None
+        raise ExportError(f"ONNX checker rejected the exported graph: {str(exc).splitlines()[0]}") from exc
     return data, model
 
 

@@ -157,11 +157,10 @@ def _quantize_population(sg: SynapseGraph, name: str, fixed: FixedPoint, peaks: 
     kind = sg.kinds.population(pop.kind)
     incoming = sg.incoming(name)
     units = {s.name: sg.kinds.population(sg.populations[s.source].kind).output_unit(s.source, fixed)
-             if sg.kinds.population(sg.populations[s.source].kind).graded else 1.0 for s in incoming}
+             if sg.is_graded(s.source) else 1.0 for s in incoming}
     eff = {s.name: np.asarray(s.weight, dtype=np.float64) * units[s.name] for s in incoming}
     for s in incoming:
-        src = sg.populations[s.source]
-        if not src.spiking and not sg.kinds.population(src.kind).graded:
+        if not sg.populations[s.source].spiking and not sg.is_graded(s.source):
             raise QuantizeError(f"synapse {s.name}: its source is a non-spiking population; Lava neurons "
                                 f"send spikes only")
     state_peak = max(peaks[name]["a_in"], peaks[name]["v"])
@@ -209,7 +208,7 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
     grid = fixed_point_grid(sg)
     fixed = FixedPoint(inputs=_input_records(sg, peaks, grid, input_bits, dyadic))
     reports = [_quantize_population(sg, name, fixed, peaks, grid, dyadic)
-               for name, pop in sg.populations.items() if pop.kind != "input"]
+               for name in sg.neurons()]
     out = dataclasses.replace(sg, fixed=fixed)
     saturation = Emulator(out, "fixed_pt").run(calibration).saturation
     for r in reports:
@@ -254,12 +253,12 @@ def read_quantized(path: str | os.PathLike[str]) -> tuple[nir.NIRGraph, SynapseG
     try:
         sg = fuse(graph)
     except FusionError as exc:
-        raise QuantizeError(f"{path}: {exc}") from None
+        raise QuantizeError(f"{path}: {exc}") from exc
     for s in sg.synapses:
         entry = fixed.synapses.get(s.name)
         if entry is None or np.shape(entry.weight) != s.weight.shape:
             raise QuantizeError(f"{path}: synapse {s.name} has no integer weights of shape {s.weight.shape}")
-    missing = [p for p, pop in sg.populations.items() if pop.kind != "input" and p not in fixed.populations]
+    missing = [p for p in sg.neurons() if p not in fixed.populations]
     if missing:
         raise QuantizeError(f"{path}: populations without quantised parameters: {missing[:5]}")
     return graph, dataclasses.replace(sg, fixed=fixed)

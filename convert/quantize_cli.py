@@ -82,7 +82,7 @@ def quantize_file(model: Path, out: Path, data: str | None = None, samples: int 
     try:
         sg = fuse(graph)
     except FusionError as exc:
-        raise QuantizeError(f"{model}: {exc}") from None
+        raise QuantizeError(f"{model}: {exc}") from exc
     calib, measured_on = calibration_inputs(graph, sg, data, samples, steps, seed)
     sg, reports = quantize(sg, calib, input_bits)
     input_bits = max(v.bits for v in sg.fixed.inputs.values())  # a snapped grid's own

@@ -135,7 +135,7 @@ def _quantized_deployment(model: MKSGN, calibration: torch.Tensor, frames: int, 
                   for i, node in enumerate(sg.inputs)}
         sg, _ = quantize(sg, inputs, input_bits, dyadic=True)
     except (FusionError, QuantizeError) as exc:
-        raise SnapError(f"cannot snap the student: {exc}") from None
+        raise SnapError(f"cannot snap the student: {exc}") from exc
     return dep, sg, decode_metadata(graph.metadata)["module_map"]
 
 

@@ -80,9 +80,9 @@ class EmulatorResult:
 def exact_in_float32(graph: SynapseGraph, syn: Synapse, w: np.ndarray) -> bool:
     """Whether every partial sum of ``syn``'s integer weights ``w`` and its inputs stays below 2**24."""
     src = graph.populations[syn.source]
-    if src.kind == "input":
+    if syn.source in graph.fixed.inputs:
         x_max = float(1 << (graph.fixed.inputs[syn.source].bits - 1))
-    elif graph.kinds.population(src.kind).graded:
+    elif graph.is_graded(syn.source):
         x_max = float(1 << (loihi.GRADED_MESSAGE_BITS - 1))
     elif src.spiking:
         x_max = 1.0

@@ -440,7 +440,7 @@ class NIRExecutor:
             try:
                 x = torch.as_tensor(inputs[name], device=self.device)
             except (TypeError, ValueError, RuntimeError) as exc:
-                raise NIRExecutionError(f"input is not a tensor ({exc})", name, "Input") from None
+                raise NIRExecutionError(f"input is not a tensor ({exc})", name, "Input") from exc
             if x.is_complex() or not (x.is_floating_point() or x.dtype in (torch.bool, torch.uint8, torch.int8,
                                                                              torch.int16, torch.int32, torch.int64)):
                 raise NIRExecutionError(f"input has unsupported dtype {x.dtype}", name, "Input")

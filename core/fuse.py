@@ -42,7 +42,7 @@ class _Fuser:
         try:
             self.ex = NIRExecutor(graph, dtype=torch.float64, node_steps=kinds.node_steps())
         except NIRExecutionError as exc:
-            raise FusionError(f"invalid graph: {exc}") from None
+            raise FusionError(f"invalid graph: {exc}") from exc
         self.kinds = kinds
         self.nodes = self.ex._flat.nodes
         self.back = set(self.ex.back_edges)
@@ -185,7 +185,7 @@ def fuse(graph: nir.NIRGraph, kinds: Kinds | None = None) -> SynapseGraph:
     pops, gains, outputs = _populations(fuser)
     synapses: list[Synapse] = []
     for pop_name, pop in pops.items():
-        if pop.kind == "input":
+        if fuser.kinds.population(pop.kind).source:
             continue
         target = pop_name[: -len(READOUT_SUFFIX)] if pop_name.endswith(READOUT_SUFFIX) else pop_name
         grouped: dict[tuple, Synapse] = {}

@@ -82,13 +82,13 @@ def read_graph(path: str | os.PathLike[str]) -> nir.NIRGraph:
     except NIRFileError:
         raise
     except OSError as exc:
-        raise NIRFileError(f"{path}: not a NIR file (not HDF5: {exc})") from None
+        raise NIRFileError(f"{path}: not a NIR file (not HDF5: {exc})") from exc
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:  # h5py on a corrupt file
-        raise NIRFileError(f"{path}: a corrupt HDF5 file ({type(exc).__name__}: {exc})") from None
+        raise NIRFileError(f"{path}: a corrupt HDF5 file ({type(exc).__name__}: {exc})") from exc
     try:
         graph = nir.read(str(path), type_check=False)
     except Exception as exc:  # nir raises KeyError/ValueError/TypeError on malformed content
-        raise NIRFileError(f"{path}: a malformed NIR graph ({type(exc).__name__}: {exc})") from None
+        raise NIRFileError(f"{path}: a malformed NIR graph ({type(exc).__name__}: {exc})") from exc
     if not isinstance(graph, nir.NIRGraph):
         raise NIRFileError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")
     return graph

@@ -172,7 +172,7 @@ class BuildContext:
         try:
             array = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise self.error(f"field {field!r} is not numeric ({exc})") from None
+            raise self.error(f"field {field!r} is not numeric ({exc})") from exc
         if not np.all(np.isfinite(array)):
             raise self.error(f"field {field!r} has non-finite values")
         if positive and not np.all(array > 0):

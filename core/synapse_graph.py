@@ -118,6 +118,18 @@ class SynapseGraph:
     kinds: Kinds = field(default_factory=_default_kinds)
     """The synapse and population kinds its ``kind`` fields name (:mod:`mksgn.core.kinds`)."""
 
+    def is_source(self, name: str) -> bool:
+        """Whether population ``name`` is a graph input (its kind has no neurons)."""
+        return self.kinds.population(self.populations[name].kind).source
+
+    def is_graded(self, name: str) -> bool:
+        """Whether population ``name`` sends graded values (an input, a relay) rather than spikes."""
+        return self.kinds.population(self.populations[name].kind).graded
+
+    def neurons(self) -> list[str]:
+        """The populations that are not graph inputs, in evaluation order."""
+        return [name for name in self.populations if not self.is_source(name)]
+
     def incoming(self, target: str) -> list[Synapse]:
         return [s for s in self.synapses if s.target == target]
 

@@ -21,15 +21,11 @@ import torch
 from mksgn.core.fixed_point import realised_weight
 from mksgn.core.synapse_graph import SynapseGraph
 
-ELEMENTS: dict[str, tuple[str, ...]] = {
-    "graded inputs": (),
-    "conv weights": ("conv",),
-    "mix weights": ("mix",),
-    "elementwise weights": ("elementwise",),
-    "dense weights": ("dense",),
-    "neuron parameters": (),
-}
-"""Budget entries; the tuple names the synapse kinds whose weights the entry quantises."""
+def budget_elements(sg: SynapseGraph) -> dict[str, tuple[str, ...]]:
+    """Budget entries: graded inputs, the weights of each synapse kind, neuron parameters; the
+    tuple names the synapse kinds whose weights the entry quantises."""
+    kinds = {f"{name} weights": (name,) for name in sg.kinds.synapses}
+    return {"graded inputs": (), **kinds, "neuron parameters": ()}
 
 
 def effective_inputs(sg: SynapseGraph, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -39,7 +35,7 @@ def effective_inputs(sg: SynapseGraph, inputs: dict[str, torch.Tensor]) -> dict[
 
 def _neuron_parameters(sg: SynapseGraph) -> dict[str, Any]:
     """Populations with the fixed-point bias and decays, in float units."""
-    return {name: pop if pop.kind == "input" else sg.kinds.population(pop.kind).realised(pop, sg.fixed.populations[name])
+    return {name: pop if sg.is_source(name) else sg.kinds.population(pop.kind).realised(pop, sg.fixed.populations[name])
             for name, pop in sg.populations.items()}
 
 
@@ -72,12 +68,13 @@ def error_budget(sg: SynapseGraph, inputs: dict[str, torch.Tensor], sample: torc
         return res.spikes, sum_per_sample(out.reshape(out.shape[0], -1), sample, n).argmax(1)
 
     ref_spikes, ref_pred = run(dataclasses.replace(sg, metadata={}, fixed=None), inputs)
-    quantised_inputs = effective_inputs(sg, inputs)
-    every_kind = tuple({k for kinds in ELEMENTS.values() for k in kinds})
+    quantized_inputs = effective_inputs(sg, inputs)
+    elements = budget_elements(sg)
+    every_kind = tuple(k for kinds in elements.values() for k in kinds)
     budget = {}
-    for name, kinds in [*ELEMENTS.items(), ("all", every_kind)]:  # one variant graph alive at a time
+    for name, kinds in [*elements.items(), ("all", every_kind)]:  # one variant graph alive at a time
         graph = _variant(sg, kinds, name in ("neuron parameters", "all"))
-        spikes, pred = run(graph, quantised_inputs if name in ("graded inputs", "all") else inputs)
+        spikes, pred = run(graph, quantized_inputs if name in ("graded inputs", "all") else inputs)
         agree = [float((spikes[k] == ref_spikes[k]).double().mean()) for k in ref_spikes if k in spikes]
         budget[name] = {"spike_agreement": float(np.mean(agree)),
                         "prediction_agreement": float((pred == ref_pred).double().mean())}

@@ -146,7 +146,7 @@ def ensure_lava() -> list[PatchedField]:
     try:
         importlib.import_module("lava")
     except ImportError as exc:
-        raise LavaSetupError(f"lava-nc is not installed ({exc}); run `make venv`") from None
+        raise LavaSetupError(f"lava-nc is not installed ({exc}); run `make venv`") from exc
     patched = import_patched(BROKEN_MODULE)
     if sys.platform != "win32":
         _import_messaging()

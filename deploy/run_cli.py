@@ -49,7 +49,7 @@ def _load(path: Path, backend: str, tag: str):
     try:
         return graph, fuse(graph)
     except FusionError as exc:
-        raise RunError(f"{path}: {exc}") from None
+        raise RunError(f"{path}: {exc}") from exc
 
 
 def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.device):

@@ -101,13 +101,13 @@ def count_layers(sg, spikes: dict[str, int], synops: dict[str, int], samples: in
                  measured_on: str, backend: str) -> SNNCounts:
     """Per-layer counts per sample from a run's totals (spikes per population, synaptic ops per synapse)."""
     n = max(samples, 1)
-    layers = {name: LayerCounts(name, pop.size) for name, pop in sg.populations.items() if pop.kind != "input"}
+    layers = {name: LayerCounts(name, sg.populations[name].size) for name in sg.neurons()}
     for layer in layers.values():
         layer.neuron_updates = layer.neurons * steps * rows / n
         layer.spikes = spikes.get(layer.name, 0) / n
     for syn in sg.synapses:
         ops = synops.get(syn.name, 0) / n
-        if sg.populations[syn.source].kind == "input":
+        if sg.is_graded(syn.source):
             layers[syn.target].graded_ops += ops
         else:
             layers[syn.target].synaptic_ops += ops
@@ -140,7 +140,7 @@ def onnx_counts(path: str | os.PathLike[str], batch: int = 1) -> ANNCounts:
     try:
         model = onnx.load(os.fspath(path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise CountError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+        raise CountError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from exc
     for value in model.graph.input:
         for dim in value.type.tensor_type.shape.dim:
             if not dim.dim_value:
@@ -151,7 +151,7 @@ def onnx_counts(path: str | os.PathLike[str], batch: int = 1) -> ANNCounts:
     try:
         model = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:
-        raise CountError(f"{path}: ONNX shape inference failed ({exc})") from None
+        raise CountError(f"{path}: ONNX shape inference failed ({exc})") from exc
     shapes: dict[str, list[int]] = {}
     for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
         dims = [d.dim_value if d.dim_value else -1 for d in value.type.tensor_type.shape.dim]

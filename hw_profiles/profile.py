@@ -192,7 +192,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         try:
             text = candidate.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ProfileError(f"{where}: cannot read ({exc})") from None
+            raise ProfileError(f"{where}: cannot read ({exc})") from exc
     else:
         names = builtin_profiles()
         if where not in names:
@@ -202,5 +202,5 @@ def load_profile(name_or_path: str | Path) -> Profile:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{where}: not valid TOML ({exc})") from None
+        raise ProfileError(f"{where}: not valid TOML ({exc})") from exc
     return parse_profile(data, where)

@@ -69,7 +69,7 @@ def graph_resources(sg, tag: str = "floating_pt", emulator=None) -> list[LayerRe
     emulator = emulator or Emulator(sg, tag)
     layers = []
     for name, pop in sg.populations.items():
-        if pop.kind == "input":
+        if sg.is_source(name):
             continue
         fan = torch.zeros(pop.shape, dtype=torch.float64)
         synapses = 0

@@ -228,7 +228,7 @@ def test_same_seed_same_metrics_and_same_exported_nir(two_runs, tmp_path):
                 np.testing.assert_array_equal(value, other, err_msg=f"{name}.{field}")
 
 
-def test_killed_export_and_quantise_never_leave_a_half_written_file(two_runs, tmp_path):
+def test_killed_export_and_quantize_never_leave_a_half_written_file(two_runs, tmp_path):
     target = tmp_path / "student.nir"
     cmd = [sys.executable, "-m", "mksgn.convert.export_cli", str(two_runs[0] / "student_best.pt"), "-o", str(target),
            "--samples", "4"]

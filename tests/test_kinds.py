@@ -89,7 +89,7 @@ def test_float_emulator_equals_the_reference_executor(kinds, inputs):
     assert float(ref.records["a"].sum()) > 0 and float(ref.records["b"].sum()) > 0  # both layers fire
 
 
-def test_quantise_and_fixed_point_emulator_with_the_toy_kinds(kinds, inputs):
+def test_quantize_and_fixed_point_emulator_with_the_toy_kinds(kinds, inputs):
     sg, reports = quantize(fuse(_toy_graph(), kinds), inputs)
     fixed = sg.fixed
     assert fixed.synapses["in->a"].weight_exp == 0  # the toy synapse has no exponent, like Lava's Conv

@@ -54,7 +54,7 @@ def test_float_emulator_equals_the_reference_executor(student, timing):
     assert res.latency == 18
 
 
-def test_quantised_graph_is_valid_loihi_and_round_trips(student, tmp_path):
+def test_quantized_graph_is_valid_loihi_and_round_trips(student, tmp_path):
     graph, inputs = student
     sg, reports = quantize(fuse(graph), inputs)
     q = sg.fixed
@@ -112,7 +112,7 @@ def test_wider_graded_inputs(student):
         quantize(fuse(graph), inputs, input_bits=30)
 
 
-def test_fixed_point_needs_a_quantised_graph(student):
+def test_fixed_point_needs_a_quantized_graph(student):
     graph, _ = student
     with pytest.raises(EmulatorError, match="quantised"):
         Emulator(fuse(graph), "fixed_pt")
@@ -139,7 +139,7 @@ def _check_generic(graph: nir.NIRGraph, inputs: dict[str, torch.Tensor]) -> None
     assert agree > 0.9, agree
 
 
-def test_an_snntorch_export_quantises_and_runs():
+def test_an_snntorch_export_quantizes_and_runs():
     import snntorch as snn
     from snntorch.export_nir import export_to_nir
 
@@ -155,7 +155,7 @@ def test_an_snntorch_export_quantises_and_runs():
     _check_generic(graph, {"input": x})
 
 
-def test_an_if_sumpool_conv_net_quantises_and_runs():
+def test_an_if_sumpool_conv_net_quantizes_and_runs():
     rng = np.random.default_rng(1)
     dt = 1e-4
     nodes = {
@@ -180,7 +180,7 @@ def test_an_if_sumpool_conv_net_quantises_and_runs():
     assert kinds == {"if1": "conv", "if2": "dense", "if3": "dense"}  # pool + conv becomes one dense synapse
 
 
-def test_a_recurrent_cubalif_subgraph_quantises_and_runs():
+def test_a_recurrent_cubalif_subgraph_quantizes_and_runs():
     rng = np.random.default_rng(2)
     graph = recurrent_cubalif_graph(rng, 12, 6)
     sg = fuse(graph)
@@ -203,7 +203,7 @@ def test_unsupported_and_unfusable_graphs_are_named():
         fuse(nir.NIRGraph(nodes={"input": nir.Input(np.array([3]))}, edges=[], type_check=False))
 
 
-def test_per_neuron_thresholds_are_refused_by_the_quantiser():
+def test_per_neuron_thresholds_are_refused_by_the_quantizer():
     graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([3])), "fc": nir.Linear(weight=np.eye(3)),
                                 "lif": nir.LIF(tau=np.full(3, 2e-4), r=np.full(3, 2.0), v_leak=np.zeros(3),
                                                v_threshold=np.array([1.0, 2.0, 1.0]), v_reset=np.zeros(3)),
