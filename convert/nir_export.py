@@ -27,8 +27,9 @@ from __future__ import annotations
 import copy
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import nir
 import numpy as np
@@ -69,6 +70,7 @@ class GraphBuilder:
     """Collects nodes, edges and the node -> module map."""
 
     dt: float = DT
+    exporters: Mapping[type[nn.Module], Callable] = field(default_factory=dict)
     nodes: dict[str, nir.NIRNode] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
     module_map: dict[str, str] = field(default_factory=dict)
@@ -88,24 +90,15 @@ class GraphBuilder:
 
     def export(self, module: nn.Module, path: str, port: Port) -> Port:
         """Export one module through the registry."""
-        exporter = EXPORTERS.get(type(module))
+        exporter = self.exporters.get(type(module))
         if exporter is None:
             raise ExportError(f"{path}: module type {type(module).__name__} has no NIR exporter "
-                              f"(supported: {sorted(t.__name__ for t in EXPORTERS)})")
+                              f"(supported: {sorted(t.__name__ for t in self.exporters)})")
         return exporter(module, self, path, port)
 
 
 Exporter = Callable[[nn.Module, GraphBuilder, str, Port], Port]
-EXPORTERS: dict[type[nn.Module], Exporter] = {}
-"""Per-module exporters keyed by module type; add your own with :func:`register_exporter`."""
-
-
-def register_exporter(module_type: type[nn.Module]) -> Callable[[Exporter], Exporter]:
-    """Decorator registering an exporter for ``module_type`` (replacing any previous one)."""
-    def deco(fn: Exporter) -> Exporter:
-        EXPORTERS[module_type] = fn
-        return fn
-    return deco
+"""``exporter(module, builder, path, port) -> port``: adds the module's nodes, returns what it outputs."""
 
 
 def node_name(path: str) -> str:
@@ -147,13 +140,11 @@ def _check_last_axis(path: str, port: Port, size: int) -> None:
         raise ExportError(f"{path}: acts on a last axis of {size}, input shape is {port.shape}")
 
 
-@register_exporter(InputScale)
 def _input_scale(m: InputScale, g: GraphBuilder, path: str, port: Port) -> Port:
     scale = np.broadcast_to(_np(m.scale).reshape(-1, *([1] * (len(port.shape) - 1))), port.shape).copy()
     return Port([g.add(path, nir.Scale(scale=scale), port)], port.shape)
 
 
-@register_exporter(JointMix)
 def _joint_mix(m: JointMix, g: GraphBuilder, path: str, port: Port) -> Port:
     matrix = _np(m.matrix())
     _check_last_axis(path, port, matrix.shape[0])
@@ -162,14 +153,12 @@ def _joint_mix(m: JointMix, g: GraphBuilder, path: str, port: Port) -> Port:
     return Port([g.add(path, node, port)], port.shape[:-1] + (matrix.shape[1],))
 
 
-@register_exporter(nn.Conv2d)
 def _conv2d(m: nn.Conv2d, g: GraphBuilder, path: str, port: Port) -> Port:
     bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
     node, shape = _conv_node(_np(m.weight), bias, m, port.shape)
     return Port([g.add(path, node, port)], shape)
 
 
-@register_exporter(ConvBN)
 def _conv_bn(m: ConvBN, g: GraphBuilder, path: str, port: Port) -> Port:
     if m.bn is None:  # folded already (deployment form)
         w = _np(m.conv.weight)
@@ -180,7 +169,6 @@ def _conv_bn(m: ConvBN, g: GraphBuilder, path: str, port: Port) -> Port:
     return Port([g.add(f"{path}.conv", node, port)], shape)
 
 
-@register_exporter(SpatialGraphConv)
 def _spatial_graph_conv(m: SpatialGraphConv, g: GraphBuilder, path: str, port: Port) -> Port:
     sources, shape = [], port.shape
     for k, (mix, conv) in enumerate(zip(m.mix, m.conv, strict=True)):
@@ -193,7 +181,6 @@ def _spatial_graph_conv(m: SpatialGraphConv, g: GraphBuilder, path: str, port: P
     return Port(sources, shape)
 
 
-@register_exporter(FusedGraphConv)
 def _fused_graph_conv(m: FusedGraphConv, g: GraphBuilder, path: str, port: Port) -> Port:
     """One chain per output joint ``wo``: a ``(1, V)`` Conv2d (all input joints and channels
     into the channels of ``wo``) and a ``Linear`` placing its single column on joint ``wo``."""
@@ -212,7 +199,6 @@ def _fused_graph_conv(m: FusedGraphConv, g: GraphBuilder, path: str, port: Port)
     return Port(sources, (c_out, port.shape[1], v_out))
 
 
-@register_exporter(Broadcast)
 def _broadcast(m: Broadcast, g: GraphBuilder, path: str, port: Port) -> Port:
     if port.shape[0] != 1:
         raise ExportError(f"{path}: broadcasts one channel, input has {port.shape[0]}")
@@ -220,7 +206,6 @@ def _broadcast(m: Broadcast, g: GraphBuilder, path: str, port: Port) -> Port:
     return Port([g.add(path, node, port)], shape)
 
 
-@register_exporter(LIF)
 def _lif(m: LIF, g: GraphBuilder, path: str, port: Port) -> Port:
     beta, threshold = m.params.beta, m.params.threshold
     ones = np.ones(port.shape)
@@ -234,7 +219,6 @@ def _lif(m: LIF, g: GraphBuilder, path: str, port: Port) -> Port:
     return Port([g.add(path, node, port)], port.shape)
 
 
-@register_exporter(GlobalAvgPool)
 def _global_avg_pool(m: GlobalAvgPool, g: GraphBuilder, path: str, port: Port) -> Port:
     c, h, w = port.shape
     pool = nir.AvgPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))
@@ -243,7 +227,6 @@ def _global_avg_pool(m: GlobalAvgPool, g: GraphBuilder, path: str, port: Port) -
     return Port([flat], (c,))
 
 
-@register_exporter(SpikingAttention)
 def _attention(m: SpikingAttention, g: GraphBuilder, path: str, port: Port) -> Port:
     if m.fused is not None:  # deployment form: the gate's input is one map
         gate = g.export(m.gate, f"{path}.gate", g.export(m.fused, f"{path}.fused", port))
@@ -263,7 +246,6 @@ def _attention(m: SpikingAttention, g: GraphBuilder, path: str, port: Port) -> P
     return g.export(m.coincidence, f"{path}.coincidence", Port(port.sources + spread.sources, port.shape))
 
 
-@register_exporter(SpikingBlock)
 def _spiking_block(m: SpikingBlock, g: GraphBuilder, path: str, port: Port) -> Port:
     s = g.export(m.lif_s, f"{path}.lif_s", g.export(m.gcn, f"{path}.gcn", port))
     if m.attention is not None:
@@ -277,7 +259,6 @@ def _spiking_block(m: SpikingBlock, g: GraphBuilder, path: str, port: Port) -> P
     return g.export(m.lif_t, f"{path}.lif_t", Port(sources, current.shape))
 
 
-@register_exporter(Fusion)
 def _fusion(m: Fusion, g: GraphBuilder, path: str, port: Port) -> Port:
     raise ExportError(f"{path}: Fusion takes one input per modality; export it through export_student")
 
@@ -295,8 +276,26 @@ def _export_fusion(m: Fusion, g: GraphBuilder, path: str, ports: list[Port]) -> 
     return Port(sources, shape)
 
 
+DEFAULT_EXPORTERS: Mapping[type[nn.Module], Exporter] = MappingProxyType({
+    InputScale: _input_scale,
+    JointMix: _joint_mix,
+    nn.Conv2d: _conv2d,
+    ConvBN: _conv_bn,
+    SpatialGraphConv: _spatial_graph_conv,
+    FusedGraphConv: _fused_graph_conv,
+    Broadcast: _broadcast,
+    LIF: _lif,
+    GlobalAvgPool: _global_avg_pool,
+    SpikingAttention: _attention,
+    SpikingBlock: _spiking_block,
+    Fusion: _fusion,
+})
+"""Exporter per module type (read-only); ``export_student(..., exporters={MyModule: fn})`` adds or
+overrides entries."""
+
+
 def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list[str], layout: str,
-                   dt: float = DT) -> nir.NIRGraph:
+                   dt: float = DT, exporters: Mapping[type[nn.Module], Exporter] | None = None) -> nir.NIRGraph:
     """Export a trained student (inference mode) to a NIR graph; see the module docstring."""
     bad = non_deployable_modules(model)
     if bad:
@@ -307,7 +306,7 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
     # them in float32 would shift currents by ~1e-8 and flip spikes that sit that close to
     # a threshold.
     model = copy.deepcopy(model).eval().double()
-    g = GraphBuilder(dt=dt)
+    g = GraphBuilder(dt=dt, exporters={**DEFAULT_EXPORTERS, **(exporters or {})})
     in_shape = (3, frames, num_joints)
     with torch.no_grad():
         branch_ports = []

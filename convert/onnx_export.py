@@ -340,7 +340,7 @@ def export_student_onnx(student: MKSGN, frames: int, num_joints: int, path: str 
                 "joints": num_joints, "time_steps": int(student.cfg.time_steps),
                 "input": "x (B, Mod, 3, F, V): person rows, the same input at every step (direct encoding)",
                 "output": "logits (B, K) per row: (1/T) sum_t fc(pool(spikes_t))",
-                "lif": "v = beta v + I; spike = (v > threshold); v = v (1 - spike); unrolled over T steps",
+                "lif": "v = beta v + I; spike = (v > threshold); v = 0 where it spiked; unrolled over T steps",
                 "persons": PERSONS_CONVENTION}
         record, x, expected, got = _export(module, "student", len(student.modalities), frames, num_joints, path,
                                            opset, rows, seed, rows_desc, meta)

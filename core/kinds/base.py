@@ -180,15 +180,18 @@ class PopulationKind:
     # emulator: state is a dict of tensors; params what params() returned
     def params(self, pop: Population, q: QuantizedPopulation | None, dtype: torch.dtype,
                device: torch.device) -> dict[str, Any]:
+        """The emulator's parameters of ``pop`` (``q``: its integers in fixed point, else None)."""
         return {}
 
     def initial_state(self, pop: Population, batch: int, dtype: torch.dtype, device: torch.device) -> dict:
+        """The zero state of a batch (``u`` and ``v``)."""
         zero = torch.zeros((batch, *pop.shape), dtype=dtype, device=device)
         return {"u": zero, "v": zero.clone()}
 
-    def step_float(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool
-                   ) -> torch.Tensor:
-        """One float step; updates ``state``; returns the output (bool spikes, or values)."""
+    def step_float(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool,
+                   track: bool = False) -> tuple[torch.Tensor, float]:
+        """One float step; updates ``state``; returns the output (bool spikes, or values) and, with
+        ``track``, the largest ``|state|`` before any reset (calibration)."""
         raise NotImplementedError
 
     def step_fixed(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool
@@ -196,17 +199,14 @@ class PopulationKind:
         """One integer step; updates ``state``; returns the output and the overflow events."""
         raise NotImplementedError
 
-    def peaks(self, a_in: torch.Tensor, state: dict) -> tuple[float, float]:
-        """``(|a_in|, |state|)`` peaks for calibration."""
-        return float(a_in.abs().max()), max(float(t.abs().max()) for t in state.values())
-
     def readout(self, value: torch.Tensor, params: dict, fixed: bool) -> torch.Tensor:
         """An output population's value in float units."""
         return value.to(torch.float64)
 
-    def quantize(self, pop: Population, scale: float, state_peak: float, exact: bool
-                 ) -> tuple[QuantizedPopulation, float]:
-        """The integers of ``pop`` at (at least) ``scale``; returns them and the scale used."""
+    def quantize(self, pop: Population, scale: float, mode: str) -> tuple[QuantizedPopulation, int]:
+        """The integers of ``pop`` at ``scale`` (``mode``: ``calibrated``, ``dyadic`` or ``grid``, which
+        says whether the kind may refine the scale); returns them (with the scale used) and the count
+        of clipped values."""
         raise NotImplementedError
 
     def lava_process(self, pop: Population, ctx: Any, bias_start: int) -> Any:
