@@ -19,10 +19,10 @@ from bench.bench_emulator import _model
 from bench.memory import PeakMemory
 from mksgn.convert.quantize import quantize
 from mksgn.convert.synapse_graph import fuse
+from mksgn.data.builtin import load_dataset
 from mksgn.deploy.emulator import Emulator
 from mksgn.deploy.graph_inputs import InputSpec, batches
 from mksgn.deploy.lava_builder import LavaNetwork
-from mksgn.train.builtin import load_dataset
 
 TARGETS = {"tiny": {"seconds": 30.0}, "ntu": {"seconds": 60.0, "peak_gib": 8.0}}
 

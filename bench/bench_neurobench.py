@@ -73,9 +73,9 @@ def run() -> dict:
         return {"skipped": f"NeuroBench is not installed ({exc}); pip install neurobench==2.3.0 torch==2.13.0"}
     from bench.bench_emulator import _model_and_graph
     from mksgn.convert.synapse_graph import fuse
+    from mksgn.data.builtin import load_dataset
     from mksgn.deploy.emulator import Emulator
     from mksgn.deploy.graph_inputs import InputSpec, batches
-    from mksgn.train.builtin import load_dataset
 
     splits = load_dataset(None)
     model, graph = _model_and_graph("tiny", splits, len(splits.train.class_names))

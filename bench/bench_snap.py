@@ -22,10 +22,10 @@ from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import quantize
 from mksgn.convert.snap import snap
 from mksgn.convert.synapse_graph import fuse
+from mksgn.data.builtin import load_dataset
 from mksgn.deploy.emulator import Emulator
 from mksgn.deploy.graph_inputs import InputSpec, batches
 from mksgn.train.blocks import sum_per_sample
-from mksgn.train.builtin import load_dataset
 from mksgn.train.config import preset
 
 SAMPLES = int(os.environ.get("MKSGN_SNAP_SAMPLES", "32"))

@@ -62,10 +62,10 @@ def run_parity(ckpt: Path, model: Path, quantized: Path | None, data: str | None
     from mksgn.convert.nir_file import read_graph
     from mksgn.convert.quantize import read_quantized
     from mksgn.convert.synapse_graph import fuse
+    from mksgn.data.builtin import load_dataset
     from mksgn.deploy.emulator import Emulator
     from mksgn.deploy.graph_inputs import InputSpec, batches
     from mksgn.deploy.nir_reference import NIRExecutor
-    from mksgn.train.builtin import load_dataset
     from mksgn.train.run import load_student
 
     student, _, info = load_student(ckpt)

@@ -100,10 +100,10 @@ def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
 def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limit: int | None, batch: int,
         device: str, progress: bool = True) -> dict:
     """Run and return the result record (on rank 0 under torchrun; other ranks get ``{}``)."""
+    from mksgn.data.builtin import load_dataset
     from mksgn.deploy.emulator import Emulator
     from mksgn.deploy.graph_inputs import InputSpec, batches
     from mksgn.train.blocks import sum_per_sample
-    from mksgn.train.builtin import load_dataset
     from mksgn.train.trainer import close_context, init_context
 
     graph, sg = _load(model, backend, tag)

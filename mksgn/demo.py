@@ -43,7 +43,7 @@ class Stage:
 
 
 def _stage_data(out: Path) -> dict:
-    from mksgn.train.builtin import BuiltinSpec, write_builtin
+    from mksgn.data.builtin import BuiltinSpec, write_builtin
 
     spec = BuiltinSpec()
     start = time.perf_counter()
@@ -52,8 +52,8 @@ def _stage_data(out: Path) -> dict:
 
 
 def _stage_inspect(out: Path) -> dict:
-    from mksgn.train.data_report import plot_sample_strip, summarise
-    from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz
+    from mksgn.data.data_report import plot_sample_strip, summarise
+    from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz
 
     splits = read_ctrgcn_npz(out / "data.npz")
     summary = summarise(splits, "data.npz")
@@ -253,7 +253,7 @@ def run_demo(out: Path, force: bool = False, log: Callable[[str], None] = print)
 
 def render_report(records: dict[str, dict]) -> str:
     """The Markdown report from the stage records."""
-    from mksgn.train.data_report import format_summary
+    from mksgn.data.data_report import format_summary
 
     lines = ["# mksgn demo report", ""]
     data = records.get("data")

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from mksgn.convert.nir_export import ExportError, decode_metadata, export_student, node_name
+from mksgn.data.skeletons import NTU25
 from mksgn.train.blocks import JointMix
 from mksgn.train.calibrate import randomise_batchnorm
 from mksgn.train.config import preset
-from mksgn.train.skeletons import NTU25
 from mksgn.train.student import MKSGN
 
 CLASSES = [f"action {k}" for k in range(14)]
@@ -149,7 +149,7 @@ def test_a_perturbed_weight_is_caught_at_its_node(tmp_path):
 
 def test_export_cli_writes_a_validated_graph(tmp_path, capsys):
     from mksgn.convert.export_cli import main as export_main
-    from mksgn.train.data_cli import main as data_main
+    from mksgn.data.data_cli import main as data_main
     from mksgn.train.train_cli import main as train_main
 
     data = tmp_path / "d.npz"

@@ -17,13 +17,13 @@ from mksgn.convert.quantize_cli import quantize_file
 from mksgn.convert.snap import ALWAYS, exact_steps, snap_bias
 from mksgn.convert.snap_cli import main as snap_main
 from mksgn.convert.synapse_graph import fuse
+from mksgn.data.builtin import load_dataset
 from mksgn.deploy import loihi
 from mksgn.deploy.emulator import Emulator
 from mksgn.deploy.error_budget import effective_weight
 from mksgn.deploy.graph_inputs import InputSpec, batches
 from mksgn.deploy.parity_cli import main as parity_main
 from mksgn.train.blocks import ConvBN, FusedGraphConv, SpatialGraphConv
-from mksgn.train.builtin import load_dataset
 from mksgn.train.deployment import deployment_form
 from mksgn.train.run import load_student
 

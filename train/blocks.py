@@ -123,7 +123,7 @@ class SpatialGraphConv(nn.Module):
     c_in, c_out
         Channels.
     partitions
-        ``(K, V, V)`` fixed partitions ``A_k`` (see :mod:`mksgn.train.skeletons`).
+        ``(K, V, V)`` fixed partitions ``A_k`` (see :mod:`mksgn.data.skeletons`).
     """
 
     def __init__(self, c_in: int, c_out: int, partitions: np.ndarray) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mksgn.data.skeletons import SkeletonLayout
 from mksgn.train.blocks import (
     DEPLOYABLE_BLOCKS, Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix,
     SpatialGraphConv,
@@ -35,7 +36,6 @@ from mksgn.train.blocks import (
 )
 from mksgn.train.config import StudentConfig
 from mksgn.train.neuron import COINCIDENCE, LIF, LIFParams, lif_membrane
-from mksgn.train.skeletons import SkeletonLayout
 
 State = dict[str, torch.Tensor]
 

@@ -4,7 +4,7 @@
 skeleton with forward kinematics (so every bone keeps its length within a performer),
 places one or two persons in a scene, films it with a randomised Kinect-like camera
 (x right, y up, z away from the camera, metres) and adds sensor noise and *inferred*
-joints. The result is a cross-subject :class:`~mksgn.train.dataset.DatasetSplits`:
+joints. The result is a cross-subject :class:`~mksgn.data.dataset.DatasetSplits`:
 train and test performers are disjoint.
 
 Classes
@@ -81,8 +81,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from mksgn.train.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset
-from mksgn.train.skeletons import NTU25
+from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset
+from mksgn.data.skeletons import NTU25
 
 CLASS_NAMES: tuple[str, ...] = (
     "wave", "clap", "punch", "kick", "squat", "jump", "bow", "raise_both_arms",
