@@ -18,12 +18,12 @@ from mksgn.convert.quantize import quantize
 from mksgn.core.fuse import fuse
 from mksgn.core.emulator import Emulator
 from mksgn.convert.graph_inputs import InputSpec, batches
+from mksgn.data.builtin import load_dataset
+from mksgn.data.pipeline import SkeletonInputs
+from mksgn.data.skeletons import NTU25
 from mksgn.train.blocks import present_persons
-from mksgn.train.builtin import load_dataset
 from mksgn.train.calibrate import calibrate_activity, randomise_batchnorm
 from mksgn.train.config import preset
-from mksgn.train.pipeline import SkeletonInputs
-from mksgn.train.skeletons import NTU25
 from mksgn.train.student import MKSGN
 
 BATCHES = (1, 64)

@@ -21,8 +21,8 @@ import nir
 
 from bench.bench_export import calibrated_ntu_student
 from mksgn.convert.nir_export import export_student
+from mksgn.data.builtin import load_dataset
 from mksgn.hw_profiles.energy_cli import estimate
-from mksgn.train.builtin import load_dataset
 
 SAMPLES = int(os.environ.get("MKSGN_ENERGY_SAMPLES", "16"))
 ANN_TARGET_MJ = (30.0, 40.0)

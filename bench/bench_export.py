@@ -22,12 +22,12 @@ import torch
 
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.validate import compare
+from mksgn.data.builtin import load_dataset
+from mksgn.data.pipeline import SkeletonInputs
+from mksgn.data.skeletons import NTU25
 from mksgn.train.blocks import present_persons
-from mksgn.train.builtin import load_dataset
 from mksgn.train.calibrate import calibrate_activity, firing_rates, randomise_batchnorm
 from mksgn.train.config import preset
-from mksgn.train.pipeline import SkeletonInputs
-from mksgn.train.skeletons import NTU25
 from mksgn.train.student import MKSGN
 
 TARGET_S = 60.0

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mksgn.train.builtin import builtin_path
+from mksgn.data.builtin import builtin_path
 from mksgn.train.checkpoint import load_checkpoint
 from mksgn.train.config import preset
 from mksgn.train.run import train_run

@@ -21,8 +21,8 @@ from mksgn.convert.quantize import quantize
 from mksgn.core.fuse import fuse
 from mksgn.core.emulator import Emulator
 from mksgn.convert.graph_inputs import InputSpec, batches
+from mksgn.data.builtin import load_dataset
 from mksgn.deploy.lava_builder import LavaNetwork
-from mksgn.train.builtin import load_dataset
 
 TARGETS = {"tiny": {"seconds": 30.0}, "ntu": {"seconds": 60.0, "peak_gib": 8.0}}
 

@@ -75,7 +75,7 @@ def run() -> dict:
     from mksgn.core.fuse import fuse
     from mksgn.core.emulator import Emulator
     from mksgn.convert.graph_inputs import InputSpec, batches
-    from mksgn.train.builtin import load_dataset
+    from mksgn.data.builtin import load_dataset
 
     splits = load_dataset(None)
     model, graph = _model_and_graph("tiny", splits, len(splits.train.class_names))

@@ -24,8 +24,8 @@ from mksgn.convert.snap import snap
 from mksgn.core.fuse import fuse
 from mksgn.core.emulator import Emulator
 from mksgn.convert.graph_inputs import InputSpec, batches
+from mksgn.data.builtin import load_dataset
 from mksgn.train.blocks import sum_per_sample
-from mksgn.train.builtin import load_dataset
 from mksgn.train.config import preset
 
 SAMPLES = int(os.environ.get("MKSGN_SNAP_SAMPLES", "32"))

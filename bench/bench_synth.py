@@ -1,10 +1,10 @@
-"""Generation speed of the built-in procedural dataset (:mod:`mksgn.train.synth`)."""
+"""Generation speed of the built-in procedural dataset (:mod:`mksgn.data.synth`)."""
 
 from __future__ import annotations
 
 import time
 
-from mksgn.train.synth import generate
+from mksgn.data.synth import generate
 
 SAMPLES = 10_000
 FRAMES = 64

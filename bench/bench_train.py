@@ -12,10 +12,10 @@ import time
 import numpy as np
 import torch
 
-from mksgn.train.builtin import load_dataset
+from mksgn.data.builtin import load_dataset
+from mksgn.data.pipeline import SkeletonInputs
 from mksgn.train.config import preset
 from mksgn.train.distill import DistillationLoss
-from mksgn.train.pipeline import SkeletonInputs
 from mksgn.train.run import StudentObjective, TeacherObjective, build_student, build_teacher, data_description
 from mksgn.train.trainer import make_optimizer
 

@@ -45,10 +45,10 @@ def export_checkpoint(ckpt: str, out: Path, data: str | None = None, samples: in
                       validate: bool = True, log=print) -> dict:
     """Export, write, read back and validate; returns the export record."""
     from mksgn.convert.validate import compare
-    from mksgn.train.builtin import load_dataset
-    from mksgn.train.pipeline import SkeletonInputs
+    from mksgn.data.builtin import load_dataset
+    from mksgn.data.pipeline import SkeletonInputs
+    from mksgn.data.skeletons import get_layout
     from mksgn.train.run import load_student
-    from mksgn.train.skeletons import get_layout
 
     start = time.perf_counter()
     model, cfg, info = load_student(ckpt)
@@ -91,9 +91,9 @@ def export_checkpoint(ckpt: str, out: Path, data: str | None = None, samples: in
 
 def _person_rows(data: str | None, samples: int, info: dict) -> tuple[torch.Tensor, str]:
     """The present persons' rows ``(R, Mod, 3, F, V)`` of the first test samples, and what they are."""
+    from mksgn.data.builtin import load_dataset
+    from mksgn.data.pipeline import SkeletonInputs
     from mksgn.train.blocks import present_persons
-    from mksgn.train.builtin import load_dataset
-    from mksgn.train.pipeline import SkeletonInputs
 
     splits = load_dataset(data)
     test = SkeletonInputs(splits.test, info["frames"], info["modalities"])
@@ -129,8 +129,8 @@ def export_onnx_files(ckpt: str, teacher_ckpt: str | None = None, teacher_out: P
         :func:`~mksgn.convert.onnx_export.export_student_onnx`, in that order.
     """
     from mksgn.convert.onnx_export import export_student_onnx, export_teacher_onnx
+    from mksgn.data.skeletons import get_layout
     from mksgn.train.run import load_student, load_teacher
-    from mksgn.train.skeletons import get_layout
 
     student, _, info = load_student(ckpt)
     joints = get_layout(info["layout"]).num_joints

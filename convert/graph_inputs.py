@@ -78,9 +78,9 @@ def on_grid(spec: InputSpec, name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> Iterator[Batch]:
-    """Batches of ``dataset`` (a :class:`~mksgn.train.dataset.SkeletonDataset`) at ``indices``."""
+    """Batches of ``dataset`` (a :class:`~mksgn.data.dataset.SkeletonDataset`) at ``indices``."""
+    from mksgn.data.pipeline import SkeletonInputs
     from mksgn.train.blocks import present_persons
-    from mksgn.train.pipeline import SkeletonInputs
 
     joints = dataset.skeleton.num_joints
     if joints != spec.joints:

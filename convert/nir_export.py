@@ -4,7 +4,7 @@ Layout and conventions of the exported graph (also written into its metadata):
 
 - One ``Input`` per modality, ``input_<name>``, of shape ``(3, F, V)`` (coordinates,
   frames, joints) for ONE person: persons are separate samples whose logits are summed
-  by the runner. The modalities are computed at the input (``mksgn.train.transforms``),
+  by the runner. The modalities are computed at the input (``mksgn.data.transforms``),
   not in the graph. Every time step receives the same input (direct encoding).
 - Tensors are ``(C, F, V)`` per time step. Graph convolution ``sum_k W_k X (A_k + B_k)``
   is a ``Linear`` over joints (weight ``(A_k + B_k)^T``) followed by a 1x1 ``Conv2d``
@@ -342,7 +342,7 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
             "skeleton": layout,
             "persons": "one person per run; the logits of the persons present in a sample are summed",
             "encoding": "direct: the same input at every time step",
-            "modality_computation": "at the input (mksgn.train.transforms), not in the graph",
+            "modality_computation": "at the input (mksgn.data.transforms), not in the graph",
         },
         "output": {"node": "output", "meaning": "logits: the integrator's value after time_steps steps"},
         "class_names": list(class_names),

@@ -48,7 +48,7 @@ def calibration_inputs(graph, sg: SynapseGraph, data: str | None, samples: int, 
         inputs = {name: torch.randn(steps, samples, *sg.populations[name].shape, generator=g, dtype=torch.float64)
                   for name in sg.inputs}
         return inputs, f"{samples} random standard-normal inputs x {steps} steps (no mksgn input metadata)"
-    from mksgn.train.builtin import load_dataset
+    from mksgn.data.builtin import load_dataset
 
     splits = load_dataset(data)
     n = min(samples, len(splits.train))

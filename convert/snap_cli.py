@@ -40,7 +40,7 @@ class SnapCLIError(MksgnError, ValueError):
 def predictions(model, dataset, frames: int, modalities, batch_size: int = 64, progress: bool = True,
                 desc: str = "eval") -> np.ndarray:
     """Top-1 predictions of a student on every sample of ``dataset``."""
-    from mksgn.train.pipeline import SkeletonInputs
+    from mksgn.data.pipeline import SkeletonInputs
 
     inputs = SkeletonInputs(dataset, frames, modalities)
     batches = inputs.batches(range(len(inputs)), batch_size)
@@ -54,12 +54,12 @@ def snap_checkpoint(ckpt: Path, out: Path, data: str | None = None, samples: int
                     input_bits: int = 8, evaluate: bool = True, progress: bool = True) -> dict:
     """Snap ``ckpt`` into ``out`` (atomically); returns the record also written to ``OUT.snap.json``."""
     from mksgn.convert.snap import snap
+    from mksgn.data.builtin import load_dataset
+    from mksgn.data.pipeline import SkeletonInputs
+    from mksgn.data.skeletons import get_layout
     from mksgn.train.blocks import present_persons
-    from mksgn.train.builtin import load_dataset
     from mksgn.train.checkpoint import load_checkpoint, save_checkpoint
-    from mksgn.train.pipeline import SkeletonInputs
     from mksgn.train.run import load_student
-    from mksgn.train.skeletons import get_layout
 
     start = time.perf_counter()
     record = load_checkpoint(ckpt, kind="student")

@@ -65,7 +65,7 @@ def run_parity(ckpt: Path, model: Path, quantized: Path | None, data: str | None
     from mksgn.core.emulator import Emulator
     from mksgn.convert.graph_inputs import InputSpec, batches
     from mksgn.core.executor import NIRExecutor
-    from mksgn.train.builtin import load_dataset
+    from mksgn.data.builtin import load_dataset
     from mksgn.train.run import load_student
 
     student, _, info = load_student(ckpt)

@@ -102,8 +102,8 @@ def run(model: Path, data: str | None, backend: str, tag: str, timing: str, limi
     """Run and return the result record (on rank 0 under torchrun; other ranks get ``{}``)."""
     from mksgn.core.emulator import Emulator
     from mksgn.convert.graph_inputs import InputSpec, batches
+    from mksgn.data.builtin import load_dataset
     from mksgn.train.blocks import sum_per_sample
-    from mksgn.train.builtin import load_dataset
     from mksgn.train.trainer import close_context, init_context
 
     graph, sg = _load(model, backend, tag)

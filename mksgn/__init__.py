@@ -4,7 +4,8 @@ The pipeline is laid out by subpackage:
 
 - :mod:`mksgn.core` -- NIR semantics, neuron steps, Loihi arithmetic, the synapse graph, its
   kinds, fixed-point records and the emulator (no SNN framework);
-- :mod:`mksgn.train` -- skeleton layouts, datasets, the student and teacher, training;
+- :mod:`mksgn.data` -- skeleton layouts, datasets, readers, transforms, the built-in dataset;
+- :mod:`mksgn.train` -- the student and teacher, training;
 - :mod:`mksgn.convert` -- NIR export and fixed-point quantisation;
 - :mod:`mksgn.deploy` -- Lava and spike parity;
 - :mod:`mksgn.hw_profiles` -- hardware profiles and the energy estimator.

@@ -43,7 +43,7 @@ class Stage:
 
 
 def _stage_data(out: Path) -> dict:
-    from mksgn.train.builtin import BuiltinSpec, write_builtin
+    from mksgn.data.builtin import BuiltinSpec, write_builtin
 
     spec = BuiltinSpec()
     start = time.perf_counter()
@@ -52,8 +52,8 @@ def _stage_data(out: Path) -> dict:
 
 
 def _stage_inspect(out: Path) -> dict:
-    from mksgn.train.data_report import plot_sample_strip, summarise
-    from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz
+    from mksgn.data.data_report import plot_sample_strip, summarise
+    from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz
 
     splits = read_ctrgcn_npz(out / "data.npz")
     summary = summarise(splits, "data.npz")
@@ -266,7 +266,7 @@ def _data_section(data: dict) -> list[str]:
 
 
 def _inspect_section(inspect: dict) -> list[str]:
-    from mksgn.train.data_report import format_summary
+    from mksgn.data.data_report import format_summary
 
     lines: list[str] = []
     lines += ["```", format_summary(inspect["summary"]), "```", ""]

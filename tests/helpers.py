@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mksgn.train.dataset import DatasetSplits, SkeletonDataset
+from mksgn.data.dataset import DatasetSplits, SkeletonDataset
 
 
 SMALL_TRAINING = [
@@ -42,9 +42,9 @@ def lively_tiny_student(seed: int = 0, classes: int = 14):
     and person rows ``(R, 4, 3, 32, 25)`` to run it on."""
     import torch
 
+    from mksgn.data.skeletons import NTU25
     from mksgn.train.calibrate import calibrate_activity, randomise_batchnorm
     from mksgn.train.config import preset
-    from mksgn.train.skeletons import NTU25
     from mksgn.train.student import MKSGN
 
     torch.manual_seed(seed)
@@ -59,7 +59,7 @@ def lively_tiny_student(seed: int = 0, classes: int = 14):
 
 def save_tiny_student(path, seed: int = 3):
     """Save a lively ``tiny`` student for the built-in dataset as a checkpoint; returns the model."""
-    from mksgn.train.builtin import load_dataset
+    from mksgn.data.builtin import load_dataset
     from mksgn.train.checkpoint import save_checkpoint
     from mksgn.train.config import preset
 

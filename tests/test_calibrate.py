@@ -8,9 +8,9 @@ import torch
 
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.validate import compare
+from mksgn.data.skeletons import NTU25
 from mksgn.train.calibrate import calibrate_activity, firing_rates, randomise_batchnorm
 from mksgn.train.config import preset
-from mksgn.train.skeletons import NTU25
 from mksgn.train.student import MKSGN
 
 ACTIVE = (0.01, 0.5)

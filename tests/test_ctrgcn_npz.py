@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from helpers import random_splits
 
+from mksgn.data.class_names import NTU60_CLASSES
+from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz, write_ctrgcn_npz
 from mksgn.errors import DatasetError
-from mksgn.train.class_names import NTU60_CLASSES
-from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz, write_ctrgcn_npz
 
 
 def _assert_same(a, b):

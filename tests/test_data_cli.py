@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mksgn.train.data_cli import main
-from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz
+from mksgn.data.data_cli import main
+from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

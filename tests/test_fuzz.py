@@ -117,7 +117,7 @@ def skeleton_texts(draw) -> str:
 @FUZZ
 @given(st.one_of(skeleton_texts(), st.text(max_size=200)))
 def test_fuzz_skeleton_parser(text):
-    from mksgn.train.readers.ntu_skeleton import parse_skeleton_text
+    from mksgn.data.readers.ntu_skeleton import parse_skeleton_text
 
     _allowed("ntu .skeleton", parse_skeleton_text, text, "S001C001P001R001A001.skeleton")
 
@@ -128,7 +128,7 @@ def test_fuzz_skeleton_parser(text):
 def _valid_npz() -> bytes:
     from helpers import random_splits
 
-    from mksgn.train.readers.ctrgcn_npz import write_ctrgcn_npz
+    from mksgn.data.readers.ctrgcn_npz import write_ctrgcn_npz
 
     path = _write(".npz", b"", "valid.npz")
     write_ctrgcn_npz(path, random_splits(frames=6))
@@ -160,7 +160,7 @@ _VALID_NPZ = _valid_npz()
 @FUZZ
 @given(npz_bytes())
 def test_fuzz_ctrgcn_npz(data):
-    from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz
+    from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz
 
     _allowed("ctrgcn npz", read_ctrgcn_npz, _write(".npz", data))
 
@@ -191,7 +191,7 @@ _VALID_PICKLE = _valid_pickle()
 @FUZZ
 @given(st.one_of(mutated(_VALID_PICKLE), PLAIN.map(pickle.dumps), st.binary(max_size=64)))
 def test_fuzz_pyskl_pickle(data):
-    from mksgn.train.readers.pyskl import read_pyskl
+    from mksgn.data.readers.pyskl import read_pyskl
 
     _allowed("pyskl pickle", read_pyskl, _write(".pkl", data))
 
@@ -219,7 +219,7 @@ _VALID_JSON = _valid_json()
                  st.builds(lambda t: json.dumps({"skeletons": np.full(t, 0.5).tolist()}).encode(),
                            st.lists(st.integers(0, 21), max_size=4).map(tuple))))
 def test_fuzz_ucla_json(data):
-    from mksgn.train.readers.ucla import read_ucla_file
+    from mksgn.data.readers.ucla import read_ucla_file
 
     _allowed("ucla json", read_ucla_file, _write(".json", data, "a08_s03_e01_v02.json"))
 

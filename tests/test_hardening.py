@@ -19,9 +19,9 @@ import torch
 from helpers import SMALL_TRAINING
 
 from mksgn.core.nir_file import NIRFileError, read_graph
+from mksgn.data.data_cli import main as data_main
 from mksgn.deploy.run_cli import main as run_main
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint
-from mksgn.train.data_cli import main as data_main
 
 SMALL = SMALL_TRAINING
 
@@ -51,8 +51,8 @@ def test_npz_member_declaring_more_than_it_holds_is_refused_before_reading(tmp_p
     import io
     import zipfile
 
+    from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz
     from mksgn.errors import DatasetError
-    from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz
 
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.zeros((2, 3), dtype=np.float32))
@@ -67,8 +67,8 @@ def test_npz_member_declaring_more_than_it_holds_is_refused_before_reading(tmp_p
 def test_pickle_declaring_a_huge_buffer_is_refused_before_allocation(tmp_path):
     import struct
 
+    from mksgn.data.readers.pyskl import read_pyskl
     from mksgn.errors import DatasetError
-    from mksgn.train.readers.pyskl import read_pyskl
 
     path = tmp_path / "bomb.pkl"  # protocol 5: BYTEARRAY8 of 2**62 bytes, 3 bytes present
     path.write_bytes(b"\x80\x05\x96" + struct.pack("<Q", 1 << 62) + b"abc.")

@@ -12,10 +12,10 @@ from torch import nn
 
 from mksgn.convert.nir_export import ExportError, export_student, node_name
 from mksgn.core.nir_file import decode_metadata
+from mksgn.data.skeletons import NTU25
 from mksgn.train.blocks import JointMix
 from mksgn.train.calibrate import randomise_batchnorm
 from mksgn.train.config import preset
-from mksgn.train.skeletons import NTU25
 from mksgn.train.student import MKSGN
 
 CLASSES = [f"action {k}" for k in range(14)]
@@ -150,7 +150,7 @@ def test_a_perturbed_weight_is_caught_at_its_node(tmp_path):
 
 def test_export_cli_writes_a_validated_graph(tmp_path, capsys):
     from mksgn.convert.export_cli import main as export_main
-    from mksgn.train.data_cli import main as data_main
+    from mksgn.data.data_cli import main as data_main
     from mksgn.train.train_cli import main as train_main
 
     data = tmp_path / "d.npz"

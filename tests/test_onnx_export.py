@@ -13,9 +13,9 @@ from torch import nn
 
 from mksgn.convert.nir_export import ExportError
 from mksgn.convert.onnx_export import export_student_onnx, export_teacher_onnx
+from mksgn.data.skeletons import NTU25
 from mksgn.train.blocks import present_persons
 from mksgn.train.config import StudentConfig, TeacherConfig, preset
-from mksgn.train.skeletons import NTU25
 from mksgn.train.student import MKSGN
 from mksgn.train.teacher import GCNTeacher
 
@@ -141,8 +141,8 @@ def _checkpoints(tmp_path):
     """A student and a teacher checkpoint (untrained tiny models) and a matching npz."""
     from helpers import random_splits
 
+    from mksgn.data.readers.ctrgcn_npz import write_ctrgcn_npz
     from mksgn.train.checkpoint import save_checkpoint
-    from mksgn.train.readers.ctrgcn_npz import write_ctrgcn_npz
 
     data = tmp_path / "d.npz"
     write_ctrgcn_npz(data, random_splits(n=4, frames=20, classes=CLASSES))

@@ -1,4 +1,4 @@
-"""The package installs both ways, with the four top-level folders as subpackages."""
+"""The package installs both ways, with the five top-level folders as subpackages."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import mksgn
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = {"train": "train", "convert": "convert", "deploy": "deploy", "hw_profiles": "hw_profiles"}
+SUBPACKAGES = {"data": "data", "train": "train", "convert": "convert", "deploy": "deploy", "hw_profiles": "hw_profiles"}
 SOURCES = ("pyproject.toml", "README.md", "mksgn", *SUBPACKAGES.values())
 
 
@@ -26,19 +26,20 @@ def test_editable_install_maps_the_top_level_folders():
     if not any(d.get("dir_info", {}).get("editable") for d in direct):
         pytest.skip("this environment has a regular install; the test below covers it")
     import mksgn.convert
+    import mksgn.data
     import mksgn.deploy
     import mksgn.hw_profiles
     import mksgn.train
 
     for module, folder in zip(
-        (mksgn.train, mksgn.convert, mksgn.deploy, mksgn.hw_profiles), SUBPACKAGES.values(), strict=True
+        (mksgn.data, mksgn.train, mksgn.convert, mksgn.deploy, mksgn.hw_profiles), SUBPACKAGES.values(), strict=True
     ):
         assert Path(module.__file__).resolve() == REPO / folder / "__init__.py"
 
 
 def test_console_scripts_are_declared():
     scripts = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts") if ep.name.startswith("mksgn-")}
-    assert scripts["mksgn-data"] == "mksgn.train.data_cli:main"
+    assert scripts["mksgn-data"] == "mksgn.data.data_cli:main"
     assert all(name.startswith("mksgn-") for name in scripts)
 
 
@@ -58,11 +59,11 @@ def test_regular_install_into_a_target_folder(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    for folder in ("mksgn", "mksgn/train", "mksgn/train/readers", "mksgn/convert", "mksgn/deploy", "mksgn/hw_profiles"):
+    for folder in ("mksgn", "mksgn/data", "mksgn/data/readers", "mksgn/data/synth", "mksgn/train", "mksgn/convert", "mksgn/deploy", "mksgn/hw_profiles"):
         assert (target / folder / "__init__.py").is_file(), folder
-    assert (target / "mksgn" / "train" / "skeletons.py").is_file()
+    assert (target / "mksgn" / "data" / "skeletons.py").is_file()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = "import mksgn.train.skeletons as s, mksgn.deploy.lava_compat; print(s.__file__); print(s.NTU25.num_joints)"
+    code = "import mksgn.data.skeletons as s, mksgn.deploy.lava_compat; print(s.__file__); print(s.NTU25.num_joints)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert run.returncode == 0, run.stderr
     where, joints = run.stdout.split()

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mksgn.errors import DatasetError
-from mksgn.train.class_names import NTU60_CLASSES, NTU120_CLASSES
-from mksgn.train.readers.ntu_skeleton import (
+from mksgn.data.class_names import NTU60_CLASSES, NTU120_CLASSES
+from mksgn.data.readers.ntu_skeleton import (
     ParsedName,
     body_activity,
     load_ntu_skeleton,
@@ -17,6 +16,7 @@ from mksgn.train.readers.ntu_skeleton import (
     read_ntu_skeleton_dir,
     read_ntu_skeleton_file,
 )
+from mksgn.errors import DatasetError
 
 V = 25
 

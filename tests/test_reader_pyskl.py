@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mksgn.data.class_names import NTU60_CLASSES, NTU120_CLASSES
+from mksgn.data.readers.pyskl import read_pyskl
+from mksgn.data.readers.safe_pickle import safe_load
 from mksgn.errors import DatasetError
-from mksgn.train.class_names import NTU60_CLASSES, NTU120_CLASSES
-from mksgn.train.readers.pyskl import read_pyskl
-from mksgn.train.readers.safe_pickle import safe_load
 
 # --------------------------------------------------------------------------- safe_load
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mksgn.data.class_names import UCLA_CLASSES
+from mksgn.data.readers.ucla import read_ucla_dir, read_ucla_file
 from mksgn.errors import DatasetError
-from mksgn.train.class_names import UCLA_CLASSES
-from mksgn.train.readers.ucla import read_ucla_dir, read_ucla_file
 
 ACTIONS = (1, 2, 3, 4, 5, 6, 8, 9, 11, 12)
 

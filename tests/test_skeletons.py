@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mksgn.train.skeletons import KINETICS18, LAYOUTS, NTU25, UCLA20, SkeletonLayout, get_layout, layout_for_joints
+from mksgn.data.skeletons import KINETICS18, LAYOUTS, NTU25, UCLA20, SkeletonLayout, get_layout, layout_for_joints
 
 # Pinned from ../shared/reference/mksgn-spec.md (NTU and UCLA 1-based, Kinetics 0-based).
 NTU_EDGES_1 = [

@@ -21,9 +21,9 @@ from mksgn.core import loihi
 from mksgn.core.emulator import Emulator
 from mksgn.core.fixed_point import realised_weight
 from mksgn.convert.graph_inputs import InputSpec, batches
+from mksgn.data.builtin import load_dataset
 from mksgn.deploy.parity_cli import main as parity_main
 from mksgn.train.blocks import ConvBN, FusedGraphConv, SpatialGraphConv
-from mksgn.train.builtin import load_dataset
 from mksgn.train.deployment import deployment_form
 from mksgn.train.run import load_student
 

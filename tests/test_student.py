@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from mksgn.data.skeletons import NTU25
 from mksgn.train.complexity import count_macs
 from mksgn.train.config import preset
 from mksgn.train.distill import DistillationLoss
-from mksgn.train.skeletons import NTU25
 from mksgn.train.student import MKSGN, count_parameters, non_deployable_modules, record_spikes
 from mksgn.train.teacher import GCNTeacher
 

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from mksgn.train.dataset import DatasetSplits, SkeletonDataset
-from mksgn.train.skeletons import NTU25
-from mksgn.train.synth import CLASS_NAMES, CONFUSABLE_PAIRS, INTERACTION_CLASSES, generate
+from mksgn.data.dataset import DatasetSplits, SkeletonDataset
+from mksgn.data.skeletons import NTU25
+from mksgn.data.synth import CLASS_NAMES, CONFUSABLE_PAIRS, INTERACTION_CLASSES, generate
 
 ID_PATTERN = re.compile(r"^synth-s(\d{6})-P(\d{3})-A(\d{3})$")
 CENTRE = NTU25.centre  # spine shoulder (NTU joint 21)

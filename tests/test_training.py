@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import SMALL_TRAINING
 
+from mksgn.data.data_cli import main as data_main
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mksgn.train.data_cli import main as data_main
 from mksgn.train.run import load_student
 from mksgn.train.train_cli import main as train_main
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from helpers import random_dataset
 
-from mksgn.train.skeletons import NTU25
-from mksgn.train.transforms import MODALITIES, bone, centre, modalities, motion, resample
+from mksgn.data.skeletons import NTU25
+from mksgn.data.transforms import MODALITIES, bone, centre, modalities, motion, resample
 
 
 def test_uniform_resample_identity_when_lengths_match():

@@ -1,1 +1,1 @@
-"""Data, skeleton layouts, the MK-SGN student and teacher, and training."""
+"""The MK-SGN student and teacher, distillation and training."""

@@ -123,7 +123,7 @@ class SpatialGraphConv(nn.Module):
     c_in, c_out
         Channels.
     partitions
-        ``(K, V, V)`` fixed partitions ``A_k`` (see :mod:`mksgn.train.skeletons`).
+        ``(K, V, V)`` fixed partitions ``A_k`` (see :mod:`mksgn.data.skeletons`).
     """
 
     def __init__(self, c_in: int, c_out: int, partitions: np.ndarray) -> None:
@@ -208,7 +208,6 @@ def present_persons(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     except person 0, so every sample has at least one row. Returns the rows and, for each
     row, the index of its sample (for summing the rows' logits per sample).
     """
-    n, m = x.shape[0], x.shape[-1]
     present = x.abs().flatten(1, -2).amax(dim=1) > 0  # (N, M)
     present[:, 0] = True
     sample, person = present.nonzero(as_tuple=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from mksgn.data.transforms import MODALITIES
 from mksgn.errors import MksgnError
-from mksgn.train.transforms import MODALITIES
 
 KD_MODES = ("none", "soft", "feature", "both")
 SCHEDULES = ("cosine", "step")

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mksgn.atomic import atomic_write_text
-from mksgn.train.builtin import load_dataset
+from mksgn.data.builtin import load_dataset
+from mksgn.data.dataset import DatasetSplits
+from mksgn.data.pipeline import SkeletonInputs
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint
 from mksgn.train.config import Config
-from mksgn.train.dataset import DatasetSplits
 from mksgn.train.distill import DistillationLoss
-from mksgn.train.pipeline import SkeletonInputs
 from mksgn.train.plots import plot_confusion, plot_training_curves
 from mksgn.train.student import MKSGN
 from mksgn.train.teacher import GCNTeacher
@@ -82,13 +82,13 @@ def data_description(splits: DatasetSplits, cfg: Config) -> dict[str, Any]:
 
 
 def build_teacher(cfg: Config, data: dict[str, Any]) -> GCNTeacher:
-    from mksgn.train.skeletons import get_layout
+    from mksgn.data.skeletons import get_layout
 
     return GCNTeacher(cfg.teacher, get_layout(data["layout"]), len(data["class_names"]), tuple(data["modalities"]))
 
 
 def build_student(cfg: Config, data: dict[str, Any]) -> MKSGN:
-    from mksgn.train.skeletons import get_layout
+    from mksgn.data.skeletons import get_layout
 
     return MKSGN(cfg.student, get_layout(data["layout"]), len(data["class_names"]), tuple(data["modalities"]))
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from mksgn.core.neuron import COINCIDENCE, LIFParams, lif_membrane
+from mksgn.data.skeletons import SkeletonLayout
 from mksgn.train.blocks import (
     DEPLOYABLE_BLOCKS, Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix,
     SpatialGraphConv,
@@ -36,7 +37,6 @@ from mksgn.train.blocks import (
 )
 from mksgn.train.config import StudentConfig
 from mksgn.train.neuron import LIF
-from mksgn.train.skeletons import SkeletonLayout
 
 State = dict[str, torch.Tensor]
 

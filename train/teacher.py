@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mksgn.data.skeletons import SkeletonLayout
 from mksgn.train.blocks import ConvBN, SpatialGraphConv, present_persons, sum_per_sample
 from mksgn.train.config import TeacherConfig
-from mksgn.train.skeletons import SkeletonLayout
 
 
 class GCNBlock(nn.Module):

@@ -30,10 +30,10 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from mksgn.atomic import atomic_write_text
+from mksgn.data.pipeline import SkeletonInputs
 from mksgn.train.checkpoint import load_checkpoint, save_checkpoint
 from mksgn.train.config import OptimConfig
 from mksgn.train.neuron import LIF
-from mksgn.train.pipeline import SkeletonInputs
 
 LOSS_CURVE_POINTS = 4
 """The training loss of an epoch is also reported as this many consecutive chunk means."""

@@ -1,6 +1,6 @@
 """The built-in dataset: what every command uses when no data is given.
 
-It is the procedural generator of :mod:`mksgn.train.synth`, written once as a CTR-GCN npz
+It is the procedural generator of :mod:`mksgn.data.synth`, written once as a CTR-GCN npz
 into a cache folder and read back through the npz reader, so that the pipeline always
 goes through the real file format.
 """
@@ -11,8 +11,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mksgn.train.dataset import DatasetSplits
-from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz, write_ctrgcn_npz
+from mksgn.data.dataset import DatasetSplits
+from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz, write_ctrgcn_npz
 
 CACHE_ENV = "MKSGN_CACHE"
 """Environment variable naming the cache folder (default ``~/.cache/mksgn``)."""
@@ -39,7 +39,7 @@ def cache_dir() -> Path:
 
 def write_builtin(path: str | os.PathLike[str], spec: BuiltinSpec = BuiltinSpec()) -> Path:
     """Generate the built-in dataset and write it as a CTR-GCN npz at ``path``."""
-    from mksgn.train.synth import generate
+    from mksgn.data.synth import generate
 
     write_ctrgcn_npz(path, generate(**asdict(spec)))
     return Path(path)

@@ -8,7 +8,7 @@ The format (for example pyskl's ``ntu60_3danno.pkl`` or ``ntu120_hrnet.pkl``)::
                       'keypoint_score': (M, T, V)  # with 2-D keypoints
                       }, ...]}
 
-The pickle is loaded with :func:`~mksgn.train.readers.safe_pickle.safe_load`, which runs no
+The pickle is loaded with :func:`~mksgn.data.readers.safe_pickle.safe_load`, which runs no
 code from the file.
 """
 
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mksgn.data.class_names import NTU60_CLASSES, NTU120_CLASSES
+from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset, stack_sequences
+from mksgn.data.readers.ntu_skeleton import body_activity
+from mksgn.data.readers.safe_pickle import safe_load
 from mksgn.errors import DatasetError
-from mksgn.train.class_names import NTU60_CLASSES, NTU120_CLASSES
-from mksgn.train.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset, stack_sequences
-from mksgn.train.readers.ntu_skeleton import body_activity
-from mksgn.train.readers.safe_pickle import safe_load
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -93,7 +93,7 @@ def _finite_float32(values: np.ndarray, path: Path, where: str) -> np.ndarray:
 def _person_order(kp: np.ndarray, planar: bool) -> list[int]:
     """The persons to keep, in order: the first two, or the two most active if ``M > 2``.
 
-    A person's activity is :func:`~mksgn.train.readers.ntu_skeleton.body_activity` over the
+    A person's activity is :func:`~mksgn.data.readers.ntu_skeleton.body_activity` over the
     frames where it is present (any non-zero value), of its spatial coordinates: ``x y z``
     for 3-D keypoints, ``x y`` for 2-D ones (whose third channel is a score).
     """

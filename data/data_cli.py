@@ -19,10 +19,10 @@ from pathlib import Path
 
 from mksgn.atomic import atomic_write_text
 from mksgn.cli import ArgumentParser, run_cli
+from mksgn.data.builtin import BuiltinSpec, builtin_path
+from mksgn.data.dataset import DatasetSplits
+from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz, write_ctrgcn_npz
 from mksgn.errors import DatasetError
-from mksgn.train.builtin import BuiltinSpec, builtin_path
-from mksgn.train.dataset import DatasetSplits
-from mksgn.train.readers.ctrgcn_npz import read_ctrgcn_npz, write_ctrgcn_npz
 
 PROG = "mksgn-data"
 SOURCES = ("ntu-skeleton", "pyskl", "ucla")
@@ -58,7 +58,7 @@ def build_parser() -> ArgumentParser:
 
 
 def _synth(args) -> int:
-    from mksgn.train.synth import generate
+    from mksgn.data.synth import generate
 
     start = time.perf_counter()
     try:
@@ -77,15 +77,15 @@ def _synth(args) -> int:
 def _convert(args) -> int:
     splits: DatasetSplits
     if args.source_format == "ntu-skeleton":
-        from mksgn.train.readers.ntu_skeleton import read_ntu_skeleton_dir
+        from mksgn.data.readers.ntu_skeleton import read_ntu_skeleton_dir
 
         splits = read_ntu_skeleton_dir(args.src, args.benchmark, max_frames=args.max_frames)
     elif args.source_format == "pyskl":
-        from mksgn.train.readers.pyskl import read_pyskl
+        from mksgn.data.readers.pyskl import read_pyskl
 
         splits = read_pyskl(args.src, args.benchmark, max_frames=args.max_frames)
     else:
-        from mksgn.train.readers.ucla import read_ucla_dir
+        from mksgn.data.readers.ucla import read_ucla_dir
 
         splits = read_ucla_dir(args.src)
     write_ctrgcn_npz(args.out, splits)
@@ -97,7 +97,7 @@ def _convert(args) -> int:
 
 
 def _inspect(args) -> int:
-    from mksgn.train.data_report import format_summary, plot_sample_strip, summarise
+    from mksgn.data.data_report import format_summary, plot_sample_strip, summarise
 
     path = args.data or builtin_path()
     splits = read_ctrgcn_npz(path)

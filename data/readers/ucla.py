@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mksgn.data.class_names import UCLA_CLASSES
+from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset, stack_sequences
 from mksgn.errors import DatasetError
-from mksgn.train.class_names import UCLA_CLASSES
-from mksgn.train.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset, stack_sequences
 
 NUM_JOINTS = 20
 """Joints per NW-UCLA (Kinect v1) body."""
@@ -139,7 +139,7 @@ def read_ucla_file(path: str | PathLike[str]) -> tuple[np.ndarray, int, int]:
     joints
         float32 ``(T, 20, 2, 3)``; person 1 is zeros.
     label
-        0-based class (index into :data:`~mksgn.train.class_names.UCLA_CLASSES`).
+        0-based class (index into :data:`~mksgn.data.class_names.UCLA_CLASSES`).
     view
         1, 2 or 3.
 
@@ -182,7 +182,7 @@ def read_ucla_dir(directory: str | PathLike[str], progress: bool = True) -> Data
     -------
     DatasetSplits
         Train: views 1 and 2; test: view 3. Layout ``"ucla20"``, the ten
-        :data:`~mksgn.train.class_names.UCLA_CLASSES`, one person (person 1 zeros), both
+        :data:`~mksgn.data.class_names.UCLA_CLASSES`, one person (person 1 zeros), both
         splits zero-padded to the longest clip; ``benchmark`` is ``"ucla-xview"``.
 
     Raises

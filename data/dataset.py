@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mksgn.data.skeletons import SkeletonLayout, get_layout
 from mksgn.errors import DatasetError
-from mksgn.train.skeletons import SkeletonLayout, get_layout
 
 NUM_COORDS = 3
 """Channels per joint in a dataset: x, y, z (or x, y, score for 2-D keypoints)."""
@@ -37,7 +37,7 @@ class SkeletonDataset:
     sample_ids
         One identifier per sample (a file name, a clip name, ``synth-000042``).
     layout
-        Name of the skeleton layout (see :mod:`mksgn.train.skeletons`).
+        Name of the skeleton layout (see :mod:`mksgn.data.skeletons`).
     source
         Where the samples came from (a path), for error messages and reports.
     """

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mksgn.data.class_names import NTU60_CLASSES, NTU120_CLASSES
+from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset, stack_sequences
 from mksgn.errors import DatasetError
-from mksgn.train.class_names import NTU60_CLASSES, NTU120_CLASSES
-from mksgn.train.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset, stack_sequences
 
 NUM_JOINTS = 25
 """Joints per NTU (Kinect v2) body."""

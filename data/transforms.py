@@ -1,6 +1,6 @@
 """Pre-processing of skeleton sequences: frame resampling, centring and the modalities.
 
-Arrays are ``(N, C, F, V, M)`` as in :class:`~mksgn.train.dataset.SkeletonDataset` unless
+Arrays are ``(N, C, F, V, M)`` as in :class:`~mksgn.data.dataset.SkeletonDataset` unless
 an axis argument says otherwise. The modalities are static linear maps of the joint input:
 
 - ``bone = X B`` over joints, ``B = I - P`` (each joint minus its parent; the centre's bone is 0);
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mksgn.train.skeletons import SkeletonLayout
+from mksgn.data.skeletons import SkeletonLayout
 
 MODALITIES = ("joint", "bone", "joint_motion", "bone_motion")
 """The four input streams of MK-SGN, in the order the model stacks them."""

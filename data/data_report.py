@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from mksgn.atomic import atomic_open
-from mksgn.train.dataset import DatasetSplits, SkeletonDataset
+from mksgn.data.dataset import DatasetSplits, SkeletonDataset
 
 STRIP_FRAMES = 8
 """Frames drawn in a sample's PNG strip."""

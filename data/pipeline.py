@@ -1,4 +1,4 @@
-"""From a :class:`~mksgn.train.dataset.SkeletonDataset` to model input batches.
+"""From a :class:`~mksgn.data.dataset.SkeletonDataset` to model input batches.
 
 Centring happens once per dataset; each batch is resampled to ``frames`` (a random crop
 for training, uniform for evaluation) and split into the modalities, giving
@@ -13,8 +13,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from mksgn.train.dataset import SkeletonDataset
-from mksgn.train.transforms import centre, modalities, resample
+from mksgn.data.dataset import SkeletonDataset
+from mksgn.data.transforms import centre, modalities, resample
 
 
 class SkeletonInputs:

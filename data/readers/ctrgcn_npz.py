@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from mksgn.atomic import atomic_open
+from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset
+from mksgn.data.skeletons import get_layout, layout_for_joints
 from mksgn.errors import DatasetError
-from mksgn.train.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset
-from mksgn.train.skeletons import get_layout, layout_for_joints
 
 SPLITS = ("train", "test")
 """The two splits a CTR-GCN npz holds."""
@@ -220,7 +220,7 @@ def _class_names(arrays: dict[str, np.ndarray], num_classes: int, layout: str, p
         if len(names) < onehot or not names:
             raise DatasetError(f"{len(names)} class names for {onehot} one-hot classes", path, "key 'class_names'")
         return names
-    from mksgn.train.class_names import NTU60_CLASSES, NTU120_CLASSES
+    from mksgn.data.class_names import NTU60_CLASSES, NTU120_CLASSES
 
     if layout == "ntu25" and num_classes == len(NTU60_CLASSES):
         return list(NTU60_CLASSES)

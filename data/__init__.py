@@ -1,0 +1,1 @@
+"""Skeleton data: layouts, datasets, readers and writer, transforms, the built-in dataset, ``mksgn-data``."""

@@ -1,0 +1,1 @@
+"""Readers of skeleton dataset formats; each returns :class:`~mksgn.data.dataset.DatasetSplits`."""

@@ -1,1 +1,0 @@
-"""Readers of skeleton dataset formats; each returns :class:`~mksgn.train.dataset.DatasetSplits`."""
