@@ -64,7 +64,7 @@ def _synth(args) -> int:
     try:
         splits = generate(samples=args.samples, seed=args.seed, frames=args.frames, difficulty=args.difficulty)
     except ValueError as exc:
-        raise DatasetError(f"synth: {exc}") from None
+        raise DatasetError(f"synth: {exc}") from exc
     write_ctrgcn_npz(args.out, splits)
     print(
         f"wrote {args.out}: built-in dataset (seed {args.seed}, difficulty {args.difficulty:g}), "

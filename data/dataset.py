@@ -77,7 +77,7 @@ class SkeletonDataset:
         try:
             layout = get_layout(self.layout)
         except ValueError as exc:
-            raise DatasetError(str(exc), src) from None
+            raise DatasetError(str(exc), src) from exc
         if v != layout.num_joints:
             raise DatasetError(f"layout {self.layout} has {layout.num_joints} joints, data has {v}", src)
         if c != NUM_COORDS:

@@ -65,7 +65,7 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None,
         record = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable mksgn checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: not a loadable mksgn checkpoint ({first})") from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mksgn checkpoint (no '{FORMAT}' header)")
     if record.get("format_version") != FORMAT_VERSION:

@@ -197,7 +197,7 @@ class Config:
         try:
             return _build(cls, data, "")
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+            raise ConfigError(f"{source}: {exc}") from exc
 
 
 PRESETS: dict[str, Config] = {}
@@ -241,7 +241,7 @@ def load_config(spec: str | os.PathLike[str], overrides: list[str] | None = None
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such config file (or preset: tiny, ntu)") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
         base = preset(str(table.pop("base", "ntu"))).to_dict()
         base["name"] = path.stem
         _merge(base, table, str(path))

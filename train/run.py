@@ -122,7 +122,7 @@ def load_student(path: str | os.PathLike[str]) -> tuple[MKSGN, Config, dict[str,
             model.load_state_dict(record["model"])
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: its weights or fixed-point grid do not fit its config ({first})") from None
+        raise CheckpointError(f"{path}: its weights or fixed-point grid do not fit its config ({first})") from exc
     return model.eval(), cfg, record["data"]
 
 

@@ -66,7 +66,7 @@ def read_ctrgcn_npz(path: str | os.PathLike[str], layout: str | None = None) -> 
     try:
         get_layout(layout_name)
     except ValueError as exc:
-        raise DatasetError(str(exc), path, "key 'layout'") from None
+        raise DatasetError(str(exc), path, "key 'layout'") from exc
     class_names = _class_names(arrays, num_classes, layout_name, path)
     result = {}
     for split, (data, labels) in splits.items():
@@ -150,12 +150,12 @@ def _load_arrays(path: Path) -> dict[str, np.ndarray]:
     except DatasetError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
-        raise DatasetError(f"not a readable npz file ({type(exc).__name__}: {exc})", path) from None
+        raise DatasetError(f"not a readable npz file ({type(exc).__name__}: {exc})", path) from exc
     except ValueError as exc:
         # np.load raises ValueError for pickled (object) arrays and for non-npz content.
-        raise DatasetError(f"not a plain npz file ({exc})", path) from None
+        raise DatasetError(f"not a plain npz file ({exc})", path) from exc
     except Exception as exc:  # a corrupt .npy header: SyntaxError, tokenize.TokenError, zlib.error, ...
-        raise DatasetError(f"a corrupt npz file ({type(exc).__name__}: {exc})", path) from None
+        raise DatasetError(f"a corrupt npz file ({type(exc).__name__}: {exc})", path) from exc
 
 
 def _to_ncfvm(x: np.ndarray, persons: int, path: Path, key: str) -> np.ndarray:

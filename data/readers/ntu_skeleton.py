@@ -349,12 +349,12 @@ def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DatasetError(f"cannot read: {exc.strerror or exc}", path) from None
+        raise DatasetError(f"cannot read: {exc.strerror or exc}", path) from exc
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise DatasetError("not a text file (undecodable bytes)", path, f"line {line}") from None
+        raise DatasetError("not a text file (undecodable bytes)", path, f"line {line}") from exc
 
 
 def load_ntu_skeleton(path: str | PathLike[str]) -> tuple[SkeletonFile, ParsedName]:

@@ -210,7 +210,7 @@ def _load_root(path: Path) -> dict:
         with path.open("rb") as fh:
             root = safe_load(fh, path)
     except OSError as exc:
-        raise DatasetError(f"cannot read: {exc.strerror or exc}", path) from None
+        raise DatasetError(f"cannot read: {exc.strerror or exc}", path) from exc
     if not isinstance(root, dict):
         raise DatasetError(f"expected a dict with 'split' and 'annotations', got {type(root).__name__}", path)
     return root

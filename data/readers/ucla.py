@@ -65,13 +65,13 @@ def _load_json(path: Path) -> dict:
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise DatasetError(f"cannot read: {exc.strerror or exc}", path) from None
+        raise DatasetError(f"cannot read: {exc.strerror or exc}", path) from exc
     except UnicodeDecodeError as exc:
-        raise DatasetError("not a UTF-8 text file", path, f"byte {exc.start}") from None
+        raise DatasetError("not a UTF-8 text file", path, f"byte {exc.start}") from exc
     try:
         root = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"invalid JSON: {exc.msg}", path, f"line {exc.lineno}, column {exc.colno}") from None
+        raise DatasetError(f"invalid JSON: {exc.msg}", path, f"line {exc.lineno}, column {exc.colno}") from exc
     except RecursionError:
         raise DatasetError("invalid JSON: nested too deeply", path) from None
     if not isinstance(root, dict):
