@@ -15,7 +15,7 @@ import pytest
 import mksgn
 
 REPO = Path(__file__).resolve().parents[1]
-SUBPACKAGES = {"data": "data", "train": "train", "convert": "convert", "deploy": "deploy", "hw_profiles": "hw_profiles"}
+SUBPACKAGES = {"core": "core", "data": "data", "train": "train", "convert": "convert", "deploy": "deploy", "hw_profiles": "hw_profiles"}
 SOURCES = ("pyproject.toml", "README.md", "mksgn", *SUBPACKAGES.values())
 
 
@@ -26,13 +26,14 @@ def test_editable_install_maps_the_top_level_folders():
     if not any(d.get("dir_info", {}).get("editable") for d in direct):
         pytest.skip("this environment has a regular install; the test below covers it")
     import mksgn.convert
+    import mksgn.core
     import mksgn.data
     import mksgn.deploy
     import mksgn.hw_profiles
     import mksgn.train
 
     for module, folder in zip(
-        (mksgn.data, mksgn.train, mksgn.convert, mksgn.deploy, mksgn.hw_profiles), SUBPACKAGES.values(), strict=True
+        (mksgn.core, mksgn.data, mksgn.train, mksgn.convert, mksgn.deploy, mksgn.hw_profiles), SUBPACKAGES.values(), strict=True
     ):
         assert Path(module.__file__).resolve() == REPO / folder / "__init__.py"
 
@@ -59,7 +60,7 @@ def test_regular_install_into_a_target_folder(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    for folder in ("mksgn", "mksgn/data", "mksgn/data/readers", "mksgn/data/synth", "mksgn/train", "mksgn/convert", "mksgn/deploy", "mksgn/hw_profiles"):
+    for folder in ("mksgn", "mksgn/core", "mksgn/core/kinds", "mksgn/data", "mksgn/data/readers", "mksgn/data/synth", "mksgn/train", "mksgn/convert", "mksgn/deploy", "mksgn/hw_profiles"):
         assert (target / folder / "__init__.py").is_file(), folder
     assert (target / "mksgn" / "data" / "skeletons.py").is_file()
     env = {**os.environ, "PYTHONPATH": str(target)}
