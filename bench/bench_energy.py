@@ -21,8 +21,9 @@ import nir
 
 from bench.bench_export import calibrated_ntu_student
 from mksgn.convert.nir_export import export_student
+from mksgn.deploy.run import load_model
+from mksgn.hw_profiles.estimate import estimate
 from mksgn.data.builtin import load_dataset
-from mksgn.hw_profiles.energy_cli import estimate
 
 SAMPLES = int(os.environ.get("MKSGN_ENERGY_SAMPLES", "16"))
 ANN_TARGET_MJ = (30.0, 40.0)
@@ -36,7 +37,9 @@ def run() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ntu.nir"
         nir.write(str(path), graph)
-        result = estimate(path, None, SAMPLES, "emulator", "floating_pt", teacher_config="ntu", progress=False)
+        loaded = load_model(path, "emulator", "floating_pt")
+        result = estimate(loaded, load_dataset(None).test, SAMPLES, "emulator", teacher_config="ntu",
+                          progress=False).to_dict()
     profiles = {}
     for name, p in result["profiles"].items():
         profiles[name] = {

@@ -244,6 +244,24 @@ def read_quantized(path: str | os.PathLike[str]) -> tuple[nir.NIRGraph, SynapseG
         If the file is not a quantised mksgn graph, or its integers do not fit its synapses.
     """
     graph = read_graph(Path(path))
+    return graph, quantized_synapse_graph(graph, path)
+
+
+def quantized_synapse_graph(graph: nir.NIRGraph, path: str | os.PathLike[str]) -> SynapseGraph:
+    """The synapse graph of a quantised graph already read from ``path``, with its :class:`FixedPoint` records.
+
+    Parameters
+    ----------
+    graph
+        The graph as read from its file (fused here, once).
+    path
+        Its file, for messages.
+
+    Raises
+    ------
+    QuantizeError
+        If the graph is not a quantised mksgn graph, or its integers do not fit its synapses.
+    """
     meta = graph.metadata or {}
     if not is_quantized(meta):
         raise QuantizeError(f"{path}: not a quantised graph (no metadata {METADATA_KEY!r}; run mksgn-quantize)")
@@ -261,4 +279,4 @@ def read_quantized(path: str | os.PathLike[str]) -> tuple[nir.NIRGraph, SynapseG
     missing = [p for p in sg.neurons() if p not in fixed.populations]
     if missing:
         raise QuantizeError(f"{path}: populations without quantised parameters: {missing[:5]}")
-    return graph, dataclasses.replace(sg, fixed=fixed)
+    return dataclasses.replace(sg, fixed=fixed)

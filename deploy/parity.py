@@ -22,6 +22,7 @@ prediction agreement and the per-layer spike-rate difference.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mksgn.atomic import atomic_write_text
 from mksgn.convert.validate import NodeParity, classify
 
 FLOAT_TIE_TOLERANCE = 1e-9
@@ -68,7 +70,8 @@ def record_snntorch(model, rows: torch.Tensor, module_map: dict[str, str], sampl
     return rec
 
 
-def _per_sample(out: torch.Tensor, sample: torch.Tensor, n: int) -> torch.Tensor:
+def per_sample(out: torch.Tensor, sample: torch.Tensor, n: int) -> torch.Tensor:
+    """A backend's row outputs ``(R, ...)`` summed into logits per sample ``(n, K)``, in float64."""
     from mksgn.train.blocks import sum_per_sample
 
     return sum_per_sample(out.reshape(out.shape[0], -1).double(), sample, n)
@@ -233,3 +236,11 @@ def render_markdown(result: ParityResult) -> str:
         lines.append(f"| {name} | {acc:.4f} | {result.seconds.get(name, 0.0):.1f} |")
     lines += ["", "![mismatch rate per layer and step](parity_heatmap.png)", ""]
     return "\n".join(lines)
+
+
+def write_report(result: ParityResult, out: Path) -> None:
+    """``parity.json``, ``parity.md`` and ``parity_heatmap.png`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "parity.json", json.dumps(result.to_dict(), indent=1) + "\n")
+    plot_heatmap(result, out / "parity_heatmap.png")
+    atomic_write_text(out / "parity.md", render_markdown(result))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mksgn.atomic import atomic_write_text
 from mksgn.figures import figure, save_png
 
 
@@ -147,3 +150,26 @@ def plot_snn_vs_ann(result: dict[str, Any], path: str | os.PathLike[str]) -> Non
     ax.set_title(f"SNN (blue) vs ANN baseline (red){extra}\nSNN ops measured on {result['counts']['measured_on']}",
                  fontsize=8)
     save_png(fig, path)
+
+
+def write_report(result: Any, out: Path) -> list[Path]:
+    """``energy.json``, ``energy.md`` and the PNG plots of an estimate in ``out``; returns the paths written.
+
+    Parameters
+    ----------
+    result
+        An :class:`~mksgn.hw_profiles.estimate.EnergyResult` or its JSON-ready dict.
+    out
+        The report folder (created).
+    """
+    result = result.to_dict() if hasattr(result, "to_dict") else result
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "energy.json", out / "energy.md", out / "energy_ops.png", out / "energy_profiles.png"]
+    atomic_write_text(paths[0], json.dumps(result, indent=1) + "\n")
+    atomic_write_text(paths[1], render_markdown(result))
+    plot_ops(result, paths[2])
+    plot_profiles(result, paths[3])
+    if result.get("ann"):
+        paths.append(out / "energy_snn_vs_ann.png")
+        plot_snn_vs_ann(result, paths[-1])
+    return paths

@@ -1,10 +1,12 @@
-"""What every ``mksgn-*`` command shares: one-line errors and exit status 2 for bad input."""
+"""What every ``mksgn-*`` command shares: one-line errors and exit status 2 for bad input, and the
+options several commands have (``--data``, ``--limit``, ``--out``, ``--quiet``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from mksgn.errors import MksgnError
 
@@ -42,3 +44,40 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         return 130
+
+
+DATA_HELP = "CTR-GCN .npz (default: the built-in dataset)"
+
+
+def command_parser(prog: str, doc: str | None) -> ArgumentParser:
+    """The parser of a command, described by the first paragraph of its module docstring."""
+    return ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+
+
+def add_data_option(parser: argparse.ArgumentParser, help: str = DATA_HELP) -> None:
+    """``--data X.npz``: a CTR-GCN npz; the built-in dataset when absent."""
+    parser.add_argument("--data", help=help)
+
+
+def add_limit_option(parser: argparse.ArgumentParser, default: int | None = None,
+                     help: str = "run only the first N test samples") -> None:
+    """``--limit N``: the first ``N`` test samples (checked by :func:`check_at_least_one`)."""
+    parser.add_argument("--limit", type=int, default=default, help=help)
+
+
+def add_out_option(parser: argparse.ArgumentParser, help: str, *, short: bool = False, required: bool = False,
+                   default: Path | None = None) -> None:
+    """``--out PATH`` (also ``-o`` when ``short``): where the command writes."""
+    flags = ("-o", "--out") if short else ("--out",)
+    parser.add_argument(*flags, type=Path, required=required, default=default, help=help)
+
+
+def add_quiet_option(parser: argparse.ArgumentParser, help: str = "no progress bar") -> None:
+    """``--quiet``: no progress bar (or whatever ``help`` says is left out)."""
+    parser.add_argument("--quiet", action="store_true", help=help)
+
+
+def check_at_least_one(parser: argparse.ArgumentParser, option: str, value: int | None) -> None:
+    """A usage error (one line, status 2) unless ``value`` is ``None`` or at least 1."""
+    if value is not None and value < 1:
+        parser.error(f"{option} must be >= 1, got {value}")

@@ -86,19 +86,20 @@ SNAPPED = "student_snapped.pt"
 
 
 def _stage_snap(out: Path) -> dict:
-    from mksgn.convert.snap_cli import snap_checkpoint
+    from mksgn.convert.snap_service import snap_checkpoint, write_snapped
 
-    record = snap_checkpoint(out / "train" / "student_best.pt", out / SNAPPED, data=str(out / "data.npz"))
+    snapped = snap_checkpoint(out / "train" / "student_best.pt", data=str(out / "data.npz"))
+    record = write_snapped(snapped, out / SNAPPED)
     keep = ("calibrated_on", "input_bits", "weights_changed", "weights_zeroed", "biases_changed", "exact_steps",
             "time_steps", "measured_on", "top1_float", "top1_snapped", "predictions_changed", "seconds")
     return {"checkpoint": SNAPPED, **{k: record[k] for k in keep}}
 
 
 def _stage_export(out: Path) -> dict:
-    from mksgn.convert.export_cli import export_checkpoint
+    from mksgn.convert.export_service import export_checkpoint
 
     record = export_checkpoint(str(out / SNAPPED), out / "student.nir",
-                               data=str(out / "data.npz"), log=lambda _m: None)
+                               data=str(out / "data.npz"), log=lambda _m: None).to_dict()
     return {
         "checkpoint": SNAPPED,
         "graph": "student.nir", "nodes": record["nodes"], "edges": record["edges"], "seconds": record["seconds"],
@@ -109,21 +110,24 @@ def _stage_export(out: Path) -> dict:
 
 
 def _stage_quantize(out: Path) -> dict:
-    from mksgn.convert.quantize_cli import quantize_file
+    from mksgn.convert.quantize_service import quantize_file
 
-    record = quantize_file(out / "student.nir", out / "student.q.nir", data=str(out / "data.npz"))
+    record = quantize_file(out / "student.nir", out / "student.q.nir", data=str(out / "data.npz")).to_dict()
     record["graph"], record["report"] = "student.q.nir", "student.q.quantization.md"
     return record
 
 
 def _stage_emulate(out: Path) -> dict:
-    from mksgn.deploy.run_cli import run
+    from mksgn.deploy.run import load_model, run
+    from mksgn.data.builtin import load_dataset
 
     record: dict = {}
     runs = {"fixed_pt": ("student.q.nir", "run_fixed_pt.json"), "floating_pt": ("student.nir", "run_floating_pt.json")}
     results = {}
+    test = load_dataset(str(out / "data.npz")).test
     for tag, (model, name) in runs.items():
-        res = run(out / model, str(out / "data.npz"), "emulator", tag, "aligned", None, 64, "cpu", progress=True)
+        res = run(load_model(out / model, "emulator", tag), test, "emulator", tag, "aligned", None, 64, "cpu",
+                  progress=True).to_dict()
         atomic_write_text(out / name, json.dumps(res, indent=1) + "\n")
         results[tag] = res
         record[tag] = {"file": name, **{k: res[k] for k in ("accuracy", "measured_on", "spikes_per_sample",
@@ -188,10 +192,14 @@ ENERGY_SAMPLES = 64
 
 
 def _stage_energy(out: Path) -> dict:
-    from mksgn.hw_profiles.energy_cli import estimate, write_report
+    from mksgn.deploy.run import load_model
+    from mksgn.hw_profiles.estimate import estimate
+    from mksgn.hw_profiles.report import write_report
+    from mksgn.data.builtin import load_dataset
 
-    result = estimate(out / "student.q.nir", str(out / "data.npz"), ENERGY_SAMPLES, "emulator", "fixed_pt",
-                      teacher=out / "train" / "teacher_best.pt")
+    loaded = load_model(out / "student.q.nir", "emulator", "fixed_pt")
+    result = estimate(loaded, load_dataset(str(out / "data.npz")).test, ENERGY_SAMPLES, "emulator",
+                      teacher=out / "train" / "teacher_best.pt").to_dict()
     write_report(result, out / "energy")
     profiles = {name: {"kind": p["kind"], "snn_joules": (p["snn"] or {}).get("total"),
                        "ann_joules": (p["ann"] or {}).get("total"),

@@ -261,3 +261,44 @@ def test_onnx_counts_refuse_a_non_onnx_file(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(Exception, match="x.onnx: not a readable ONNX model"):
         onnx_counts(bad)
+
+
+def _count_calls(monkeypatch, module, name: str) -> list:
+    """Count calls of ``module.name`` wherever mksgn looks it up (its module, and every module holding it)."""
+    import sys
+
+    real = getattr(module, name)
+    calls: list = []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").startswith("mksgn") and getattr(mod, name, None) is real:
+            monkeypatch.setattr(mod, name, counted)
+    return calls
+
+
+def test_mksgn_energy_reads_and_fuses_its_model_once(files, monkeypatch, capsys):
+    import mksgn.convert.quantize
+    import mksgn.core.fuse
+    import mksgn.core.nir_file
+    import mksgn.deploy.run
+    import mksgn.hw_profiles.estimate  # noqa: F401  (imported before counting: no module binds the counter)
+
+    reads = _count_calls(monkeypatch, mksgn.core.nir_file, "read_graph")
+    fuses = _count_calls(monkeypatch, mksgn.core.fuse, "fuse")
+    assert energy_main([str(files / "student.q.nir"), "--limit", "1", "--profile", "loihi", "--quiet"]) == 0
+    assert "loihi" in capsys.readouterr().out
+    assert len(reads) == 1 and len(fuses) == 1, (len(reads), len(fuses))
+    from mksgn.deploy.run import load_model
+    from mksgn.hw_profiles.estimate import estimate
+    from mksgn.data.builtin import load_dataset
+
+    loaded = load_model(files / "student.q.nir")
+    assert loaded.tag == "fixed_pt" and loaded.sg.fixed is not None
+    assert len(reads) == 2 and len(fuses) == 2
+    result = estimate(loaded, load_dataset(None).test, limit=1, profiles=["loihi"], progress=False)
+    assert len(reads) == 2 and len(fuses) == 2  # the service reuses the loaded graph
+    assert result.tag == "fixed_pt" and set(result.to_dict()["profiles"]) == {"loihi"}

@@ -9,7 +9,7 @@ import pytest
 from helpers import save_tiny_student
 
 from mksgn.convert.nir_export import export_student
-from mksgn.convert.quantize_cli import quantize_file
+from mksgn.convert.quantize_service import quantize_file
 from mksgn.data.builtin import load_dataset
 from mksgn.deploy.parity_cli import main as parity_main
 from mksgn.train.config import preset

@@ -10,10 +10,10 @@ import pytest
 import torch
 from helpers import lively_tiny_student, save_tiny_student
 
-from mksgn.convert.export_cli import export_checkpoint
+from mksgn.convert.export_service import export_checkpoint
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import read_quantized
-from mksgn.convert.quantize_cli import quantize_file
+from mksgn.convert.quantize_service import quantize_file
 from mksgn.convert.snap import ALWAYS, exact_steps, snap_bias
 from mksgn.convert.snap_cli import main as snap_main
 from mksgn.core.fuse import fuse

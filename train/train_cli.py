@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mksgn.cli import ArgumentParser, run_cli
+from mksgn.cli import ArgumentParser, add_data_option, add_out_option, add_quiet_option, run_cli
 from mksgn.train.config import KD_MODES, load_config
 
 PROG = "mksgn-train"
@@ -23,8 +23,8 @@ def build_parser() -> ArgumentParser:
     """The argument parser of ``mksgn-train``."""
     p = ArgumentParser(prog=PROG, description="Train the GCN teacher and the distilled spiking MK-SGN student.")
     p.add_argument("--config", default="tiny", help="preset (tiny, ntu) or a TOML file (default %(default)s)")
-    p.add_argument("--data", help="a CTR-GCN .npz (default: the built-in dataset)")
-    p.add_argument("--out", type=Path, default=Path("runs/train"), help="run folder (default %(default)s)")
+    add_data_option(p, "a CTR-GCN .npz (default: the built-in dataset)")
+    add_out_option(p, "run folder (default %(default)s)", default=Path("runs/train"))
     p.add_argument("--epochs", type=int, help="epochs for teacher and student (overrides the config)")
     p.add_argument("--teacher", help="a trained teacher checkpoint (skips teacher training)")
     p.add_argument("--kd", choices=KD_MODES, help="distillation: none, soft labels, features, or both")
@@ -36,7 +36,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--stop-after", type=int, metavar="EPOCHS",
                    help="train at most this many epochs now (teacher and student together), then stop; "
                         "continue later with --resume")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_option(p, "no progress bars")
     return p
 
 
