@@ -24,19 +24,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mksgn.cli import ArgumentParser, add_data_option, add_out_option, check_at_least_one, run_cli
-from mksgn.convert.export_service import DEFAULT_SAMPLES, export_checkpoint, export_onnx_files
-from mksgn.convert.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from mksgn.cli import ArgumentParser, add_data_option, add_out_option, check_at_least_one, command_parser, run_cli
+from mksgn.convert.defaults import DEFAULT_OPSET, EXPORT_SAMPLES, MAX_OPSET, MIN_OPSET
+from mksgn.paths import check_output_file
 
 PROG = "mksgn-export"
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog=PROG, description="Export a trained MK-SGN student to NIR, validated spike for spike.")
+    """The argument parser of ``mksgn-export`` (imports nothing heavy)."""
+    p = command_parser(PROG, __doc__)
     p.add_argument("checkpoint", help="student checkpoint (student_best.pt)")
-    add_out_option(p, "output .nir file", short=True)
-    add_data_option(p, "CTR-GCN .npz for validation samples (default: the built-in dataset)")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="test samples to validate on (default %(default)s)")
+    add_out_option(p, "output .nir file", "file")
+    add_data_option(p, "CTR-GCN .npz for validation samples (default: the data the checkpoint records, else the "
+                       "built-in dataset)")
+    p.add_argument("--samples", type=int, default=EXPORT_SAMPLES,
+                   help="test samples to validate on (default %(default)s)")
     p.add_argument("--no-validate", action="store_true",
                    help="skip the spike comparison (not recommended); ONNX files are then compared on random rows only")
     p.add_argument("--teacher", metavar="CKPT", help="teacher checkpoint (teacher_best.pt) for --onnx")
@@ -44,13 +47,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--onnx-student", type=Path, metavar="OUT.onnx",
                    help="write the student (per person, unrolled over its T steps) as ONNX")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
+    p.add_check(lambda args: _check(p, args))
     return p
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse and check the combination of options (usage errors: one line, exit status 2)."""
-    p = build_parser()
-    args = p.parse_args(argv)
+def _check(p: ArgumentParser, args: argparse.Namespace) -> None:
+    """The combination of options (usage errors: the usage line and one line, exit status 2)."""
     if args.onnx is not None and args.teacher is None:
         p.error("--onnx writes the teacher: give its checkpoint with --teacher CKPT")
     if args.teacher is not None and args.onnx is None:
@@ -63,15 +65,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not MIN_OPSET <= args.opset <= MAX_OPSET:
         p.error(f"--opset must be {MIN_OPSET} to {MAX_OPSET}, got {args.opset}")
     check_at_least_one(p, "--samples", args.samples)
-    return args
+    for option in ("onnx", "onnx_student"):
+        if getattr(args, option) is not None:
+            check_output_file(getattr(args, option), "--" + option.replace("_", "-"))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse and check the options."""
+    return build_parser().parse_args(argv)
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = parse_args(argv)
+    # the heavy imports after parsing: --help and usage errors never load torch
+    from mksgn.convert.export_service import check_checkpoints, export_checkpoint, export_onnx_files
+    from mksgn.train.checkpoint import checkpoint_data
+
+    check_checkpoints(args.checkpoint, args.teacher)  # every input is checked before anything is written
+    data = checkpoint_data(args.data, args.checkpoint)
+    data.announce()
     if args.out is not None:
-        export_checkpoint(args.checkpoint, args.out, args.data, args.samples, validate=not args.no_validate)
+        export_checkpoint(args.checkpoint, args.out, data.path, args.samples, validate=not args.no_validate)
     if args.onnx is not None or args.onnx_student is not None:
-        export_onnx_files(args.checkpoint, args.teacher, args.onnx, args.onnx_student, args.data, args.samples,
+        export_onnx_files(args.checkpoint, args.teacher, args.onnx, args.onnx_student, data.path, args.samples,
                           validate=not args.no_validate, opset=args.opset)
     return 0
 

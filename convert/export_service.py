@@ -9,7 +9,6 @@ as ONNX, each checked against PyTorch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -22,13 +21,10 @@ import nir
 import numpy as np
 import torch
 
-from mksgn.atomic import atomic_write_text
+from mksgn.atomic import atomic_path, atomic_write_text
 from mksgn.convert.nir_export import ExportError, export_student
-from mksgn.convert.onnx_export import DEFAULT_OPSET
-from mksgn.core.nir_file import write_graph
-
-DEFAULT_SAMPLES = 8
-"""Test samples the export is validated on."""
+from mksgn.convert.defaults import DEFAULT_OPSET
+from mksgn.convert.defaults import EXPORT_SAMPLES as DEFAULT_SAMPLES
 
 
 @dataclass
@@ -112,18 +108,13 @@ def export_checkpoint(ckpt: str, out: Path, data: str | None = None, samples: in
     start = time.perf_counter()
     model, cfg, info = load_student(ckpt)
     layout = get_layout(info["layout"])
-    graph = export_student(model, info["frames"], layout.num_joints, info["class_names"], info["layout"])
+    graph = export_student(model, info["frames"], layout.num_joints, info["class_names"], info["layout"], data=info)
     result = ExportResult(str(ckpt), str(out), len(graph.nodes), len(graph.edges))
-    tmp = out.with_name(f".{out.name}.validating")
-    try:
-        write_graph(graph, tmp)
+    with atomic_path(out) as tmp:  # a unique name: two exports to one -o never share it
+        nir.write(str(tmp), graph)
         back = nir.read(str(tmp), type_check=False)
         if validate:
             _validate(model, back, info, data, samples, result, log)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     result.seconds = round(time.perf_counter() - start, 2)
     atomic_write_text(out.with_suffix(".parity.json"), json.dumps(result.to_dict(), indent=1) + "\n")
     log(f"wrote {out}: {result.nodes} nodes, {result.edges} edges in {result.seconds} s")
@@ -142,6 +133,22 @@ def _person_rows(data: str | None, samples: int, info: dict) -> tuple[torch.Tens
     x, _ = test.batch(np.arange(n))
     rows, _ = present_persons(x)
     return rows, f"person rows of {n} test samples of {splits.test.source}"
+
+
+def check_checkpoints(ckpt: str | os.PathLike[str], teacher_ckpt: str | os.PathLike[str] | None = None) -> None:
+    """Load the student checkpoint (and the teacher's, if given) and check they fit, before anything is written.
+
+    Raises
+    ------
+    CheckpointError
+        If either is not a readable checkpoint of its kind, or the teacher was trained for
+        other data than the student.
+    """
+    from mksgn.train.run import load_student, load_teacher
+
+    _, _, info = load_student(ckpt)
+    if teacher_ckpt is not None:
+        load_teacher(teacher_ckpt, info)
 
 
 def export_onnx_files(ckpt: str, teacher_ckpt: str | None = None, teacher_out: Path | None = None,

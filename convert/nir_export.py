@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import nir
 import numpy as np
@@ -45,6 +46,9 @@ from mksgn.train.blocks import (
 )
 from mksgn.train.neuron import LIF
 from mksgn.train.student import MKSGN, SpikingAttention, SpikingBlock, non_deployable_modules
+
+DATA_KEYS = ("path", "sha256", "source", "benchmark")
+"""The keys of the training data's record copied into the metadata."""
 
 DT = DEFAULT_DT
 """Time step recorded in exported graphs (snnTorch's NIR convention, so its importer agrees)."""
@@ -295,8 +299,14 @@ overrides entries."""
 
 
 def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list[str], layout: str,
-                   dt: float = DT, exporters: Mapping[type[nn.Module], Exporter] | None = None) -> nir.NIRGraph:
-    """Export a trained student (inference mode) to a NIR graph; see the module docstring."""
+                   dt: float = DT, exporters: Mapping[type[nn.Module], Exporter] | None = None,
+                   data: Mapping[str, Any] | None = None) -> nir.NIRGraph:
+    """Export a trained student (inference mode) to a NIR graph; see the module docstring.
+
+    ``data`` is the checkpoint's data record; its ``path``, ``sha256``, ``source`` and
+    ``benchmark`` go into the metadata (``"data"``), so that every command run on the graph
+    defaults to the data it was trained on (:mod:`mksgn.data.recorded`).
+    """
     bad = non_deployable_modules(model)
     if bad:
         path, kind = bad[0]
@@ -348,6 +358,7 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
         "class_names": list(class_names),
         "module_map": dict(g.module_map),
         **({"fixed_point_grid": model.fixed_point} if model.fixed_point else {}),
+        **({"data": {k: data.get(k) for k in DATA_KEYS}} if data is not None and "path" in data else {}),
         "conventions": {
             "tensor_layout": "(C, F, V) per time step, batch outside the graph",
             "linear_axis": "Linear and Affine act on the last axis (joints, or features after Flatten)",

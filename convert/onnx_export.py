@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from mksgn.atomic import atomic_write_bytes
+from mksgn.convert.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from mksgn.convert.nir_export import ExportError
 from mksgn.train.student import MKSGN, record_spikes
 from mksgn.train.teacher import GCNTeacher
@@ -55,9 +56,6 @@ from mksgn.train.teacher import GCNTeacher
 INPUT_NAME = "x"
 OUTPUT_NAME = "logits"
 BATCH_AXIS = "batch"
-DEFAULT_OPSET = 17
-MIN_OPSET, MAX_OPSET = 13, 20
-"""Opsets accepted (20: the newest the TorchScript-based exporter writes)."""
 TEACHER_RTOL = TEACHER_ATOL = 1e-4
 STUDENT_TOL = 1e-4
 """Logit tolerance of the student below which it agrees exactly (no spike flipped)."""

@@ -50,6 +50,7 @@ import nir
 import numpy as np
 import torch
 
+from mksgn.convert.defaults import INPUT_BITS
 from mksgn.core import loihi
 from mksgn.core.emulator import Emulator
 from mksgn.core.fixed_point import (
@@ -60,8 +61,6 @@ from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED
 from mksgn.core.nir_file import decode_metadata, read_graph, write_graph
 from mksgn.core.synapse_graph import FusionError, SynapseGraph
 
-INPUT_BITS = 8
-"""Graded input payload bits (signed)."""
 HEADROOM_BITS = 1
 """Unused top bits of the current and voltage on the calibration data."""
 STATE_UNITS_LIMIT = 1 << (loihi.STATE_BITS - 1 - loihi.ACTIVATION_SHIFT - HEADROOM_BITS)

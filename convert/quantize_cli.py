@@ -18,36 +18,45 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mksgn.cli import ArgumentParser, add_data_option, add_out_option, add_quiet_option, command_parser, run_cli
-from mksgn.convert.quantize import INPUT_BITS
-from mksgn.convert.quantize_service import DEFAULT_SAMPLES, quantize_file
+from mksgn.convert.defaults import INPUT_BITS, INPUT_BITS_RANGE, QUANTIZE_SAMPLES
 
 PROG = "mksgn-quantize"
 
 
 def build_parser() -> ArgumentParser:
+    """The argument parser of ``mksgn-quantize`` (imports nothing heavy)."""
     p = command_parser(PROG, __doc__)
     p.add_argument("model", type=Path, help="float NIR graph (MODEL.nir)")
-    add_out_option(p, "quantised graph to write (MODEL.q.nir)", short=True, required=True)
-    add_data_option(p, "CTR-GCN .npz to calibrate on (default: the built-in dataset)")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="calibration samples (default %(default)s)")
+    add_out_option(p, "quantised graph to write (MODEL.q.nir)", "file", required=True)
+    add_data_option(p, "CTR-GCN .npz to calibrate on (default: the data the graph records, else the built-in "
+                       "dataset)")
+    p.add_argument("--samples", type=int, default=QUANTIZE_SAMPLES, help="calibration samples (default %(default)s)")
     p.add_argument("--steps", type=int, default=4, help="time steps of random calibration inputs (foreign graphs)")
     p.add_argument("--seed", type=int, default=0, help="seed of random calibration inputs")
-    p.add_argument("--input-bits", type=int, default=INPUT_BITS,
-                   help="bits of the graded input payloads, 2..24 (default %(default)s)")
-    add_quiet_option(p, "no table on the terminal")
+    p.add_argument("--input-bits", type=int,
+                   help=f"bits of the graded input payloads, {INPUT_BITS_RANGE[0]}..{INPUT_BITS_RANGE[1]} (default "
+                        f"{INPUT_BITS}; a snapped graph keeps the bits it was snapped with)")
+    add_quiet_option(p, "print only the files written (no summary lines)")
+    p.add_check(lambda args: _check(p, args))
     return p
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
+def _check(p: ArgumentParser, args) -> None:
     if args.samples < 1 or args.steps < 1:
         p.error("--samples and --steps must be >= 1")
     if args.out.resolve() == args.model.resolve():
         p.error("-o must differ from the input graph")
-    if not 2 <= args.input_bits <= 24:
-        p.error(f"--input-bits must be 2..24, got {args.input_bits}")
-    rec = quantize_file(args.model, args.out, args.data, args.samples, args.steps, args.seed, args.input_bits)
+    lo, hi = INPUT_BITS_RANGE
+    if args.input_bits is not None and not lo <= args.input_bits <= hi:
+        p.error(f"--input-bits must be {lo}..{hi}, got {args.input_bits}")
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    # the heavy imports after parsing: --help and usage errors never load torch
+    from mksgn.convert.quantize_service import quantize_file
+
+    rec = quantize_file(args.model, args.out, _data(args), args.samples, args.steps, args.seed, args.input_bits)
     if not args.quiet:
         print(f"{rec.populations} populations, {rec.synapses} synapses quantised (8-bit weights, "
               f"{rec.input_bits}-bit graded inputs); calibrated on {rec.calibrated_on}")
@@ -56,6 +65,19 @@ def _main(argv: Sequence[str] | None) -> int:
     report = Path(rec.report)
     print(f"wrote {args.out}, {report.name}, {report.with_suffix('.md').name}")
     return 0
+
+
+def _data(args) -> str | None:
+    """``--data``, or the data an mksgn graph records (foreign graphs calibrate on random inputs)."""
+    from mksgn.core.nir_file import decode_metadata, read_graph
+    from mksgn.data.recorded import choose_data, graph_data_record
+
+    graph = read_graph(args.model)
+    if "input" not in decode_metadata(dict(graph.metadata or {})):
+        return args.data  # not an mksgn graph: calibration_inputs refuses --data or draws random inputs
+    data = choose_data(args.data, graph_data_record(graph), args.model)
+    data.announce()
+    return data.path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from mksgn.atomic import atomic_write_text
-from mksgn.convert.quantize import INPUT_BITS, LayerReport, QuantizeError, quantize, write_quantized
+from mksgn.convert.defaults import QUANTIZE_SAMPLES as DEFAULT_SAMPLES
+from mksgn.convert.quantize import (
+    INPUT_BITS, LayerReport, QuantizeError, fixed_point_grid, quantize, write_quantized,
+)
 from mksgn.core.fuse import fuse
 from mksgn.core.nir_file import read_graph
 from mksgn.core.synapse_graph import FusionError, SynapseGraph
-
-DEFAULT_SAMPLES = 64
-"""Calibration samples."""
 
 
 @dataclass
@@ -90,8 +90,20 @@ def write_report(path: Path, reports: list[LayerReport], measured_on: str, model
     atomic_write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
+def _check_input_bits(sg: SynapseGraph, model: Path, input_bits: int | None) -> None:
+    """Refuse input bits other than those a snapped graph's grid declares (they could not be honoured)."""
+    grid = fixed_point_grid(sg)
+    if grid is None or input_bits is None:
+        return
+    declared = sorted({int(entry["bits"]) for entry in grid["inputs"].values()})
+    if declared != [input_bits]:
+        raise QuantizeError(f"{model}: snapped with {'/'.join(map(str, declared))}-bit graded inputs (its "
+                            f"fixed_point_grid); --input-bits {input_bits} cannot change them: re-snap with "
+                            f"mksgn-snap --input-bits {input_bits}, or leave --input-bits out")
+
+
 def quantize_file(model: Path, out: Path, data: str | None = None, samples: int = DEFAULT_SAMPLES, steps: int = 4,
-                  seed: int = 0, input_bits: int = INPUT_BITS) -> QuantizeSummary:
+                  seed: int = 0, input_bits: int | None = None) -> QuantizeSummary:
     """Quantise the graph file ``model`` into ``out`` with its reports.
 
     Parameters
@@ -104,7 +116,8 @@ def quantize_file(model: Path, out: Path, data: str | None = None, samples: int 
         ``None``) for graphs written by ``mksgn-export``; otherwise ``samples`` random inputs
         of ``steps`` steps drawn with ``seed``.
     input_bits
-        Bits of the graded input payloads (a snapped graph's grid keeps its own).
+        Bits of the graded input payloads (``None``: :data:`~mksgn.convert.defaults.INPUT_BITS`).
+        A snapped graph's grid fixes its own: asking for other bits is refused.
 
     Raises
     ------
@@ -117,8 +130,9 @@ def quantize_file(model: Path, out: Path, data: str | None = None, samples: int 
         sg = fuse(graph)
     except FusionError as exc:
         raise QuantizeError(f"{model}: {exc}") from exc
+    _check_input_bits(sg, model, input_bits)
     calib, measured_on = calibration_inputs(graph, sg, data, samples, steps, seed)
-    sg, reports = quantize(sg, calib, input_bits)
+    sg, reports = quantize(sg, calib, INPUT_BITS if input_bits is None else input_bits)
     input_bits = max(v.bits for v in sg.fixed.inputs.values())  # a snapped grid's own
     write_quantized(graph, sg, reports, out)
     report_path = out.with_name(out.name.removesuffix(".nir") + ".quantization.json")

@@ -19,33 +19,46 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mksgn.cli import ArgumentParser, add_data_option, add_out_option, add_quiet_option, command_parser, run_cli
-from mksgn.convert.snap_service import DEFAULT_SAMPLES, snap_checkpoint, write_snapped
+from mksgn.convert.defaults import INPUT_BITS, INPUT_BITS_RANGE, SNAP_SAMPLES
 
 PROG = "mksgn-snap"
 
 
 def build_parser() -> ArgumentParser:
+    """The argument parser of ``mksgn-snap`` (imports nothing heavy)."""
     p = command_parser(PROG, __doc__)
     p.add_argument("checkpoint", type=Path, help="trained student checkpoint (student_best.pt)")
-    add_out_option(p, "snapped checkpoint to write", short=True, required=True)
-    add_data_option(p, "CTR-GCN .npz it was trained on (default: the built-in dataset)")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="calibration samples (default %(default)s)")
-    p.add_argument("--input-bits", type=int, default=8, help="bits of the graded input payloads, 2..24 (default 8)")
+    add_out_option(p, "snapped checkpoint to write", "file", required=True)
+    add_data_option(p, "CTR-GCN .npz (default: the data the checkpoint records, else the built-in dataset)")
+    p.add_argument("--samples", type=int, default=SNAP_SAMPLES, help="calibration samples (default %(default)s)")
+    p.add_argument("--input-bits", type=int, default=INPUT_BITS,
+                   help=f"bits of the graded input payloads, {INPUT_BITS_RANGE[0]}..{INPUT_BITS_RANGE[1]} "
+                        f"(default %(default)s)")
     p.add_argument("--no-eval", action="store_true", help="skip the test-split accuracy before and after")
-    add_quiet_option(p, "no progress bars")
+    add_quiet_option(p)
+    p.add_check(lambda args: _check(p, args))
     return p
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
+def _check(p: ArgumentParser, args) -> None:
     if args.samples < 1:
         p.error("--samples must be >= 1")
-    if not 2 <= args.input_bits <= 24:
-        p.error(f"--input-bits must be 2..24, got {args.input_bits}")
+    lo, hi = INPUT_BITS_RANGE
+    if not lo <= args.input_bits <= hi:
+        p.error(f"--input-bits must be {lo}..{hi}, got {args.input_bits}")
     if args.out.resolve() == args.checkpoint.resolve():
         p.error("-o must differ from the checkpoint")
-    result = snap_checkpoint(args.checkpoint, args.data, args.samples, args.input_bits, not args.no_eval,
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    # the heavy imports after parsing: --help and usage errors never load torch
+    from mksgn.convert.snap_service import snap_checkpoint, write_snapped
+    from mksgn.train.checkpoint import checkpoint_data
+
+    data = checkpoint_data(args.data, args.checkpoint)
+    data.announce()
+    result = snap_checkpoint(args.checkpoint, data.path, args.samples, args.input_bits, not args.no_eval,
                              not args.quiet)
     rec = write_snapped(result, args.out)
     print(f"snapped {rec['synapses']} synapses into {rec['populations']} populations onto the dyadic grid "

@@ -20,10 +20,8 @@ import torch
 from tqdm import tqdm
 
 from mksgn.atomic import atomic_write_text
+from mksgn.convert.defaults import SNAP_SAMPLES as DEFAULT_SAMPLES
 from mksgn.convert.snap import SnapError, snap
-
-DEFAULT_SAMPLES = 64
-"""Calibration samples (as ``mksgn-quantize``)."""
 
 
 @dataclass

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import nir
 import numpy as np
 
+from mksgn.atomic import atomic_path
 from mksgn.errors import MksgnError
+from mksgn.paths import PathError, check_input_file, file_signature
 
 
 class NIRFileError(MksgnError, ValueError):
@@ -48,17 +48,8 @@ def _check_sizes(f, path: Path) -> None:
 
 def write_graph(graph: nir.NIRGraph, path: Path) -> None:
     """``nir.write`` to a temporary file beside ``path``, then rename (never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        nir.write(str(tmp), graph)
 
 
 def read_graph(path: str | os.PathLike[str]) -> nir.NIRGraph:
@@ -70,8 +61,12 @@ def read_graph(path: str | os.PathLike[str]) -> nir.NIRGraph:
         If the file is missing, is not HDF5, or holds no NIR graph.
     """
     path = Path(path)
-    if not path.is_file():
-        raise NIRFileError(f"{path}: no such file")
+    try:
+        check_input_file(path, "a NIR graph (.nir)")
+    except PathError as exc:
+        raise NIRFileError(str(exc)) from None
+    if file_signature(path) == "zip":
+        raise NIRFileError(f"{path}: a zip archive (a checkpoint or an .npz?), not a NIR graph (HDF5)")
     try:
         import h5py
 
@@ -94,7 +89,7 @@ def read_graph(path: str | os.PathLike[str]) -> nir.NIRGraph:
     return graph
 
 
-METADATA_JSON_KEYS = ("input", "class_names", "module_map", "conventions", "fixed_point_grid")
+METADATA_JSON_KEYS = ("input", "class_names", "module_map", "conventions", "fixed_point_grid", "data")
 """Graph metadata entries stored as JSON strings (HDF5 keeps plain strings faithfully)."""
 
 

@@ -2,9 +2,9 @@
 
 Sub-commands::
 
-    mksgn-data synth --out X.npz [--samples N] [--seed S] [--frames F] [--difficulty D]
-    mksgn-data convert --from {ntu-skeleton,pyskl,ucla} SRC --out X.npz [--benchmark B]
-    mksgn-data inspect [X.npz] [--out DIR] [--split train|test] [--sample I]
+    mksgn-data synth -o X.npz [--samples N] [--seed S] [--frames F] [--difficulty D]
+    mksgn-data convert --from {ntu-skeleton,pyskl,ucla} SRC -o X.npz [--benchmark B]
+    mksgn-data inspect [X.npz] [-o DIR] [--split train|test] [--sample I]
 
 Bad input exits with status 2 and one line naming the file and position.
 """
@@ -17,12 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mksgn.atomic import atomic_write_text
-from mksgn.cli import ArgumentParser, run_cli
-from mksgn.data.builtin import BuiltinSpec, builtin_path
-from mksgn.data.dataset import DatasetSplits
-from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz, write_ctrgcn_npz
-from mksgn.errors import DatasetError
+from mksgn.cli import ArgumentParser, add_out_option, command_parser, run_cli
 
 PROG = "mksgn-data"
 SOURCES = ("ntu-skeleton", "pyskl", "ucla")
@@ -31,12 +26,14 @@ BENCHMARKS = ("xsub", "xview", "xset")
 
 def build_parser() -> ArgumentParser:
     """The argument parser of ``mksgn-data``."""
-    parser = ArgumentParser(prog=PROG, description="Make, convert and inspect skeleton datasets (CTR-GCN npz).")
+    from mksgn.data.builtin import BuiltinSpec
+
+    parser = command_parser(PROG, __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     defaults = BuiltinSpec()
 
     synth = sub.add_parser("synth", help="write the built-in procedural dataset")
-    synth.add_argument("--out", required=True, type=Path, help="output .npz")
+    add_out_option(synth, "output .npz", "file", required=True)
     synth.add_argument("--samples", type=int, default=defaults.samples, help="samples, train + test (default %(default)s)")
     synth.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
     synth.add_argument("--frames", type=int, default=defaults.frames, help="frames per clip (default %(default)s)")
@@ -45,20 +42,22 @@ def build_parser() -> ArgumentParser:
     convert = sub.add_parser("convert", help="convert NTU .skeleton files, a pyskl pickle or NW-UCLA json")
     convert.add_argument("--from", dest="source_format", required=True, choices=SOURCES)
     convert.add_argument("src", type=Path, help="a directory (ntu-skeleton, ucla) or a .pkl file (pyskl)")
-    convert.add_argument("--out", required=True, type=Path, help="output .npz")
+    add_out_option(convert, "output .npz", "file", required=True)
     convert.add_argument("--benchmark", choices=BENCHMARKS, default="xsub", help="split (default %(default)s; ucla: by view)")
     convert.add_argument("--max-frames", type=int, default=300, help="cut clips longer than this (default %(default)s)")
 
     inspect = sub.add_parser("inspect", help="counts per class, shapes, value ranges and a PNG strip of one sample")
     inspect.add_argument("data", nargs="?", type=Path, help="a CTR-GCN .npz (default: the built-in dataset)")
-    inspect.add_argument("--out", type=Path, help="folder for the PNG and JSON (default: beside the data)")
+    add_out_option(inspect, "folder for the PNG and JSON (default: beside the data)", "folder")
     inspect.add_argument("--split", choices=("train", "test"), default="train")
     inspect.add_argument("--sample", type=int, default=0, help="index of the sample to draw")
     return parser
 
 
 def _synth(args) -> int:
+    from mksgn.data.readers.ctrgcn_npz import write_ctrgcn_npz
     from mksgn.data.synth import generate
+    from mksgn.errors import DatasetError
 
     start = time.perf_counter()
     try:
@@ -75,6 +74,9 @@ def _synth(args) -> int:
 
 
 def _convert(args) -> int:
+    from mksgn.data.dataset import DatasetSplits
+    from mksgn.data.readers.ctrgcn_npz import write_ctrgcn_npz
+
     splits: DatasetSplits
     if args.source_format == "ntu-skeleton":
         from mksgn.data.readers.ntu_skeleton import read_ntu_skeleton_dir
@@ -97,7 +99,11 @@ def _convert(args) -> int:
 
 
 def _inspect(args) -> int:
+    from mksgn.atomic import atomic_write_text
+    from mksgn.data.builtin import builtin_path
     from mksgn.data.data_report import format_summary, plot_sample_strip, summarise
+    from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz
+    from mksgn.errors import DatasetError
 
     path = args.data or builtin_path()
     splits = read_ctrgcn_npz(path)

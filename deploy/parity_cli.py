@@ -1,11 +1,12 @@
 """``mksgn-parity``: spike parity of the snnTorch checkpoint, NIR, Lava float, emulator and Lava fixed.
 
-    mksgn-parity CKPT MODEL.nir [MODEL.q.nir] [--data X.npz] [--limit N] [--out DIR] [--strict] [--no-lava]
+    mksgn-parity CKPT MODEL.nir [MODEL.q.nir] [--data X.npz] [--limit N] [-o DIR] [--strict] [--no-lava]
 
 Runs the first ``N`` test samples (default 32) through every backend (see
 :mod:`mksgn.deploy.parity` and :mod:`mksgn.deploy.parity_run`) and writes ``DIR/parity.json``, ``parity.md`` and
 ``parity_heatmap.png``. Without ``MODEL.q.nir`` the fixed-point pairs are skipped; with
-``--no-lava`` the Lava runs (about 6 s per person row and arithmetic for ``tiny``).
+``--no-lava`` the Lava runs are skipped (they take about 6 s per person row and arithmetic for ``tiny``).
+Parity runs on the CPU: the exact comparisons are defined for its arithmetic.
 Exit status: 0 when every exact pair is exact (rounding ties allowed up to the stated
 bound, none with ``--strict``), 1 otherwise, 2 for bad input.
 """
@@ -17,25 +18,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mksgn.cli import (
-    ArgumentParser, add_data_option, add_limit_option, add_out_option, add_quiet_option, check_at_least_one,
-    command_parser, run_cli,
+    ArgumentParser, add_data_option, add_limit_option, add_out_option, add_quiet_option, command_parser, run_cli,
 )
-from mksgn.deploy.parity import write_report
-from mksgn.deploy.parity_run import Student, run_parity
-from mksgn.deploy.run import load_model
 
 PROG = "mksgn-parity"
 DEFAULT_LIMIT = 32
 
 
 def build_parser() -> ArgumentParser:
+    """The argument parser of ``mksgn-parity`` (imports nothing heavy)."""
     p = command_parser(PROG, __doc__)
     p.add_argument("checkpoint", type=Path, help="student checkpoint (student_best.pt)")
     p.add_argument("model", type=Path, help="its exported NIR graph")
     p.add_argument("quantized", type=Path, nargs="?", help="its quantised graph (mksgn-quantize)")
-    add_data_option(p, "CTR-GCN .npz (default: the built-in dataset); its test split is used")
+    add_data_option(p, "CTR-GCN .npz (default: the data the checkpoint records, else the built-in dataset); "
+                       "its test split is used")
     add_limit_option(p, DEFAULT_LIMIT, "test samples (default %(default)s)")
-    add_out_option(p, "report folder (default %(default)s)", default=Path("parity"))
+    add_out_option(p, "report folder (default %(default)s)", "folder", default=Path("parity"))
     p.add_argument("--strict", action="store_true", help="fail on rounding ties too")
     p.add_argument("--no-lava", action="store_true", help="skip the Lava runs")
     add_quiet_option(p)
@@ -43,15 +42,20 @@ def build_parser() -> ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    # the heavy imports after parsing: --help and usage errors never load torch
     from mksgn.data.builtin import load_dataset
+    from mksgn.data.recorded import choose_data
+    from mksgn.deploy.parity import write_report
+    from mksgn.deploy.parity_run import Student, run_parity
+    from mksgn.deploy.run import load_model
 
-    p = build_parser()
-    args = p.parse_args(argv)
-    check_at_least_one(p, "--limit", args.limit)
     student = Student.load(args.checkpoint)
     model = load_model(args.model, "reference", "floating_pt")
     quantized = load_model(args.quantized, "emulator", "fixed_pt") if args.quantized is not None else None
-    result = run_parity(student, model, quantized, load_dataset(args.data).test, args.limit, lava=not args.no_lava,
+    data = choose_data(args.data, student.info, args.checkpoint)
+    data.announce()
+    result = run_parity(student, model, quantized, load_dataset(data.path).test, args.limit, lava=not args.no_lava,
                         strict=args.strict, progress=not args.quiet)
     write_report(result, args.out)
     for name, pair in result.pairs.items():

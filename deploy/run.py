@@ -26,11 +26,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from mksgn.convert.graph_inputs import InputSpec
+from mksgn.deploy.backends import BACKENDS, TAGS
 from mksgn.core.synapse_graph import SynapseGraph
 from mksgn.errors import MksgnError
 
-BACKENDS = ("emulator", "reference", "lava")
-TAGS = ("fixed_pt", "floating_pt")
 
 
 class RunError(MksgnError, ValueError):

@@ -1,12 +1,13 @@
 """``mksgn-run``: run an exported (or quantised) graph on skeleton data.
 
     mksgn-run MODEL.nir [--data X.npz] [--backend emulator|reference|lava] [--tag fixed_pt|floating_pt]
-              [--timing aligned|lava] [--limit N] [--batch B] [--device auto|cpu|cuda] [--out RUN.json]
+              [--timing aligned|lava] [--limit N] [--batch B] [--device auto|cpu|cuda] [-o RUN.json]
 
 Backends: ``reference`` is the reference NIR executor (float64) on the float graph;
 ``emulator`` the batched Lava emulator (:mod:`mksgn.core.emulator`); ``lava`` Lava itself
 (:mod:`mksgn.deploy.lava_builder`, one person row at a time, about 8 s each for ``tiny``);
-``fixed_pt`` needs a quantised graph (``mksgn-quantize``). Prints and writes predictions, labels, accuracy,
+``fixed_pt`` needs a quantised graph (``mksgn-quantize``); without ``--tag`` the graph decides
+(``fixed_pt`` for a quantised graph, ``floating_pt`` otherwise). Prints and writes predictions, labels, accuracy,
 spike counts per population and synaptic operations per synapse, each saying what it
 was measured on. Under ``torchrun --nproc_per_node N`` every rank runs its share of the
 samples and rank 0 gathers one result. The work is :mod:`mksgn.deploy.run`'s; this module
@@ -20,41 +21,58 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mksgn.atomic import atomic_write_text
 from mksgn.cli import (
-    ArgumentParser, add_data_option, add_limit_option, add_out_option, add_quiet_option, check_at_least_one,
-    command_parser, run_cli,
+    ArgumentParser, add_data_option, add_device_option, add_limit_option, add_out_option, add_quiet_option,
+    check_at_least_one, check_lava_device, command_parser, run_cli,
 )
-from mksgn.deploy.run import BACKENDS, TAGS, load_model, run
+from mksgn.deploy.backends import BACKENDS, TAGS
 
 PROG = "mksgn-run"
 
 
 def build_parser() -> ArgumentParser:
+    """The argument parser of ``mksgn-run`` (imports nothing heavy)."""
     p = command_parser(PROG, __doc__)
     p.add_argument("model", type=Path, help="NIR graph (MODEL.nir, or MODEL.q.nir for fixed_pt)")
-    add_data_option(p, "CTR-GCN .npz (default: the built-in dataset); its test split is run")
-    p.add_argument("--backend", choices=BACKENDS, default="emulator")
-    p.add_argument("--tag", choices=TAGS, default="fixed_pt")
+    add_data_option(p, "CTR-GCN .npz (default: the data the model records, else the built-in dataset); "
+                       "its test split is run")
+    p.add_argument("--backend", choices=BACKENDS, default="emulator", help="default %(default)s")
+    p.add_argument("--tag", choices=TAGS,
+                   help="arithmetic of the emulator and Lava (default: fixed_pt for a quantised graph, "
+                        "floating_pt otherwise); the reference executor has one, float64")
     p.add_argument("--timing", choices=("aligned", "lava"), default="aligned",
                    help="emulator timing: as the reference executor, or Lava's synaptic latency (same results)")
     add_limit_option(p)
     p.add_argument("--batch", type=int, default=64, help="samples per batch (default %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    add_out_option(p, "write the result JSON here")
+    add_device_option(p)
+    add_out_option(p, "write the result JSON to this file", "file")
     add_quiet_option(p)
+    p.add_check(lambda args: check_at_least_one(p, "--batch", args.batch))
+    p.add_check(lambda args: _check_backend_options(p, args))
     return p
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    from mksgn.data.builtin import load_dataset
+def _check_backend_options(p: ArgumentParser, args) -> None:
+    """Options that mean nothing for the chosen backend are usage errors, not silently ignored."""
+    if args.backend == "reference" and args.tag is not None:
+        p.error("--tag: the reference executor computes in float64 only; --tag is for --backend emulator or lava")
+    if args.backend != "emulator" and args.timing != "aligned":
+        p.error("--timing is an emulator option")
+    check_lava_device(p, args)
 
-    p = build_parser()
-    args = p.parse_args(argv)
-    check_at_least_one(p, "--limit", args.limit)
-    check_at_least_one(p, "--batch", args.batch)
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    # the heavy imports after parsing: --help and usage errors never load torch
+    from mksgn.atomic import atomic_write_text
+    from mksgn.data.builtin import load_dataset
+    from mksgn.data.recorded import choose_data, graph_data_record
+    from mksgn.deploy.run import load_model, run
+
     loaded = load_model(args.model, args.backend, args.tag)
-    result = run(loaded, load_dataset(args.data).test, args.backend, args.tag, args.timing, args.limit, args.batch,
+    data = choose_data(args.data, graph_data_record(loaded.graph), args.model)
+    data.announce()
+    result = run(loaded, load_dataset(data.path).test, args.backend, args.tag, args.timing, args.limit, args.batch,
                  args.device, progress=not args.quiet)
     if result is None:  # not rank 0 under torchrun
         return 0

@@ -3,7 +3,7 @@
 Usage::
 
     mksgn-energy MODEL.nir [--data X.npz] [--limit N] [--backend emulator|lava] [--tag fixed_pt|floating_pt]
-                 [--profile NAME|FILE ...] [--teacher CKPT | --teacher-config NAME] [--onnx ANN.onnx] [--out DIR]
+                 [--profile NAME|FILE ...] [--teacher CKPT | --teacher-config NAME] [--onnx ANN.onnx] [--device auto|cpu|cuda] [-o DIR]
 
 Runs the first ``N`` test samples through the emulator (or Lava), counts what the run did
 (:mod:`mksgn.hw_profiles.counts`), prices it on every profile
@@ -22,21 +22,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mksgn.cli import (
-    ArgumentParser, add_data_option, add_limit_option, add_out_option, add_quiet_option, check_at_least_one,
-    command_parser, run_cli,
+    ArgumentParser, add_data_option, add_device_option, add_limit_option, add_out_option, add_quiet_option,
+    check_lava_device, command_parser, run_cli,
 )
-from mksgn.deploy.run import TAGS, load_model
-from mksgn.hw_profiles.estimate import estimate, load_profiles
+from mksgn.deploy.backends import TAGS
 
 PROG = "mksgn-energy"
 
 
 def build_parser() -> ArgumentParser:
+    """The argument parser of ``mksgn-energy`` (imports nothing heavy)."""
     p = command_parser(PROG, __doc__)
     p.add_argument("model", type=Path, help="NIR graph (MODEL.q.nir: fixed-point counts; MODEL.nir: float)")
-    add_data_option(p, "CTR-GCN .npz (default: the built-in dataset); its test split is run")
+    add_data_option(p, "CTR-GCN .npz (default: the data the model records, else the built-in dataset); "
+                       "its test split is run")
     add_limit_option(p, 32, "test samples to measure on (default %(default)s)")
-    p.add_argument("--backend", choices=("emulator", "lava"), default="emulator")
+    p.add_argument("--backend", choices=("emulator", "lava"), default="emulator", help="default %(default)s")
     p.add_argument("--tag", choices=TAGS, help="default: fixed_pt for a quantised graph, floating_pt otherwise")
     p.add_argument("--profile", action="append", default=[],
                    help="built-in profile name or a .toml file; repeat (default: every built-in profile)")
@@ -44,22 +45,28 @@ def build_parser() -> ArgumentParser:
     ann.add_argument("--teacher", type=Path, help="teacher checkpoint: the ANN baseline")
     ann.add_argument("--teacher-config", help="count an untrained teacher of this config (tiny, ntu) as the baseline")
     ann.add_argument("--onnx", type=Path, help="any GCN as ONNX (input rows x (B, ...)): the ANN baseline")
-    add_out_option(p, "write energy.json, energy.md and the PNG plots here")
+    add_device_option(p)
+    add_out_option(p, "folder for energy.json, energy.md and the PNG plots", "folder")
     add_quiet_option(p)
+    p.add_check(lambda args: check_lava_device(p, args))
     return p
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from mksgn.hw_profiles.report import terminal_table, write_report
+    args = build_parser().parse_args(argv)
+    # the heavy imports after parsing: --help and usage errors never load torch
     from mksgn.data.builtin import load_dataset
+    from mksgn.data.recorded import choose_data, graph_data_record
+    from mksgn.deploy.run import load_model
+    from mksgn.hw_profiles.estimate import estimate, load_profiles
+    from mksgn.hw_profiles.report import terminal_table, write_report
 
-    p = build_parser()
-    args = p.parse_args(argv)
-    check_at_least_one(p, "--limit", args.limit)
     profiles = load_profiles(args.profile)  # bad profiles fail before the model is read
     loaded = load_model(args.model, args.backend, args.tag)
-    result = estimate(loaded, load_dataset(args.data).test, args.limit, args.backend, profiles, args.teacher,
-                      args.teacher_config, args.onnx, not args.quiet)
+    data = choose_data(args.data, graph_data_record(loaded.graph), args.model)
+    data.announce()
+    result = estimate(loaded, load_dataset(data.path).test, args.limit, args.backend, profiles, args.teacher,
+                      args.teacher_config, args.onnx, not args.quiet, device=args.device)
     record = result.to_dict()
     c = record["counts"]
     print(f"operations measured on {c['measured_on']} ({c['backend']}), energy per sample:")

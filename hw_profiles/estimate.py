@@ -126,7 +126,8 @@ def _priced(counts: SNNCounts, ann: ANNCounts | None, profiles: list[Profile], l
 
 def estimate(loaded: LoadedModel, dataset, limit: int = 32, backend: str = "emulator",
              profiles: Sequence[str | Path | Profile] = (), teacher: Path | None = None,
-             teacher_config: str | None = None, onnx: Path | None = None, progress: bool = True) -> EnergyResult:
+             teacher_config: str | None = None, onnx: Path | None = None, progress: bool = True,
+             device: str = "cpu") -> EnergyResult:
     """Run, count, price: the energy per sample of ``loaded`` on every profile.
 
     Parameters
@@ -146,6 +147,8 @@ def estimate(loaded: LoadedModel, dataset, limit: int = 32, backend: str = "emul
         The ANN baseline (:func:`ann_baseline`), or none.
     progress
         Show a progress bar.
+    device
+        Where the emulator computes (``auto``, ``cpu``, ``cuda``; the counts are the same).
     """
     from mksgn.core.emulator import Emulator
     from mksgn.deploy.run import run
@@ -153,7 +156,7 @@ def estimate(loaded: LoadedModel, dataset, limit: int = 32, backend: str = "emul
     from mksgn.hw_profiles.resources import graph_resources
 
     chosen = load_profiles(profiles)  # bad profiles fail before the run
-    record = run(loaded, dataset, backend, loaded.tag, "aligned", limit, 16, "cpu", progress=progress)
+    record = run(loaded, dataset, backend, loaded.tag, "aligned", limit, 16, device, progress=progress)
     counts = snn_counts(loaded.sg, record.to_dict())
     emulator = Emulator(loaded.sg, loaded.tag)  # its latency, fan-outs and weights for the resource map
     counts.latency = emulator.latency

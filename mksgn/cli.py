@@ -1,5 +1,21 @@
-"""What every ``mksgn-*`` command shares: one-line errors and exit status 2 for bad input, and the
-options several commands have (``--data``, ``--limit``, ``--out``, ``--quiet``)."""
+"""What every ``mksgn-*`` command shares: one grammar and one way to fail.
+
+The options (the README's table lists which command has which):
+
+- ``-o/--out PATH``: where the command writes; a file for commands that write one artefact
+  (``mksgn-export``, ``-snap``, ``-quantize``, ``-run``), a folder for those that write a
+  report (``mksgn-train``, ``-parity``, ``-energy``, ``-demo``, ``mksgn-data inspect``).
+  Checked before any work: a file option naming a directory, a folder option naming a file,
+  or a place this process cannot write is refused.
+- ``--data X.npz``: the dataset (default: the one the model records, else the built-in one);
+  ``--limit N``: the first ``N`` test samples; ``--device auto|cpu|cuda``; ``--quiet``: no
+  progress bars; ``--version``.
+
+Bad input is one line on stderr and exit status 2; a usage error prints the usage line too.
+Ctrl-C exits with status 130, SIGTERM with 143, each with one line.
+
+This module imports nothing heavy: ``--help`` and usage errors never load torch.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +29,36 @@ from mksgn.errors import MksgnError
 EXIT_BAD_INPUT = 2
 
 
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+DEVICES = ("auto", "cpu", "cuda")
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """An :class:`argparse.ArgumentParser` whose usage errors are one line, exit status 2."""
+    """An :class:`argparse.ArgumentParser` whose usage errors are the usage line and one line, status 2.
+
+    Checks added with :meth:`add_check` run after parsing, before the command does any work.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._checks: list[Callable[[argparse.Namespace], None]] = []
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(EXIT_BAD_INPUT)
+
+    def add_check(self, check: Callable[[argparse.Namespace], None]) -> None:
+        """Run ``check(args)`` after parsing (it raises :class:`MksgnError` or calls :meth:`error`)."""
+        self._checks.append(check)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        # parse_args and sub-commands both come through here, so a sub-parser's checks run too
+        parsed, extras = super().parse_known_args(args, namespace)
+        for check in self._checks:
+            check(parsed)
+        return parsed, extras
 
 
 def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
@@ -38,20 +78,30 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except MksgnError as exc:
-        message = " ".join(str(exc).split("\n"))
-        sys.stderr.write(f"{prog}: error: {message}\n")
-        return EXIT_BAD_INPUT
+        return _one_line(prog, str(exc))
+    except OSError as exc:  # a file system refusal the checks could not foresee (disk full, a race)
+        return _one_line(prog, str(exc))
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _one_line(prog: str, message: str) -> int:
+    """Write ``prog: error: message`` on one line; the bad-input status."""
+    sys.stderr.write(f"{prog}: error: {' '.join(message.split())}\n")
+    return EXIT_BAD_INPUT
 
 
 DATA_HELP = "CTR-GCN .npz (default: the built-in dataset)"
 
 
 def command_parser(prog: str, doc: str | None) -> ArgumentParser:
-    """The parser of a command, described by the first paragraph of its module docstring."""
-    return ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+    """The parser of a command, described by the first paragraph of its module docstring, with ``--version``."""
+    from mksgn import __version__
+
+    p = ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"{prog} (mksgn) {__version__}")
+    return p
 
 
 def add_data_option(parser: argparse.ArgumentParser, help: str = DATA_HELP) -> None:
@@ -59,20 +109,44 @@ def add_data_option(parser: argparse.ArgumentParser, help: str = DATA_HELP) -> N
     parser.add_argument("--data", help=help)
 
 
-def add_limit_option(parser: argparse.ArgumentParser, default: int | None = None,
+def add_limit_option(parser: ArgumentParser, default: int | None = None,
                      help: str = "run only the first N test samples") -> None:
-    """``--limit N``: the first ``N`` test samples (checked by :func:`check_at_least_one`)."""
+    """``--limit N``: the first ``N`` test samples (at least 1, a usage error otherwise)."""
     parser.add_argument("--limit", type=int, default=default, help=help)
+    parser.add_check(lambda args: check_at_least_one(parser, "--limit", args.limit))
 
 
-def add_out_option(parser: argparse.ArgumentParser, help: str, *, short: bool = False, required: bool = False,
+def add_out_option(parser: ArgumentParser, help: str, kind: str, *, required: bool = False,
                    default: Path | None = None) -> None:
-    """``--out PATH`` (also ``-o`` when ``short``): where the command writes."""
-    flags = ("-o", "--out") if short else ("--out",)
-    parser.add_argument(*flags, type=Path, required=required, default=default, help=help)
+    """``-o/--out PATH``: where the command writes, a ``"file"`` or a ``"folder"``.
+
+    The path is checked right after parsing (:mod:`mksgn.paths`): a file option naming a
+    directory, a folder option naming a file, or a place this process cannot write is
+    refused before any work.
+    """
+    from mksgn.paths import check_output_dir, check_output_file
+
+    if kind not in ("file", "folder"):
+        raise ValueError(f"add_out_option: kind must be 'file' or 'folder', got {kind!r}")
+    parser.add_argument("-o", "--out", type=Path, required=required, default=default,
+                        metavar="FILE" if kind == "file" else "DIR", help=help)
+    check = check_output_file if kind == "file" else check_output_dir
+    parser.add_check(lambda args: args.out is None or check(args.out, "-o/--out"))
 
 
-def add_quiet_option(parser: argparse.ArgumentParser, help: str = "no progress bar") -> None:
+def add_device_option(parser: ArgumentParser, help: str = "where torch computes (default %(default)s: cuda "
+                      "when available)") -> None:
+    """``--device auto|cpu|cuda``."""
+    parser.add_argument("--device", choices=DEVICES, default="auto", help=help)
+
+
+def check_lava_device(parser: ArgumentParser, args: argparse.Namespace) -> None:
+    """A usage error for ``--backend lava --device cuda``: Lava simulates on the CPU."""
+    if getattr(args, "backend", None) == "lava" and getattr(args, "device", None) == "cuda":
+        parser.error("--device cuda: Lava runs on the CPU (use --backend emulator on a GPU)")
+
+
+def add_quiet_option(parser: argparse.ArgumentParser, help: str = "no progress bars") -> None:
     """``--quiet``: no progress bar (or whatever ``help`` says is left out)."""
     parser.add_argument("--quiet", action="store_true", help=help)
 

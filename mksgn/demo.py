@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mksgn.atomic import atomic_write_text
-from mksgn.cli import ArgumentParser, run_cli
+from mksgn.cli import add_out_option, command_parser, run_cli
 from mksgn.errors import MksgnError
 
 PROG = "mksgn-demo"
@@ -449,8 +449,8 @@ def render_report(records: dict[str, dict]) -> str:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = ArgumentParser(prog=PROG, description="Run the mksgn pipeline on the built-in data and write a report.")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default %(default)s)")
+    parser = command_parser(PROG, "Run the mksgn pipeline on the built-in data and write a report.")
+    add_out_option(parser, "run folder (default %(default)s)", "folder", default=Path("runs/demo"))
     parser.add_argument("--force", action="store_true", help="redo finished stages")
     args = parser.parse_args(argv)
     run_demo(args.out, args.force)

@@ -15,6 +15,16 @@ SMALL_TRAINING = [
 """mksgn-train options for a small model that trains in seconds (tests)."""
 
 
+def assert_usage_error(err: str, prog: str, *needles: str) -> None:
+    """A usage error on stderr: the usage line(s), then exactly one ``PROG: error: ...`` line naming ``needles``."""
+    lines = err.strip().splitlines()
+    assert lines and lines[0].startswith("usage:") and "Traceback" not in err, err
+    assert lines[-1].startswith(f"{prog}: error:"), err
+    assert sum(line.startswith(f"{prog}: error:") for line in lines) == 1, err
+    for needle in needles:
+        assert needle in lines[-1], err
+
+
 def random_dataset(n: int = 6, frames: int = 10, classes: int = 3, seed: int = 0, layout: str = "ntu25",
                    joints: int = 25, source: str = "<test>") -> SkeletonDataset:
     """A dataset with random coordinates, random valid lengths and zero padding."""
@@ -78,7 +88,9 @@ def tiny_graph(seed: int = 0, classes: int = 14):
     from mksgn.convert.nir_export import export_student
 
     model, rows = lively_tiny_student(seed, classes)
-    return export_student(model, 32, 25, [f"class {k}" for k in range(classes)], "ntu25"), model, rows
+    builtin = {"path": None, "sha256": None, "source": "the built-in dataset", "benchmark": "builtin"}
+    graph = export_student(model, 32, 25, [f"class {k}" for k in range(classes)], "ntu25", data=builtin)
+    return graph, model, rows
 
 
 def graph_inputs(graph, rows):

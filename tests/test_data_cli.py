@@ -13,6 +13,8 @@ import pytest
 from mksgn.data.data_cli import main
 from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz
 
+from helpers import assert_usage_error
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -75,7 +77,8 @@ def test_errors_are_one_line_with_status_2(tmp_path, capsys):
     _one_line_error(capsys, ["inspect", str(bad)], "corrupt.npz", "npz")
     _one_line_error(capsys, ["convert", "--from", "ucla", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.npz")], "nowhere")
     _one_line_error(capsys, ["synth", "--out", str(tmp_path / "x.npz"), "--difficulty", "3"], "difficulty")
-    _one_line_error(capsys, ["synth"], "--out")  # argparse usage errors too
+    assert main(["synth"]) == 2  # a usage error: the usage line, then one error line
+    assert_usage_error(capsys.readouterr().err, "mksgn-data synth", "--out")
     _one_line_error(capsys, ["inspect", str(bad.with_name("absent.npz"))], "absent.npz", "no such file")
     assert not (tmp_path / "x.npz").exists()
 

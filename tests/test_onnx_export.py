@@ -19,6 +19,8 @@ from mksgn.train.config import StudentConfig, TeacherConfig, preset
 from mksgn.train.student import MKSGN
 from mksgn.train.teacher import GCNTeacher
 
+from helpers import assert_usage_error
+
 MODS = ("joint", "bone", "joint_motion", "bone_motion")
 FRAMES, JOINTS, CLASSES = 16, 25, 5
 TEACHER_CFG = TeacherConfig(channels=(8,) * 10)
@@ -189,7 +191,7 @@ def test_export_cli_bad_usage_is_one_line_exit_2(tmp_path, capsys, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     assert export_main(["student.pt", *args]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("mksgn-export: error:") and words in err
+    assert_usage_error(err, "mksgn-export", words)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -33,6 +33,16 @@ def _one_line_error(capsys, code: int, *needles: str) -> None:
         assert needle in err, err
 
 
+def _usage_error(capsys, code: int, *needles: str) -> None:
+    """A usage error: the usage line(s), then one error line; status 2."""
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("usage:"), err
+    last = err.splitlines()[-1]
+    assert last.startswith("mksgn-") and ": error: " in last, err
+    for needle in needles:
+        assert needle in last, err
+
+
 def test_quantize_writes_graph_and_reports(files):
     report = json.loads((files / "student.q.quantization.json").read_text())
     assert report["calibrated_on"].startswith("16 training samples of")
@@ -66,10 +76,12 @@ def test_bad_inputs_give_one_line_and_status_2(files, tmp_path, capsys):
     corrupt.write_bytes(b"\x89HDF garbage" * 10)
     _one_line_error(capsys, run_main([str(corrupt), "--quiet"]), "corrupt.nir", "not a NIR file")
     _one_line_error(capsys, run_main([str(tmp_path / "missing.nir"), "--quiet"]), "missing.nir", "no such file")
-    _one_line_error(capsys, run_main([str(files / "student.nir"), "--quiet"]), "not a quantised graph")
+    # fixed_pt asked of a float graph (without --tag the graph decides: see the test above)
+    _one_line_error(capsys, run_main([str(files / "student.nir"), "--tag", "fixed_pt", "--quiet"]),
+                    "not a quantised graph")
     _one_line_error(capsys, quantize_main([str(corrupt), "-o", str(tmp_path / "x.q.nir")]), "corrupt.nir")
     assert not (tmp_path / "x.q.nir").exists()
-    _one_line_error(capsys, run_main([str(files / "student.q.nir"), "--limit", "0"]), "--limit")
+    _usage_error(capsys, run_main([str(files / "student.q.nir"), "--limit", "0"]), "--limit")
 
 
 def test_torchrun_shards_the_samples_and_gathers_one_result(files, tmp_path):

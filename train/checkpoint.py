@@ -24,6 +24,7 @@ import torch
 import mksgn
 from mksgn.atomic import atomic_open
 from mksgn.errors import MksgnError
+from mksgn.paths import PathError, check_input_file, file_signature
 
 FORMAT = "mksgn-checkpoint"
 FORMAT_VERSION = 1
@@ -45,6 +46,17 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def checkpoint_data(given: str | os.PathLike[str] | None, path: str | os.PathLike[str]):
+    """The dataset a command on checkpoint ``path`` uses: ``given`` (``--data``) or the one it records.
+
+    See :func:`mksgn.data.recorded.choose_data`; returns its :class:`~mksgn.data.recorded.DataChoice`.
+    """
+    from mksgn.data.recorded import choose_data
+
+    record = load_checkpoint(path)
+    return choose_data(given, record.get("data"), path)
+
+
 def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None,
                     config: dict[str, Any] | None = None, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)`` and check it.
@@ -59,12 +71,21 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None,
         If given, the checkpoint's config must equal it (in ``sections`` only, if given).
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        check_input_file(path, "a checkpoint (.pt)")
+    except PathError as exc:
+        raise CheckpointError(str(exc)) from None
+    if file_signature(path) == "hdf5":
+        raise CheckpointError(f"{path}: an HDF5 file (a NIR graph?), not a checkpoint; give the .pt that "
+                              f"mksgn-train or mksgn-snap wrote")
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only load failed" in first.lower():  # torch's advice to unpickle it anyway: not ours to give
+            first = "it holds Python objects besides tensors and plain data, which mksgn does not unpickle"
         raise CheckpointError(f"{path}: not a loadable mksgn checkpoint ({first})") from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an mksgn checkpoint (no '{FORMAT}' header)")

@@ -21,6 +21,7 @@ from mksgn.atomic import atomic_open
 from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset
 from mksgn.data.skeletons import get_layout, layout_for_joints
 from mksgn.errors import DatasetError
+from mksgn.paths import PathError, check_input_file
 
 SPLITS = ("train", "test")
 """The two splits a CTR-GCN npz holds."""
@@ -141,8 +142,10 @@ def _check_members(path: Path) -> None:
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DatasetError("no such file", path)
+    try:
+        check_input_file(path, "a CTR-GCN .npz dataset")
+    except PathError as exc:
+        raise DatasetError(str(exc)) from None
     try:
         _check_members(path)
         with np.load(path, allow_pickle=False) as npz:
