@@ -157,35 +157,55 @@ def compare_recordings(recs: dict[str, Recording], module_map: dict[str, str], t
     return pairs, fvf, accuracy
 
 
-def plot_heatmap(result: ParityResult, path: Path) -> None:
-    """Mismatch rate per layer x step, one panel per pair (exact pairs and float vs fixed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(name, p["mismatch_rate"]) for name, p in result.pairs.items()]
+def _heatmap_panels(result: ParityResult) -> list[tuple[str, dict[str, list[float]], int | None]]:
+    """``(title, mismatch rate per node and step, compared spikes or None)`` per pair."""
+    panels = [(name if not p["mismatches"] else f"{name}\n{p['mismatches']:,} of {p['compared_spikes']:,} spikes differ",
+               p["mismatch_rate"], p["compared_spikes"]) for name, p in result.pairs.items()]
     if result.float_vs_fixed:
-        panels.append((f"{FLOAT_VS_FIXED[0]} vs {FLOAT_VS_FIXED[1]} (float vs fixed)",
-                       {n: v["mismatch_rate_per_step"] for n, v in result.float_vs_fixed["layers"].items()}))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 2, 0.22 * len(result.nodes) + 2),
-                             squeeze=False)
-    for ax, (title, rates) in zip(axes[0], panels, strict=True):
-        data = np.array([rates.get(n, [0.0] * result.steps) for n in result.nodes])
-        im = ax.imshow(data, aspect="auto", cmap="magma", vmin=0.0, vmax=max(1e-6, float(data.max())))
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("time step")
+        panels.append((f"{FLOAT_VS_FIXED[0]} vs {FLOAT_VS_FIXED[1]}\n(float vs fixed)",
+                       {n: v["mismatch_rate_per_step"] for n, v in result.float_vs_fixed["layers"].items()}, None))
+    return panels
+
+
+def heatmap_figure(result: ParityResult) -> Any:
+    """Mismatch rate per layer x step, one panel per pair (exact pairs and float vs fixed).
+
+    A pair without a single mismatch is a blank panel that says so (``0 mismatches`` and on
+    what); the others are heatmaps with a labelled colour bar of their own.
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    from mksgn.figures import MIN_FONT, figure
+
+    panels = _heatmap_panels(result)
+    fig = figure(3.6 + 2.6 * len(panels), max(4.5, 0.27 * len(result.nodes) + 2.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    on = f"{result.samples} samples, {result.rows} person rows,\n{len(result.nodes)} layers x {result.steps} steps"
+    for ax, (title, rates, compared) in zip(axes, panels, strict=True):
+        data = np.array([rates.get(n, [0.0] * result.steps) for n in result.nodes], dtype=np.float64)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("time step", fontsize=MIN_FONT)
         ax.set_xticks(range(result.steps))
-        ax.set_yticks(range(len(result.nodes)))
-        ax.set_yticklabels(result.nodes if ax is axes[0][0] else [], fontsize=6)
-        fig.colorbar(im, ax=ax, fraction=0.05)
-    fig.suptitle(f"spike mismatch rate per layer and step ({result.measured_on})", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+        ax.tick_params(labelsize=MIN_FONT)
+        if not data.any():
+            ax.imshow(np.zeros_like(data), aspect="auto", cmap="Greys", vmin=0.0, vmax=1.0)
+            what = f"{compared:,} compared spikes\n" if compared is not None else ""
+            ax.text(0.5, 0.5, f"0 mismatches\n{what}({on})", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=MIN_FONT + 1, bbox={"boxstyle": "round", "facecolor": "honeydew", "edgecolor": "green"})
+            continue
+        im = ax.imshow(data, aspect="auto", cmap="magma_r", vmin=0.0, vmax=float(data.max()))
+        fig.colorbar(im, ax=ax, shrink=0.8, format=FuncFormatter(lambda v, _: f"{100 * v:.2g} %"),
+                     label="mismatch rate (share of the layer's neurons)").ax.tick_params(labelsize=MIN_FONT)
+    axes[0].set_yticks(range(len(result.nodes)), result.nodes, fontsize=MIN_FONT)
+    fig.suptitle(f"spike mismatches per layer and time step ({result.measured_on})", fontsize=10)
+    return fig
+
+
+def plot_heatmap(result: ParityResult, path: Path) -> None:
+    """Write :func:`heatmap_figure` as PNG."""
+    from mksgn.figures import save_png
+
+    save_png(heatmap_figure(result), path)
 
 
 def render_markdown(result: ParityResult) -> str:

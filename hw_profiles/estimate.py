@@ -23,7 +23,7 @@ from mksgn.hw_profiles.counts import ANNCounts, SNNCounts
 from mksgn.hw_profiles.profile import Profile
 
 BASELINE_PROFILE = "cmos45nm"
-"""The SNN-vs-ANN reduction compares both on this profile (the paper's convention)."""
+"""The ANN baseline is priced on this profile (the paper's convention); every SNN profile is compared with it."""
 
 
 class EnergyError(MksgnError, ValueError):
@@ -41,7 +41,9 @@ class EnergyResult:
     ann: ANNCounts | None
     baseline_profile: str
     profiles: dict[str, dict[str, Any]]
-    """Profile name -> the profile, its SNN and ANN energy, resources and reduction vs the baseline."""
+    """Profile name -> the profile, its SNN and ANN energy, resources, ``comparison`` (the SNN on this profile vs
+    the ANN on the baseline profile: :func:`~mksgn.hw_profiles.estimator.compare`) and ``reduction_vs_baseline``
+    (its ``reduction``: ``None`` when the comparison is incomplete)."""
     accuracy: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,7 +106,7 @@ def _priced(counts: SNNCounts, ann: ANNCounts | None, profiles: list[Profile], l
             rows_per_sample: float) -> dict[str, dict[str, Any]]:
     """One JSON-ready entry per profile: SNN and ANN energy, resources, reduction vs the baseline profile."""
     from mksgn.core import loihi
-    from mksgn.hw_profiles.estimator import ann_energy, snn_energy
+    from mksgn.hw_profiles.estimator import ann_energy, compare, snn_energy
     from mksgn.hw_profiles.profile import load_profile
     from mksgn.hw_profiles.resources import resource_map
 
@@ -117,9 +119,12 @@ def _priced(counts: SNNCounts, ann: ANNCounts | None, profiles: list[Profile], l
         snn = snn_energy(counts, p)
         ann_e = ann_energy(ann, rows_per_sample, p) if ann is not None else None
         entry = p.to_dict()
+        comparison = compare(p.name, snn.to_dict() if snn else None, BASELINE_PROFILE,
+                             baseline.to_dict() if baseline else None)
         entry.update({"snn": snn.to_dict() if snn else None, "ann": ann_e.to_dict() if ann_e else None,
                       "resources": resource_map(layers, p, loihi.WEIGHT_BITS).to_dict() if p.kind != "ann" else None,
-                      "reduction_vs_baseline": (1 - snn.total / baseline.total) if snn and baseline else None})
+                      "comparison": comparison,
+                      "reduction_vs_baseline": comparison["reduction"] if comparison else None})
         out[p.name] = entry
     return out
 

@@ -14,6 +14,9 @@ non-zero but whose cost the profile does not give is left out and **named** in
 
 Dense ANN baseline on ``P`` (per sample): ``MACs per person row x person rows per sample x
 P.energy.mac``, for profiles that give a MAC cost (``cmos45nm``, ``cpu``, ``gpu``).
+
+:func:`compare` sets the SNN on a profile against the ANN on the baseline profile and names
+both; a side with an unpriced term makes the comparison incomplete (no saving stated).
 """
 
 from __future__ import annotations
@@ -89,3 +92,47 @@ def ann_energy(counts: ANNCounts, rows_per_sample: float, profile: Profile) -> E
     layers = {name: macs * rows_per_sample * mac for name, macs in counts.macs.items()}
     total = float(sum(layers.values()))
     return Energy(profile.name, total, {"mac": total}, layers)
+
+
+def compare(snn_profile: str, snn: dict[str, Any] | None, ann_profile: str,
+            ann: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The SNN on ``snn_profile`` against the ANN baseline on ``ann_profile``, saying what is compared.
+
+    Parameters
+    ----------
+    snn_profile, ann_profile
+        Profile names of the two sides (the ANN side is the baseline profile, ``cmos45nm``).
+    snn, ann
+        The two :class:`Energy` records as dicts (``Energy.to_dict``); ``None`` where a side has
+        no energy (an ANN-only profile, no ANN baseline).
+
+    Returns
+    -------
+    dict or None
+        ``label`` ("SNN on P vs ANN on B"), both sides, ``same_profile``, ``complete``,
+        ``reason``, ``unpriced`` (side -> the cost names missing) and ``reduction``
+        (``1 - SNN / ANN``): ``None`` when the comparison is incomplete (a side leaves out an
+        operation it performed because its profile gives no cost for it), then
+        ``reduction_priced_terms_only`` holds the figure over what was priced.
+        ``None`` when a side is missing.
+    """
+    if snn is None or ann is None:
+        return None
+    unpriced = {side: list(record.get("unpriced", [])) for side, record in (("snn", snn), ("ann", ann))
+                if record.get("unpriced")}
+    sides = (("snn", snn_profile), ("ann", ann_profile))
+    missing = [f"{side.upper()} on {name}: energy.{term}" for side, name in sides for term in unpriced.get(side, [])]
+    ratio = 1.0 - snn["total"] / ann["total"] if ann["total"] > 0 else None
+    complete = not missing and ratio is not None
+    reason = None
+    if missing:
+        reason = ("incomplete: " + ", ".join(missing) + " not priced (the profile gives no cost for operations the "
+                  "run performed), so that side's total is too low")
+    elif ratio is None:
+        reason = "incomplete: the ANN baseline costs 0 J"
+    out = {"label": f"SNN on {snn_profile} vs ANN on {ann_profile}", "snn_profile": snn_profile,
+           "ann_profile": ann_profile, "same_profile": snn_profile == ann_profile, "complete": complete,
+           "reason": reason, "unpriced": unpriced, "reduction": ratio if complete else None}
+    if not complete:
+        out["reduction_priced_terms_only"] = ratio
+    return out

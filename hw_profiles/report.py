@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mksgn.atomic import atomic_write_text
-from mksgn.figures import figure, save_png
+from mksgn.figures import MIN_FONT, figure, save_png
 
 
 def joules(value: float | None) -> str:
@@ -22,23 +22,66 @@ def joules(value: float | None) -> str:
     return f"{value:.3g} J"
 
 
+def comparison(result: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """What profile ``name``'s row compares: the SNN on it vs the ANN on the baseline profile.
+
+    Reads the ``comparison`` record of the estimate; an older ``energy.json`` without one gets it
+    derived from the energies it holds (:func:`~mksgn.hw_profiles.estimator.compare`).
+    """
+    from mksgn.hw_profiles.estimator import compare
+
+    p = result["profiles"][name]
+    if "comparison" in p:
+        return p["comparison"]
+    base = result.get("baseline_profile")
+    ann = (result["profiles"].get(base) or {}).get("ann")
+    return compare(name, p.get("snn"), base, ann) if base else None
+
+
+def saving(c: dict[str, Any] | None, short: bool = True) -> str:
+    """A comparison's saving as a table cell: ``93.31 %``, ``incomplete (...)`` or ``n/a``."""
+    if c is None:
+        return "n/a"
+    if not c["complete"]:
+        if not short:
+            return c["reason"]
+        terms = "; ".join(f"{side.upper()} {', '.join(t)}" for side, t in c.get("unpriced", {}).items())
+        return f"incomplete: {terms} unpriced" if terms else "incomplete"
+    return f"{100 * c['reduction']:.2f} %"
+
+
 def summary_rows(result: dict[str, Any]) -> list[list[str]]:
-    """One row per profile: SNN energy, ANN energy, reduction, cores, chips."""
+    """One row per profile: SNN energy, ANN energy, what is compared and the saving, cores, chips."""
     rows = []
     for name, p in result["profiles"].items():
         snn, ann = p.get("snn"), p.get("ann")
         res = p.get("resources") or {}
-        red = p.get("reduction_vs_baseline")
+        c = comparison(result, name)
         rows.append([name, p["kind"], joules(snn["total"]) if snn else "n/a", joules(ann["total"]) if ann else "n/a",
-                     f"{100 * red:.2f} %" if red is not None else "n/a",
+                     c["label"] if c else "-", saving(c),
                      str(res.get("cores")) if res.get("cores") is not None else "n/a",
                      str(res.get("chips")) if res.get("chips") is not None else "n/a",
                      ", ".join(snn["unpriced"]) if snn and snn["unpriced"] else "-"])
     return rows
 
 
-HEADER = ["profile", "kind", "SNN / sample", "ANN / sample", "SNN saves vs ANN on cmos45nm", "cores", "chips",
-          "unpriced"]
+HEADER = ["profile", "kind", "SNN / sample", "ANN / sample", "compared", "SNN saves", "cores", "chips", "unpriced"]
+
+
+def comparison_notes(result: dict[str, Any]) -> list[str]:
+    """Sentences under the table: what the comparisons set against each other, which are incomplete."""
+    base = result.get("baseline_profile")
+    if not result.get("ann") or not base:
+        return []
+    what = (result["profiles"].get(base) or {}).get("description")
+    out = [f"\"SNN saves\" is 1 - SNN / ANN per sample, with the student (SNN) on the row's profile and the ANN "
+           f"baseline on {base}: only the {base} row compares both on the same hardware model; every other row sets a "
+           f"chip's SNN energy against the ANN's energy on {base}" + (f" ({what})." if what else ".")]
+    for name in result["profiles"]:
+        c = comparison(result, name)
+        if c and not c["complete"]:
+            out.append(f"{c['label']} is {saving(c, short=False)}; no saving is stated for it.")
+    return out
 
 
 def terminal_table(result: dict[str, Any]) -> str:
@@ -63,6 +106,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                   f"{result['rows_per_sample']:.3g} rows per sample (as measured on the same samples).", ""]
     lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in summary_rows(result)]
+    for note in comparison_notes(result):
+        lines += ["", note]
     notes = [f"- **{name}**: {'; '.join(p['snn']['notes'])}." for name, p in result["profiles"].items()
              if p.get("snn") and p["snn"].get("notes")]
     if notes:
@@ -97,59 +142,135 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_ops(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Operations per layer (log scale): synaptic ops, graded ops, neuron updates, spikes."""
+OP_KEYS = ("synaptic_ops", "graded_ops", "neuron_updates", "spikes")
+
+
+def ops_figure(result: dict[str, Any]) -> Any:
+    """Operations per layer and sample: one panel per kind, layers on the y-axis, log scale, zeros written as 0."""
     layers = result["counts"]["layers"]
     names = [x["name"] for x in layers]
-    keys = ("synaptic_ops", "graded_ops", "neuron_updates", "spikes")
-    fig = figure(max(7.0, 0.3 * len(names) + 3), 4.8)
+    fig = figure(15.0, 0.27 * len(names) + 1.9, layout="constrained")
+    axes = fig.subplots(1, len(OP_KEYS), sharey=True)
+    y = np.arange(len(names))
+    for i, (ax, key) in enumerate(zip(axes, OP_KEYS, strict=True)):
+        values = np.array([float(layer[key]) for layer in layers])
+        positive = values[values > 0]
+        low = 10 ** np.floor(np.log10(positive.min())) / 2 if positive.size else 0.5
+        high = 10 ** np.ceil(np.log10(positive.max())) * 2 if positive.size else 10.0
+        ax.barh(y[values > 0], values[values > 0], color=f"C{i}", height=0.7)
+        ax.set_xscale("log")
+        ax.set_xlim(low, high)
+        for row in y[values == 0]:
+            ax.text(low * 1.15, row, "0", va="center", ha="left", fontsize=MIN_FONT, color="0.3")
+        zeros = int((values == 0).sum())
+        ax.set_title(key.replace("_", " ") + (f" (0 in {zeros} of {len(names)} layers)" if zeros else ""), fontsize=9)
+        ax.set_xlabel("per sample (log scale)", fontsize=MIN_FONT)
+        ax.tick_params(axis="x", labelsize=MIN_FONT)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, names, fontsize=MIN_FONT)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"operations per layer and sample, measured on {result['counts']['measured_on']}; "
+                 "a count of 0 is written as 0 (no bar on a log axis)", fontsize=9)
+    return fig
+
+
+def plot_ops(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Write :func:`ops_figure` as PNG."""
+    save_png(ops_figure(result), path)
+
+
+def _mark_missing(ax: Any, x: float, text: str) -> None:
+    """Write ``text`` at the foot of bar position ``x`` (a bar with no value on a log axis)."""
+    ax.text(x, 0.01, text, transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=MIN_FONT,
+            rotation=90, color="0.35")
+
+
+def profiles_figure(result: dict[str, Any]) -> Any:
+    """Energy per sample per profile, the SNN beside the ANN baseline (log scale); incomplete SNN totals hatched."""
+    from matplotlib.patches import Patch
+
+    profiles = list(result["profiles"])
+    fig = figure(max(7.0, 1.0 * len(profiles) + 2), 4.6)
     ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(names))
-    width = 0.2
-    for i, key in enumerate(keys):
-        ax.bar(x + (i - 1.5) * width, [max(layer[key], 1e-1) for layer in layers], width, label=key.replace("_", " "))
+    incomplete = False
+    for i, name in enumerate(profiles):
+        p = result["profiles"][name]
+        snn, ann = p.get("snn"), p.get("ann")
+        if snn:
+            bad = bool(snn["unpriced"])
+            incomplete |= bad
+            ax.bar(i - 0.2, snn["total"], 0.4, color="tab:blue", hatch="//" if bad else None,
+                   edgecolor="white" if bad else None)
+        else:
+            _mark_missing(ax, i - 0.2, "no SNN")
+        if ann:
+            ax.bar(i + 0.2, ann["total"], 0.4, color="tab:orange")
+        else:
+            _mark_missing(ax, i + 0.2, "no MAC cost")
+    handles = [Patch(color="tab:blue", label="MK-SGN student, SNN (measured ops)"),
+               Patch(color="tab:orange", label="ANN baseline (dense MACs)")]
+    if incomplete:
+        handles.append(Patch(facecolor="tab:blue", hatch="//", edgecolor="white",
+                             label="SNN incomplete: a term unpriced (total too low)"))
     ax.set_yscale("log")
-    ax.set_xticks(x, names, rotation=90, fontsize=6)
-    ax.set_ylabel("per sample")
-    ax.legend(fontsize=7)
-    ax.set_title(f"operations per layer, measured on {result['counts']['measured_on']}", fontsize=8)
-    save_png(fig, path)
+    ax.set_xticks(range(len(profiles)), profiles, fontsize=9)
+    ax.set_ylabel("J per sample")
+    ax.legend(handles=handles, fontsize=MIN_FONT)
+    ax.set_title(f"energy per sample on each profile; SNN ops measured on {result['counts']['measured_on']}", fontsize=9)
+    return fig
 
 
 def plot_profiles(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """Energy per sample per profile, the SNN beside the ANN baseline (log scale)."""
-    profiles = list(result["profiles"])
-    snn = [(result["profiles"][p].get("snn") or {}).get("total") for p in profiles]
-    ann = [(result["profiles"][p].get("ann") or {}).get("total") for p in profiles]
-    fig = figure(max(6.0, 0.9 * len(profiles) + 2), 4.2)
+    """Write :func:`profiles_figure` as PNG."""
+    save_png(profiles_figure(result), path)
+
+
+def _comparison_text(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return ""
+    if not c["complete"]:
+        return f"{saving(c)}:\ntotal too low, no comparison"
+    red = c["reduction"]
+    verb = f"saves {100 * red:.1f} % vs" if red >= 0 else f"costs {100 * -red:.1f} % more than"
+    return f"{verb} ANN on {c['ann_profile']}"
+
+
+def snn_vs_ann_figure(result: dict[str, Any]) -> Any:
+    """The student's energy on each spiking profile against the ANN baseline on each ANN profile.
+
+    Each SNN bar says what it is compared with (the ANN on the baseline profile) and by how much,
+    or that the comparison is incomplete; incomplete totals are hatched.
+    """
+    base = result["baseline_profile"]
+    bars = [(f"SNN on {p}", v["snn"]["total"], comparison(result, p)) for p, v in result["profiles"].items()
+            if v.get("snn")]
+    bars += [(f"ANN on {p}", v["ann"]["total"], None) for p, v in result["profiles"].items() if v.get("ann")]
+    fig = figure(11.0, 0.45 * len(bars) + 2.0)
     ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(profiles))
-    ax.bar(x - 0.2, [v if v else 0 for v in snn], 0.4, label="MK-SGN student (measured ops)")
-    ax.bar(x + 0.2, [v if v else 0 for v in ann], 0.4, label="ANN baseline (dense MACs)")
-    ax.set_yscale("log")
-    ax.set_xticks(x, profiles)
-    ax.set_ylabel("J per sample")
-    ax.legend(fontsize=7)
-    ax.set_title(f"energy per sample; SNN ops measured on {result['counts']['measured_on']}", fontsize=8)
-    save_png(fig, path)
+    y = np.arange(len(bars))
+    for row, (name, value, c) in zip(y, bars, strict=True):
+        bad = c is not None and not c["complete"]
+        ax.barh(row, value, 0.7, color="tab:blue" if name.startswith("SNN") else "tab:red",
+                hatch="//" if bad else None, edgecolor="white" if bad else None)
+        ax.text(1.02, row, _comparison_text(c), transform=ax.get_yaxis_transform(), va="center", ha="left",
+                fontsize=MIN_FONT, color="darkred" if bad else "black")
+    baseline = (result["profiles"].get(base) or {}).get("ann")
+    if baseline:
+        ax.axvline(baseline["total"], color="tab:red", linestyle="--", linewidth=1,
+                   label=f"ANN on {base}: what every SNN is compared with")
+        ax.legend(fontsize=MIN_FONT, loc="upper right")
+    ax.set_xscale("log")
+    ax.set_yticks(y, [n for n, _, _ in bars], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("J per sample (log scale)")
+    ax.set_title(f"energy per sample: the student as SNN (blue) on each profile, the ANN baseline (red); hatched: "
+                 f"incomplete (a term unpriced)\nSNN ops measured on {result['counts']['measured_on']}", fontsize=9)
+    return fig
 
 
 def plot_snn_vs_ann(result: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """The student's energy on each spiking profile against the ANN baseline on each ANN profile."""
-    bars = [(f"SNN {p}", v["snn"]["total"]) for p, v in result["profiles"].items() if v.get("snn")]
-    bars += [(f"ANN {p}", v["ann"]["total"]) for p, v in result["profiles"].items() if v.get("ann")]
-    fig = figure(max(6.0, 0.7 * len(bars) + 2), 4.2)
-    ax = fig.add_subplot(1, 1, 1)
-    colours = ["tab:blue" if name.startswith("SNN") else "tab:red" for name, _ in bars]
-    ax.bar(range(len(bars)), [v for _, v in bars], color=colours)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(bars)), [n for n, _ in bars], rotation=45, ha="right", fontsize=7)
-    ax.set_ylabel("J per sample")
-    red = result["profiles"].get(result["baseline_profile"], {}).get("reduction_vs_baseline")
-    extra = f"; on {result['baseline_profile']} the SNN saves {100 * red:.2f} %" if red is not None else ""
-    ax.set_title(f"SNN (blue) vs ANN baseline (red){extra}\nSNN ops measured on {result['counts']['measured_on']}",
-                 fontsize=8)
-    save_png(fig, path)
+    """Write :func:`snn_vs_ann_figure` as PNG."""
+    save_png(snn_vs_ann_figure(result), path)
 
 
 def write_report(result: Any, out: Path) -> list[Path]:

@@ -203,7 +203,7 @@ def _stage_energy(out: Path) -> dict:
     write_report(result, out / "energy")
     profiles = {name: {"kind": p["kind"], "snn_joules": (p["snn"] or {}).get("total"),
                        "ann_joules": (p["ann"] or {}).get("total"),
-                       "reduction_vs_baseline": p["reduction_vs_baseline"],
+                       "reduction_vs_baseline": p["reduction_vs_baseline"], "comparison": p.get("comparison"),
                        "cores": (p["resources"] or {}).get("cores"), "chips": (p["resources"] or {}).get("chips")}
                 for name, p in result["profiles"].items()}
     return {"folder": "energy", "measured_on": result["counts"]["measured_on"], "profiles": profiles,
@@ -404,7 +404,7 @@ def _parity_section(parity: dict) -> list[str]:
 
 def _energy_section(energy: dict) -> list[str]:
     lines: list[str] = []
-    from mksgn.hw_profiles.report import joules
+    from mksgn.hw_profiles.report import joules, saving
 
     t = energy["totals"]
     lines += ["## Energy", "", f"Operations of the fixed-point student measured on {energy['measured_on']}: per "
@@ -412,13 +412,16 @@ def _energy_section(energy: dict) -> list[str]:
               f"{t['spikes']:.4g} spikes. ANN baseline: the trained teacher, "
               f"{energy['ann_macs_per_row'] / 1e9:.4g} G MACs per person row. Sources and per-layer figures: "
               "[energy/energy.md](energy/energy.md).", "",
-              "| profile | SNN per sample | ANN per sample | SNN saves vs ANN on cmos45nm | cores | chips |",
-              "|---|---|---|---|---|---|"]
+              "| profile | SNN per sample | ANN per sample | compared | SNN saves | cores | chips |",
+              "|---|---|---|---|---|---|---|"]
     for name, p in energy["profiles"].items():
-        red = p["reduction_vs_baseline"]
-        lines.append(f"| {name} | {joules(p['snn_joules'])} | {joules(p['ann_joules'])} | "
-                     f"{'n/a' if red is None else f'{100 * red:.2f} %'} | {p['cores'] or 'n/a'} | "
-                     f"{p['chips'] or 'n/a'} |")
+        c = p.get("comparison")
+        lines.append(f"| {name} | {joules(p['snn_joules'])} | {joules(p['ann_joules'])} | {c['label'] if c else '-'} | "
+                     f"{saving(c)} | {p['cores'] or 'n/a'} | {p['chips'] or 'n/a'} |")
+    lines += ["", "\"SNN saves\" is 1 - SNN / ANN per sample, the student on the row's profile against the ANN baseline "
+              "on cmos45nm (45 nm CMOS arithmetic): only the cmos45nm row compares both on the same hardware model. "
+              "\"incomplete\": the profile gives no cost for an operation the student performed, so its total is too "
+              "low and no saving is stated."]
     lines += ["", "![operations per layer](energy/energy_ops.png)", "",
               "![energy per profile](energy/energy_profiles.png)", "",
               "![SNN vs ANN](energy/energy_snn_vs_ann.png)", ""]

@@ -230,6 +230,7 @@ def test_mksgn_energy_writes_report_and_agrees_with_mksgn_run(files, capsys):
                         "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "loihi" in printed and "measured on 2 test samples" in printed
+    assert "SNN on loihi vs ANN on cmos45nm" in printed
     result = json.loads((out / "energy.json").read_text())
     for name in ("energy.md", "energy_ops.png", "energy_profiles.png", "energy_snn_vs_ann.png"):
         assert (out / name).stat().st_size > 0
@@ -302,3 +303,80 @@ def test_mksgn_energy_reads_and_fuses_its_model_once(files, monkeypatch, capsys)
     result = estimate(loaded, load_dataset(None).test, limit=1, profiles=["loihi"], progress=False)
     assert len(reads) == 2 and len(fuses) == 2  # the service reuses the loaded graph
     assert result.tag == "fixed_pt" and set(result.to_dict()["profiles"]) == {"loihi"}
+
+
+def _hand_report():
+    """A real estimate (counts of the hand-made graph priced on four profiles) as ``energy.json`` holds it."""
+    from mksgn.hw_profiles.estimate import BASELINE_PROFILE, EnergyResult, _priced, load_profiles
+
+    pops = {"in": _pop("in", (3,), kind="input"), "a": _pop("a", (3,)), "b": _pop("b", (2,))}
+    syns = [Synapse("in->a", "in", "a", "elementwise", np.ones(3)),
+            Synapse("a->b", "a", "b", "dense", np.array([[1.0, 0, 1], [0, 0, 1]]))]
+    sg = SynapseGraph(pops, syns, ["in"], {"out": "b"}, dt=1e-3)
+    counts, _ = _counts(sg, {"in": torch.tensor([1.0, 0.0, 2.0]).expand(2, 1, 3).clone()})
+    ann = ANNCounts({"conv": 1000, "fc": 10}, "a made-up ANN")
+    profiles = load_profiles(["cmos45nm", "cpu", "loihi", "spinnaker2"])
+    priced = _priced(counts, ann, profiles, graph_resources(sg), 1.0)
+    return EnergyResult("hand.nir", "floating_pt", counts, 1.0, ann, BASELINE_PROFILE, priced, 1.0).to_dict()
+
+
+def test_each_comparison_names_both_sides_and_an_unpriced_term_makes_it_incomplete(tmp_path):
+    from mksgn.hw_profiles.report import render_markdown, snn_vs_ann_figure, terminal_table, write_report
+
+    result = _hand_report()
+    p = result["profiles"]
+    ann = p["cmos45nm"]["ann"]["total"]
+    loihi = p["loihi"]["comparison"]
+    assert loihi["label"] == "SNN on loihi vs ANN on cmos45nm" and loihi["complete"] and not loihi["same_profile"]
+    assert loihi["reduction"] == pytest.approx(1 - p["loihi"]["snn"]["total"] / ann)
+    assert p["loihi"]["reduction_vs_baseline"] == loihi["reduction"]
+    assert p["cmos45nm"]["comparison"]["same_profile"] and p["cpu"]["comparison"] is None
+    spinnaker = p["spinnaker2"]["comparison"]  # its profile gives no spike cost, the run spiked
+    assert spinnaker["label"] == "SNN on spinnaker2 vs ANN on cmos45nm" and not spinnaker["complete"]
+    assert spinnaker["reduction"] is None and p["spinnaker2"]["reduction_vs_baseline"] is None
+    assert spinnaker["unpriced"] == {"snn": ["spike"]} and "SNN on spinnaker2: energy.spike" in spinnaker["reason"]
+    assert spinnaker["reduction_priced_terms_only"] == pytest.approx(1 - p["spinnaker2"]["snn"]["total"] / ann)
+    md = render_markdown(result)
+    assert "SNN saves vs ANN on cmos45nm" not in md
+    row = next(line for line in md.splitlines() if line.startswith("| spinnaker2 |"))
+    assert "SNN on spinnaker2 vs ANN on cmos45nm" in row and "incomplete: SNN spike unpriced" in row and "%" not in row
+    assert "only the cmos45nm row compares both on the same hardware model" in md
+    assert "SNN on spinnaker2 vs ANN on cmos45nm is incomplete" in md
+    table = terminal_table(result)
+    assert "SNN on loihi vs ANN on cmos45nm" in table and "incomplete: SNN spike unpriced" in table
+    texts = {t.get_text() for t in snn_vs_ann_figure(result).axes[0].texts}
+    assert any(t.startswith("incomplete: SNN spike unpriced") for t in texts)
+    assert any(t.endswith("than ANN on cmos45nm") or t.endswith("vs ANN on cmos45nm") for t in texts)
+    write_report(result, tmp_path)
+    assert json.loads((tmp_path / "energy.json").read_text())["profiles"]["spinnaker2"]["comparison"] == spinnaker
+
+
+def test_an_older_energy_json_without_comparisons_gets_them_derived():
+    from mksgn.hw_profiles.report import comparison, summary_rows
+
+    result = _hand_report()
+    for p in result["profiles"].values():
+        del p["comparison"]
+    assert comparison(result, "spinnaker2")["complete"] is False
+    assert comparison(result, "loihi")["label"] == "SNN on loihi vs ANN on cmos45nm"
+    assert [r[5] for r in summary_rows(result) if r[0] == "spinnaker2"] == ["incomplete: SNN spike unpriced"]
+
+
+def test_ops_plot_writes_zero_counts_as_zero_with_readable_layer_names(tmp_path):
+    from mksgn.figures import MIN_FONT
+    from mksgn.hw_profiles.report import OP_KEYS, ops_figure, plot_ops
+
+    result = _hand_report()
+    layers = result["counts"]["layers"]
+    zeros = sum(layer[key] == 0 for layer in layers for key in OP_KEYS)
+    assert zeros > 0  # the hand-made graph has layers without synaptic or without graded ops
+    fig = ops_figure(result)
+    assert sum(t.get_text() == "0" for ax in fig.axes for t in ax.texts) == zeros
+    for ax, key in zip(fig.axes, OP_KEYS, strict=True):  # no bar stands for a zero count
+        assert len(ax.patches) == sum(layer[key] > 0 for layer in layers)
+    fig.canvas.draw()
+    labels = fig.axes[0].get_yticklabels()
+    assert [t.get_text() for t in labels] == [layer["name"] for layer in layers]
+    assert all(t.get_fontsize() >= MIN_FONT and t.get_window_extent().x0 >= 0 for t in labels)
+    plot_ops(result, tmp_path / "ops.png")
+    assert (tmp_path / "ops.png").read_bytes()[:4] == b"\x89PNG"

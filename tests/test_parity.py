@@ -101,3 +101,52 @@ def test_bad_input_exits_2_with_one_line(files, tmp_path, capsys):
     code = parity_main([str(files / "student.nir"), str(files / "student.nir"), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "student.nir" in err
+
+
+def _hand_parity():
+    """Real comparisons of hand-made recordings: the fixed-point pair agrees, the float-vs-fixed pair does not."""
+    import numpy as np
+    import torch
+
+    from mksgn.deploy.parity import ParityResult, Recording, compare_recordings
+
+    nodes = ["branches_joint_motion_attention_coincidence", "blocks_2_lif_t"]
+    gen = torch.Generator().manual_seed(0)
+    spikes = {n: (torch.rand(4, 3, 10, generator=gen) > 0.5).double() for n in nodes}
+    logits = torch.randn(2, 5, generator=gen)
+    flipped = {n: s.clone() for n, s in spikes.items()}
+    flipped[nodes[1]][2:, 0, :3] = 1 - flipped[nodes[1]][2:, 0, :3]
+    recs = {"emulator_fixed_pt": Recording(dict(spikes), logits=logits),
+            "lava_fixed_pt": Recording({n: s.clone() for n, s in spikes.items()}, logits=logits),
+            "executor": Recording(flipped, logits=logits)}
+    pairs, fvf, accuracy = compare_recordings(recs, {n: n for n in nodes}, dict.fromkeys(nodes, 1.0),
+                                              np.array([0, 1]), 4)
+    return ParityResult("2 hand-made samples", 2, 3, 4, nodes, pairs, fvf, accuracy, 0, {})
+
+
+def test_heatmap_says_zero_mismatches_plainly_and_labels_the_scale_of_the_others(tmp_path):
+    from mksgn.deploy.parity import heatmap_figure, plot_heatmap
+    from mksgn.figures import MIN_FONT
+
+    result = _hand_parity()
+    assert result.pairs["emulator_fixed_pt = lava_fixed_pt"]["mismatches"] == 0
+    fig = heatmap_figure(result)
+    zero, fvf = fig.axes[0], fig.axes[1]
+    compared = result.pairs["emulator_fixed_pt = lava_fixed_pt"]["compared_spikes"]
+    assert [t.get_text().splitlines()[:2] for t in zero.texts] == [["0 mismatches", f"{compared:,} compared spikes"]]
+    assert not fvf.texts and len(fig.axes) == 3  # the other panel: a heatmap with its own colour bar
+    bar = fig.axes[2]
+    assert bar.get_ylabel() == "mismatch rate (share of the layer's neurons)"
+    fig.canvas.draw()
+    assert bar.yaxis.get_offset_text().get_text() == ""  # no "1e-6" offset floating over the next panel
+    box = fig.bbox
+    for text in (bar.yaxis.label, *bar.get_yticklabels(), *fvf.get_xticklabels()):
+        e = text.get_window_extent()
+        assert box.x0 <= e.x0 and e.x1 <= box.x1 and box.y0 <= e.y0 and e.y1 <= box.y1, text.get_text()
+    ext = [ax.get_window_extent() for ax in fig.axes]
+    assert ext[0].x1 <= ext[1].x0 and ext[1].x1 <= ext[2].x0
+    labels = zero.get_yticklabels()
+    assert [t.get_text() for t in labels] == result.nodes  # full names, inside the figure
+    assert all(t.get_fontsize() >= MIN_FONT and t.get_window_extent().x0 >= 0 for t in labels)
+    plot_heatmap(result, tmp_path / "heatmap.png")
+    assert (tmp_path / "heatmap.png").read_bytes()[:4] == b"\x89PNG"

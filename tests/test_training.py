@@ -155,3 +155,26 @@ def test_torchrun_two_processes(data, tmp_path):
     curve = last["train"]["loss_curve"]
     assert curve[-1] < curve[0], curve
     assert last["train"]["samples"] >= 68  # the two ranks together cover the training split
+
+
+def test_training_curves_plot_every_loss_term_and_say_what_the_total_is(tmp_path):
+    from mksgn.train.plots import plot_training_curves, training_curves_figure
+
+    def epoch(i: int, **train: float) -> dict:
+        return {"epoch": i, "train": {**train, "top1": 0.5, "samples": 10, "seconds": 1.0, "samples_per_s": 10.0,
+                                      "loss_curve": [1.0], "lr_end": 0.01}, "test": {"top1": 0.4, "loss": 1.5}}
+
+    student = {"ce": 2.0, "kd_soft": 3.0, "kd_feature": 1.0, "mi_probe": 10.0, "mi_guidance": 0.5}
+    metrics = {"teacher": {"epochs": [epoch(i, loss=2.0 / i, ce_joint=2.0 / i, ce_bone=2.0 / i) for i in (1, 2)]},
+               "student": {"epochs": [epoch(i, loss=16.05, **student) for i in (1, 2)]}}
+    fig = training_curves_figure(metrics, "a title", {"kd_soft": 1.0, "kd_feature": 1.0, "mi_guidance": 0.1})
+    teacher_ax, student_ax, acc_ax = fig.axes
+    assert teacher_ax.get_title().endswith("loss = mean of the streams' CE")
+    assert student_ax.get_title().endswith("loss = ce + kd_feature + kd_soft + 0.1 x mi_guidance + mi_probe")
+    legend = [t.get_text() for t in student_ax.get_legend().get_texts()]
+    assert legend[0] == "training loss (what is minimised)" and legend[-1] == "test cross-entropy"
+    assert "mi_probe: MI probes' own CE (trains the probes only)" in legend
+    assert "mi_guidance: MI fusion guidance (x 0.1 in the loss)" in legend
+    assert len(student_ax.get_lines()) == 2 + len(student) and acc_ax.get_ylabel() == "test top-1"
+    plot_training_curves(metrics, tmp_path / "curves.png", "a title")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == PNG_MAGIC

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -33,18 +34,79 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | os
     save_png(fig, path)
 
 
-def plot_training_curves(metrics: dict, path: str | os.PathLike[str], title: str) -> None:
-    """Train loss and test top-1 per epoch, one line per model in ``metrics``."""
-    fig = figure(9, 3.5)
-    ax_loss, ax_acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for kind, section in metrics.items():
-        epochs = [e["epoch"] for e in section["epochs"]]
-        ax_loss.plot(epochs, [e["train"]["loss"] for e in section["epochs"]], marker=".", label=kind)
-        ax_acc.plot(epochs, [e["test"]["top1"] for e in section["epochs"]], marker=".", label=kind)
-    ax_loss.set(xlabel="epoch", ylabel="training loss")
-    ax_acc.set(xlabel="epoch", ylabel="test top-1", ylim=(0, 1))
-    for ax in (ax_loss, ax_acc):
+NOT_LOSS_TERMS = frozenset({"loss", "top1", "samples", "seconds", "samples_per_s", "loss_curve", "lr_end"})
+"""Keys of an epoch's ``train`` metrics that are not loss terms."""
+TERM_NOTES = {
+    "ce": "cross-entropy on the labels",
+    "kd_soft": "KD soft labels",
+    "kd_feature": "KD features",
+    "mi_probe": "MI probes' own CE (trains the probes only)",
+    "mi_guidance": "MI fusion guidance",
+}
+"""What each recorded loss term is (:class:`mksgn.train.distill.DistillationLoss`)."""
+
+
+def _term_label(term: str, weights: dict[str, float]) -> str:
+    note = TERM_NOTES.get(term, "CE of one stream" if term.startswith("ce_") else "")
+    weight = f" (x {weights[term]:g} in the loss)" if term in weights and weights[term] != 1 else ""
+    return f"{term}: {note}{weight}" if note else f"{term}{weight}"
+
+
+def _total_formula(terms: list[str], weights: dict[str, float]) -> str:
+    """``loss = ce + kd_soft + 0.1 x mi_guidance`` as the recorded terms make it up."""
+    if not terms:
+        return ""
+    if all(t.startswith("ce_") for t in terms):
+        return "loss = mean of the streams' CE"
+    return "loss = " + " + ".join(t if weights.get(t, 1) == 1 else f"{weights[t]:g} x {t}" for t in terms)
+
+
+def training_curves_figure(metrics: dict, title: str, weights: dict[str, float] | None = None) -> Any:
+    """Per model in ``metrics``, its training loss and every term it is made of per epoch; test top-1 of all.
+
+    Parameters
+    ----------
+    metrics
+        ``metrics.json``: model kind -> ``{"epochs": [{"epoch", "train": {...}, "test": {...}}]}``.
+    title
+        The figure's title.
+    weights
+        Weight of a term in the total where it is not 1 (``kd_soft``: ``distill.alpha``, ...),
+        named in the legend; the terms are plotted as recorded (unweighted).
+    """
+    weights = weights or {}
+    kinds = list(metrics)
+    fig = figure(5.2 * (len(kinds) + 1), 4.4)
+    axes = [fig.add_subplot(1, len(kinds) + 1, i + 1) for i in range(len(kinds) + 1)]
+    for ax, kind in zip(axes, kinds, strict=False):
+        epochs = metrics[kind]["epochs"]
+        x = [e["epoch"] for e in epochs]
+        terms = sorted({k for e in epochs for k in e["train"] if k not in NOT_LOSS_TERMS})
+        ax.plot(x, [e["train"]["loss"] for e in epochs], color="black", linewidth=2, marker=".",
+                label="training loss (what is minimised)")
+        for term in terms:
+            ax.plot(x, [e["train"].get(term, np.nan) for e in epochs], marker=".", label=_term_label(term, weights))
+        if all("loss" in e["test"] for e in epochs):
+            ax.plot(x, [e["test"]["loss"] for e in epochs], color="black", linestyle="--", label="test cross-entropy")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss per batch (mean over the epoch)")
+        formula = _total_formula(terms, weights)
+        ax.set_title(f"{kind}: training loss and its terms" + (f"\n{formula}" if formula else ""), fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title, fontsize=9)
-    save_png(fig, path)
+        ax.legend(fontsize=8, loc="upper right")
+    ax_acc = axes[-1]
+    for kind in kinds:
+        epochs = metrics[kind]["epochs"]
+        ax_acc.plot([e["epoch"] for e in epochs], [e["test"]["top1"] for e in epochs], marker=".", label=kind)
+    ax_acc.set(xlabel="epoch", ylabel="test top-1", ylim=(0, 1))
+    ax_acc.set_title("test top-1", fontsize=9)
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_training_curves(metrics: dict, path: str | os.PathLike[str], title: str,
+                         weights: dict[str, float] | None = None) -> None:
+    """Write :func:`training_curves_figure` as PNG at ``path``."""
+    save_png(training_curves_figure(metrics, title, weights), path)

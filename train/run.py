@@ -212,7 +212,9 @@ def train_run(cfg: Config, out: str | os.PathLike[str], data_path: str | None = 
             return {"stopped": True}
         if ctx.is_main:
             metrics = json.loads((out / "metrics.json").read_text())
-            plot_training_curves(metrics, out / "training_curves.png", f"config {cfg.name} on {splits.train.source}")
+            plot_training_curves(metrics, out / "training_curves.png", f"config {cfg.name} on {splits.train.source}",
+                                 {"kd_soft": cfg.distill.alpha, "kd_feature": cfg.distill.beta,
+                                  "mi_guidance": cfg.distill.mi_weight})
         return results
     finally:
         close_context(ctx)
