@@ -10,8 +10,10 @@ Layout and conventions of the exported graph (also written into its metadata):
   is a ``Linear`` over joints (weight ``(A_k + B_k)^T``) followed by a 1x1 ``Conv2d``
   (``W_k``), one pair per partition, all summed into the LIF. **``Linear``/``Affine`` act on
   the last axis** (joints), as ``torch.nn.functional.linear`` and nirtorch do; NIR's
-  specification states them for 1-D inputs only, so NIR's own type check is off and
-  :func:`check_shapes` validates every shape instead.
+  specification states them for 1-D inputs only, so NIR's own type check is off (NIR 1.0.8
+  also types a non-square ``Conv2d`` kernel by its first axis) and the reference executor
+  (:class:`mksgn.core.executor.NIRExecutor`) validates every shape instead; read the graph
+  with ``nir.read(path, type_check=False)`` (README, "Reading the graph with nir.read").
 - BatchNorm is folded into the preceding synapses; the attention's AND is a LIF with
   ``tau = dt`` (no memory) and threshold 1.5; residual and attention branches are edges
   summed at the receiving node.

@@ -53,7 +53,8 @@ def write_graph(graph: nir.NIRGraph, path: Path) -> None:
 
 
 def read_graph(path: str | os.PathLike[str]) -> nir.NIRGraph:
-    """Read a NIR graph (without NIR's 1-D type check: mksgn graphs use last-axis Linear).
+    """Read a NIR graph without NIR's type check (mksgn graphs use last-axis Linear and
+    non-square Conv2d kernels, which NIR 1.0.8 types wrongly; the executor checks shapes).
 
     Raises
     ------

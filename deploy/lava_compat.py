@@ -39,6 +39,9 @@ MESSAGING_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
 
 REQUIRED_START_METHOD = "fork"
 
+LAVA_INSTALL_COMMAND = "pip install --no-deps --ignore-requires-python lava-nc==0.10.0"
+"""How to install Lava beside mksgn (its dependencies come with mksgn; README "Install with pip")."""
+
 
 @dataclass(frozen=True)
 class PatchedField:
@@ -146,7 +149,11 @@ def ensure_lava() -> list[PatchedField]:
     try:
         importlib.import_module("lava")
     except ImportError as exc:
-        raise LavaSetupError(f"lava-nc is not installed ({exc}); run `make venv`") from exc
+        raise LavaSetupError(
+            f"lava-nc is not installed ({exc}); install it into this environment ({sys.prefix}) with "
+            f"`{LAVA_INSTALL_COMMAND}` (lava-nc 0.10.0 declares Python < 3.11 but mksgn makes it work "
+            f"on 3.11; in a source checkout `make venv` does it)"
+        ) from exc
     patched = import_patched(BROKEN_MODULE)
     if sys.platform != "win32":
         _import_messaging()
