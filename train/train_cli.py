@@ -5,6 +5,7 @@
                 [--device auto|cpu|cuda] [--resume] [--set KEY=VALUE ...]
 
 Several processes: ``torchrun --nproc_per_node N -m mksgn.train.train_cli ...``.
+``--resume`` takes the run's settings from ``DIR/run.json`` (see :mod:`mksgn.train.run_state`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mksgn.cli import ArgumentParser, add_data_option, add_out_option, add_quiet_option, run_cli
-from mksgn.train.config import KD_MODES, load_config
+from mksgn.train.config import KD_MODES
 
 PROG = "mksgn-train"
 
@@ -22,15 +23,16 @@ PROG = "mksgn-train"
 def build_parser() -> ArgumentParser:
     """The argument parser of ``mksgn-train``."""
     p = ArgumentParser(prog=PROG, description="Train the GCN teacher and the distilled spiking MK-SGN student.")
-    p.add_argument("--config", default="tiny", help="preset (tiny, ntu) or a TOML file (default %(default)s)")
+    p.add_argument("--config", help="preset (tiny, ntu) or a TOML file (default tiny)")
     add_data_option(p, "a CTR-GCN .npz (default: the built-in dataset)")
     add_out_option(p, "run folder (default %(default)s)", default=Path("runs/train"))
     p.add_argument("--epochs", type=int, help="epochs for teacher and student (overrides the config)")
     p.add_argument("--teacher", help="a trained teacher checkpoint (skips teacher training)")
     p.add_argument("--kd", choices=KD_MODES, help="distillation: none, soft labels, features, or both")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoints")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its own recorded settings (flags given must agree)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, TOML value syntax (e.g. student.channels=[32,64])")
     p.add_argument("--stop-after", type=int, metavar="EPOCHS",
@@ -42,17 +44,12 @@ def build_parser() -> ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = list(args.overrides)
-    if args.epochs is not None:
-        overrides += [f"train_teacher.epochs={args.epochs}", f"train_student.epochs={args.epochs}"]
-        overrides += [f"train_teacher.warmup_epochs={min(args.epochs, 1)}", f"train_student.warmup_epochs={min(args.epochs, 1)}"]
-    if args.kd is not None:
-        overrides.append(f'distill.mode="{args.kd}"')
-    cfg = load_config(args.config, overrides)
-    from mksgn.train.run import train_run
+    from mksgn.train.run import train_command
 
-    train_run(cfg, args.out, data_path=args.data, teacher_ckpt=args.teacher, seed=args.seed,
-              device=args.device, resume=args.resume, progress=not args.quiet, stop_after=args.stop_after)
+    flags = {"config": args.config, "overrides": args.overrides or None, "data": args.data, "teacher": args.teacher,
+             "kd": args.kd, "seed": args.seed, "epochs": args.epochs}
+    train_command(args.out, flags, resume=args.resume, device=args.device, progress=not args.quiet,
+                  stop_after=args.stop_after)
     return 0
 
 
