@@ -7,7 +7,8 @@ top-1), all atomically; ``resume`` continues from ``<kind>_last.pt``. Ctrl-C (SI
 an epoch takes effect at the end of the current batch: the state then (model, optimiser,
 training-only modules, RNG, the position in the epoch and its partial metrics) goes to
 ``<kind>_interrupted.pt`` and ``resume`` continues from that batch (a second Ctrl-C stops at
-once, as does any KeyboardInterrupt raised in the loop, which saves the last batch boundary). Under
+once, as does any KeyboardInterrupt raised in the loop: that saves the position and RNG of the last
+batch boundary, with the model as it is, so a step cut in half may leave part of its update). Under
 ``torchrun`` it runs DistributedDataParallel (gloo on CPU, nccl on GPU) with a
 distributed sampler; rank 0 alone writes files (an interrupt there keeps only the last
 completed epoch: mid-epoch states differ between processes).
