@@ -55,10 +55,14 @@ class SkeletonInputs:
         return torch.from_numpy(np.ascontiguousarray(stacked)), self.labels[index]
 
     def batches(self, indices: Sequence[int], batch_size: int, seed: int | None = None,
-                epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches over ``indices`` in order; random crops when ``seed`` is given."""
+                epoch: int = 0, first: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches over ``indices`` in order; random crops when ``seed`` is given.
+
+        ``first``: start at this batch (the same batches as a run from 0 would give there).
+        """
         indices = np.asarray(list(indices), dtype=np.int64)
-        for b, start in enumerate(range(0, len(indices), batch_size)):
+        for b in range(first, -(-len(indices) // batch_size)):
+            start = b * batch_size
             rng = np.random.default_rng([seed, epoch, b]) if seed is not None else None
             yield self.batch(indices[start:start + batch_size], rng)
 

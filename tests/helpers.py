@@ -77,7 +77,8 @@ def save_tiny_student(path, seed: int = 3):
     cfg = preset("tiny")
     model, _ = lively_tiny_student(seed=seed, classes=len(splits.train.class_names))
     data = {"class_names": list(splits.train.class_names), "layout": "ntu25", "modalities": list(cfg.data.modalities),
-            "frames": cfg.data.frames, "source": splits.train.source, "benchmark": splits.benchmark}
+            "frames": cfg.data.frames, "source": splits.train.source, "benchmark": splits.benchmark,
+            "path": None, "sha256": None}  # the built-in dataset
     save_checkpoint(path, {"kind": "student", "config": cfg.to_dict(), "data": data, "model": model.state_dict(),
                            "epoch": 1})
     return model

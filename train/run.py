@@ -3,14 +3,16 @@
 Files in the run folder: ``metrics.json`` (per epoch, per model), ``teacher_last.pt`` /
 ``teacher_best.pt``, ``student_last.pt`` / ``student_best.pt``, and for each model trained
 ``eval_<kind>.json`` (top-1, top-5 and the confusion matrix of the best checkpoint on the
-test split) with ``confusion_<kind>.png``.
+test split) with ``confusion_<kind>.png``; ``run.json``, the run's settings, and while it
+trains ``train.lock`` (:mod:`mksgn.train.run_state`); ``<kind>_interrupted.pt`` after a
+Ctrl-C mid-epoch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,12 @@ from mksgn.data.builtin import load_dataset
 from mksgn.data.dataset import DatasetSplits
 from mksgn.data.pipeline import SkeletonInputs
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint
-from mksgn.train.config import Config
+from mksgn.train.config import Config, load_config
 from mksgn.train.distill import DistillationLoss
 from mksgn.train.plots import plot_confusion, plot_training_curves
+from mksgn.train.run_state import (RunSettings, RunStateError, check_new_run, data_record,
+                                   read_run_record, recorded_data, resume_settings, run_lock, settings_from_flags,
+                                   write_run_record)
 from mksgn.train.student import MKSGN
 from mksgn.train.teacher import GCNTeacher
 from mksgn.train.trainer import RunContext, Trainer, close_context, init_context
@@ -69,9 +74,19 @@ class StudentObjective(nn.Module):
         return loss, parts, out.logits
 
 
-def data_description(splits: DatasetSplits, cfg: Config) -> dict[str, Any]:
-    """What a checkpoint records about its data."""
+def data_description(splits: DatasetSplits, cfg: Config, file: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint records about its data.
+
+    ``path`` (absolute, None for the built-in dataset) and ``sha256`` come from ``file``
+    (:func:`~mksgn.train.run_state.data_record`); without it, the path from the dataset's
+    source and no fingerprint. :func:`~mksgn.train.run_state.recorded_data` reads them back.
+    """
+    if file is None:
+        path, _ = recorded_data({"source": splits.train.source})
+        file = {"path": None if path is None else str(Path(path).absolute()), "sha256": None}
     return {
+        "path": file["path"],
+        "sha256": file["sha256"],
         "class_names": list(splits.train.class_names),
         "layout": splits.train.layout,
         "modalities": list(cfg.data.modalities),
@@ -141,15 +156,95 @@ def _final_eval(trainer: Trainer, test: SkeletonInputs, classes: list[str], out:
     return result
 
 
+def _main_rank() -> bool:
+    """Whether this process is rank 0 (``RANK`` as torchrun sets it; a single process is)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def train_run(cfg: Config, out: str | os.PathLike[str], data_path: str | None = None, teacher_ckpt: str | None = None,
               seed: int = 0, device: str = "auto", resume: bool = False, progress: bool = True,
               log: Callable[[str], None] = print, stop_after: int | None = None) -> dict[str, Any]:
     """Train teacher (unless given or not needed) and student; return the final evaluations.
 
-    ``stop_after``: train at most this many epochs in this call (teacher and student
-    together), then stop as if interrupted; ``resume=True`` continues later.
+    Holds the folder's lock while it trains. ``resume=False`` starts a new run (refused in
+    a folder that holds a run's progress); ``resume=True`` continues the folder's run, which
+    must be this one (same resolved config, data file and content, teacher and seed), or
+    starts it when the folder holds none. ``stop_after``: train at most this many epochs in
+    this call (teacher and student together), then stop as if interrupted.
     """
+    main = _main_rank()
+    file = data_record(data_path, fingerprint=main)
+    settings = RunSettings(config=cfg.name, data=file["path"], data_sha256=file["sha256"], seed=seed,
+                           teacher=None if teacher_ckpt is None else str(Path(teacher_ckpt).absolute()))
+    with run_lock(out, log, enabled=main):
+        record = read_run_record(out) if main else None
+        if main and resume and record is not None:
+            _check_same_run(out, record, settings, cfg)
+        elif main and not resume:
+            check_new_run(out, settings, cfg.to_dict())
+        write = main and (not resume or record is None)
+        return _train(cfg, Path(out), settings, device, resume, progress, log, stop_after, write)
+
+
+def _check_same_run(out: str | os.PathLike[str], record: dict[str, Any], settings: RunSettings, cfg: Config) -> None:
+    """Refuse to resume a recorded run with other data, teacher, seed or resolved config."""
+    theirs = RunSettings.from_dict(record["settings"])
+    differ = [name for name in ("data", "data_sha256", "teacher", "seed")
+              if getattr(theirs, name) != getattr(settings, name)]
+    if record.get("config") != cfg.to_dict():
+        differ.append("config")
+    if differ:
+        raise RunStateError(f"{out} holds a run of other settings (differs in {', '.join(differ)}): "
+                            f"train into another --out")
+
+
+def train_command(out: str | os.PathLike[str], flags: Mapping[str, Any], resume: bool = False, device: str = "auto",
+                  progress: bool = True, log: Callable[[str], None] = print,
+                  stop_after: int | None = None) -> dict[str, Any]:
+    """What ``mksgn-train`` does: a new run from ``flags``, or with ``resume`` the folder's own run.
+
+    ``flags`` holds the settings flags given (``config``, ``overrides`` (``--set``), ``data``,
+    ``teacher``, ``kd``, ``seed``, ``epochs``; ``None`` or absent when not given). With
+    ``resume`` the run's ``run.json`` supplies them; a given one must agree with it.
+    """
+    main = _main_rank()
+    if resume:  # bad flags are refused before the folder is touched (run.json is written atomically)
+        settings, config = resume_settings(out, flags, fingerprint=main)
+        cfg = Config.from_dict(config, str(Path(out) / "run.json"))
+    else:
+        settings = settings_from_flags(flags, fingerprint=main)
+        cfg = load_config(settings.config, settings.config_overrides())
+    with run_lock(out, log, enabled=main):
+        if main and resume:
+            log(resume_summary(out, settings, cfg))
+        elif main:
+            check_new_run(out, settings, cfg.to_dict())
+        return _train(cfg, Path(out), settings, device, resume, progress, log, stop_after, main and not resume)
+
+
+def resume_summary(out: str | os.PathLike[str], settings: RunSettings, cfg: Config) -> str:
+    """One line: what ``--resume`` continues (data, config, where each model stands)."""
+    data = "the built-in dataset" if settings.data is None else f"{settings.data} (sha256 unchanged)"
+    config = settings.config + "".join(f" --set {o}" for o in settings.overrides)
+    flags = "".join(f" --{k} {v}" for k, v in (("kd", settings.kd), ("epochs", settings.epochs),
+                                                ("teacher", settings.teacher)) if v is not None)
+    path = Path(out) / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    stages = []
+    for kind, optim in (("teacher", cfg.train_teacher), ("student", cfg.train_student)):
+        done = len(metrics.get(kind, {}).get("epochs", []))
+        part = f" + part of epoch {done + 1}" if (Path(out) / f"{kind}_interrupted.pt").is_file() else ""
+        if done or part or kind == "student":
+            stages.append(f"{kind} {done}/{optim.epochs} epochs{part}")
+    return (f"resuming {out}: data {data}; config {config}{flags} --seed {settings.seed}; "
+            f"{', '.join(stages)}")
+
+
+def _train(cfg: Config, out: Path, settings: RunSettings, device: str, resume: bool, progress: bool,
+           log: Callable[[str], None], stop_after: int | None, write_record: bool) -> dict[str, Any]:
+    """Train (the folder is locked and checked); ``write_record``: write ``run.json`` once the data are read."""
     budget = [stop_after]
+    seed = settings.seed
 
     def stage(kind: str, objective: nn.Module, optim) -> dict[str, Any] | None:
         """Train one model (resuming, within the epoch budget) and evaluate its best checkpoint.
@@ -157,8 +252,9 @@ def train_run(cfg: Config, out: str | os.PathLike[str], data_path: str | None = 
         Returns its final evaluation, or None when stopped before its last epoch.
         """
         trainer = Trainer(kind, objective, optim, ctx, out, payload, seed, cfg.data.batch_size, progress)
-        if resume and trainer.resume():
-            say(f"{kind}: resumed after epoch {trainer.start_epoch}")
+        where = trainer.resume() if resume else None
+        if where:
+            say(f"{kind}: {where}")
         if not trainer.finished:
             before = trainer.start_epoch
             trainer.fit(train, test, len(classes), say, max_epochs=budget[0])
@@ -171,17 +267,18 @@ def train_run(cfg: Config, out: str | os.PathLike[str], data_path: str | None = 
         say(f"{kind}: best top-1 {result['top1']:.3f} top-5 {result['top5']:.3f} on {result['measured_on']}")
         return result
 
-    out = Path(out)
     ctx = init_context(device)
     say = log if ctx.is_main else (lambda _msg: None)
     try:
-        splits = load_dataset(data_path)
-        data = data_description(splits, cfg)
+        splits = load_dataset(settings.data)
+        data = data_description(splits, cfg, {"path": settings.data, "sha256": settings.data_sha256})
         classes = data["class_names"]
         train = SkeletonInputs(splits.train, cfg.data.frames, cfg.data.modalities, cfg.data.p_interval)
         test = SkeletonInputs(splits.test, cfg.data.frames, cfg.data.modalities, None)
         payload = {"config": cfg.to_dict(), "data": data}
         results: dict[str, Any] = {}
+        if write_record:
+            write_run_record(out, settings, cfg.to_dict())
         say(f"data: {splits.train.source} ({splits.benchmark}): {len(train)} train, {len(test)} test samples, "
             f"{len(classes)} classes; config {cfg.name}; {ctx.world_size} process(es) on {ctx.device}")
 
@@ -189,9 +286,9 @@ def train_run(cfg: Config, out: str | os.PathLike[str], data_path: str | None = 
         torch.manual_seed(seed + DISTILL_SEED_OFFSET)
         distill = DistillationLoss(cfg.distill, (cfg.student.branch_channels, *cfg.student.channels),
                                    cfg.teacher.channels, len(cfg.data.modalities), len(classes))
-        if distill.needs_teacher and teacher_ckpt:
-            teacher = load_teacher(teacher_ckpt, data).to(ctx.device).eval()
-            say(f"teacher: loaded {teacher_ckpt}")
+        if distill.needs_teacher and settings.teacher:
+            teacher = load_teacher(settings.teacher, data).to(ctx.device).eval()
+            say(f"teacher: loaded {settings.teacher}")
         elif distill.needs_teacher:
             torch.manual_seed(seed + TEACHER_SEED_OFFSET)
             teacher = build_teacher(cfg, data)

@@ -5,6 +5,7 @@
                 [--device auto|cpu|cuda] [--resume] [--set KEY=VALUE ...]
 
 Several processes: ``torchrun --nproc_per_node N -m mksgn.train.train_cli ...``.
+``--resume`` takes the run's settings from ``DIR/run.json`` (see :mod:`mksgn.train.run_state`).
 """
 
 from __future__ import annotations
@@ -25,15 +26,16 @@ def build_parser() -> ArgumentParser:
     from mksgn.train.config import KD_MODES
 
     p = command_parser(PROG, __doc__)
-    p.add_argument("--config", default="tiny", help="preset (tiny, ntu) or a TOML file (default %(default)s)")
+    p.add_argument("--config", help="preset (tiny, ntu) or a TOML file (default tiny)")
     add_data_option(p, "a CTR-GCN .npz (default: the built-in dataset)")
     add_out_option(p, "run folder (default %(default)s)", "folder", default=Path("runs/train"))
     p.add_argument("--epochs", type=int, help="epochs for teacher and student (overrides the config)")
     p.add_argument("--teacher", help="a trained teacher checkpoint (skips teacher training)")
     p.add_argument("--kd", choices=KD_MODES, help="distillation: none, soft labels, features, or both")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
     add_device_option(p)
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoints")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its own recorded settings (flags given must agree)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, TOML value syntax (e.g. student.channels=[32,64])")
     p.add_argument("--stop-after", type=int, metavar="EPOCHS",
@@ -45,19 +47,12 @@ def build_parser() -> ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = list(args.overrides)
-    if args.epochs is not None:
-        overrides += [f"train_teacher.epochs={args.epochs}", f"train_student.epochs={args.epochs}"]
-        overrides += [f"train_teacher.warmup_epochs={min(args.epochs, 1)}", f"train_student.warmup_epochs={min(args.epochs, 1)}"]
-    if args.kd is not None:
-        overrides.append(f'distill.mode="{args.kd}"')
-    from mksgn.train.config import load_config
+    from mksgn.train.run import train_command
 
-    cfg = load_config(args.config, overrides)
-    from mksgn.train.run import train_run
-
-    train_run(cfg, args.out, data_path=args.data, teacher_ckpt=args.teacher, seed=args.seed,
-              device=args.device, resume=args.resume, progress=not args.quiet, stop_after=args.stop_after)
+    flags = {"config": args.config, "overrides": args.overrides or None, "data": args.data, "teacher": args.teacher,
+             "kd": args.kd, "seed": args.seed, "epochs": args.epochs}
+    train_command(args.out, flags, resume=args.resume, device=args.device, progress=not args.quiet,
+                  stop_after=args.stop_after)
     return 0
 
 

@@ -3,19 +3,28 @@
 One :class:`Trainer` trains one model (an *objective* module that returns its loss) for
 the epochs of an :class:`~mksgn.train.config.OptimConfig`. Per epoch it writes
 ``metrics.json`` and ``<kind>_last.pt`` (plus ``<kind>_best.pt`` on a new best test
-top-1), all atomically; ``resume`` continues from ``<kind>_last.pt``. Under
+top-1), all atomically; ``resume`` continues from ``<kind>_last.pt``. Ctrl-C (SIGINT) during
+an epoch takes effect at the end of the current batch: the state then (model, optimiser,
+training-only modules, RNG, the position in the epoch and its partial metrics) goes to
+``<kind>_interrupted.pt`` and ``resume`` continues from that batch (a second Ctrl-C stops at
+once, as does any KeyboardInterrupt raised in the loop: that saves the position and RNG of the last
+batch boundary, with the model as it is, so a step cut in half may leave part of its update). Under
 ``torchrun`` it runs DistributedDataParallel (gloo on CPU, nccl on GPU) with a
-distributed sampler; rank 0 alone writes files.
+distributed sampler; rank 0 alone writes files (an interrupt there keeps only the last
+completed epoch: mid-epoch states differ between processes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +118,45 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
+def rng_state() -> dict[str, Any]:
+    """Torch's random number generator states (CPU, and every CUDA device when present)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    return {"torch": torch.get_rng_state(), "cuda": list(cuda)}
+
+
+def set_rng_state(state: dict[str, Any] | None) -> None:
+    """Restore :func:`rng_state` (CUDA states only onto as many devices)."""
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Within the block, a first SIGINT only sets a flag (the caller stops at a safe point); a second
+    one interrupts at once. Yields the flag's reader. Outside the main thread, or where SIGINT
+    has a handler other than Python's default, nothing changes."""
+    flag: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: False
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if flag:
+            raise KeyboardInterrupt
+        flag.append(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(flag)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def parameter_digest(model: nn.Module) -> str:
     """SHA-256 of every parameter and buffer (to check that ranks agree)."""
     h = hashlib.sha256()
@@ -180,6 +228,9 @@ class Trainer:
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self.best = {"top1": -1.0, "epoch": -1}
+        self.position: dict[str, Any] | None = None  # the epoch in progress (plain data), or None
+        self.resume_position: dict[str, Any] | None = None  # where a resumed epoch continues
+        self.batch_rng: dict[str, Any] | None = None  # the RNG at the last batch boundary
 
     @property
     def model(self) -> nn.Module:
@@ -189,7 +240,8 @@ class Trainer:
         return self.out / f"{self.kind}_{which}.pt"
 
     # -- checkpoints ---------------------------------------------------------------------
-    def state(self, epoch: int) -> dict[str, Any]:
+    def state(self, epoch: int, history: list[dict[str, Any]] | None = None,
+              best: dict[str, Any] | None = None) -> dict[str, Any]:
         extra = {k: v for k, v in self.objective.state_dict().items() if not k.startswith("model.")}
         return {
             **self.payload,
@@ -200,22 +252,37 @@ class Trainer:
             "model": self.model.state_dict(),
             "extra": extra,
             "optimizer": self.optimizer.state_dict(),
-            "best": dict(self.best),
-            "history": self.history,
+            "best": dict(self.best if best is None else best),
+            "history": self.history if history is None else history,
+            "rng": rng_state(),
         }
 
-    def resume(self) -> bool:
-        """Continue from ``<kind>_last.pt`` if it exists; True if it did."""
-        path = self.path("last")
-        if not path.is_file():
-            return False
-        record = load_checkpoint(path, kind=self.kind, config=self.payload["config"])
+    def resume(self) -> str | None:
+        """Continue from ``<kind>_interrupted.pt`` (the epoch after ``<kind>_last.pt``, mid-way)
+        or ``<kind>_last.pt``; returns where it continues, or None when there is neither."""
+        record = None
+        if self.path("last").is_file():
+            record = load_checkpoint(self.path("last"), kind=self.kind, config=self.payload["config"])
+        done = int(record["epoch"]) if record else 0
+        if self.path("interrupted").is_file():
+            inter = load_checkpoint(self.path("interrupted"), kind=self.kind, config=self.payload["config"])
+            if int(inter["epoch"]) == done and not self.ctx.distributed:
+                record = inter
+            elif self.ctx.is_main:  # older than the last completed epoch: spent
+                self.path("interrupted").unlink(missing_ok=True)
+        if record is None:
+            return None
         self.objective.load_state_dict({**{f"model.{k}": v for k, v in record["model"].items()}, **record["extra"]})
         self.optimizer.load_state_dict(record["optimizer"])
         self.start_epoch = int(record["epoch"])
         self.history = list(record["history"])
         self.best = dict(record["best"])
-        return True
+        set_rng_state(record.get("rng"))
+        self.resume_position = record.get("position")
+        if self.resume_position is None:
+            return f"resumed after epoch {self.start_epoch}"
+        pos = self.resume_position
+        return f"resumed in epoch {pos['epoch'] + 1} at batch {pos['batch']} of {pos['batches']}"
 
     @property
     def finished(self) -> bool:
@@ -229,50 +296,71 @@ class Trainer:
         dist.all_reduce(t)
         return t.tolist()
 
-    def train_epoch(self, data: SkeletonInputs, epoch: int) -> dict[str, Any]:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int, b: int,
+              n_batches: int) -> tuple[float, dict, int, float]:
+        """One optimiser step; returns (loss, loss parts, correct predictions, learning rate)."""
+        lr = learning_rate(self.optim_cfg, epoch + b / n_batches)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+        loss, parts, logits = self.wrapped(x, y)
+        if not torch.isfinite(loss):
+            from mksgn.errors import MksgnError
+
+            raise MksgnError(f"{self.kind} training diverged at epoch {epoch + 1}, batch {b}: loss {float(loss)}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach()), parts, int((logits.argmax(1) == y).sum()), lr
+
+    def train_epoch(self, data: SkeletonInputs, epoch: int, resume_at: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Train one epoch (from ``resume_at``, an interrupted epoch's position, if given).
+
+        ``self.position`` follows the epoch batch by batch (what an interrupt saves).
+        """
         self.wrapped.train()
         sampler = DistributedSampler(range(len(data)), num_replicas=self.ctx.world_size, rank=self.ctx.rank,
                                      shuffle=True, seed=self.seed)
         sampler.set_epoch(epoch)
         indices = list(sampler)
         n_batches = math.ceil(len(indices) / self.batch_size)
-        sums: dict[str, float] = {}
-        seen = correct = 0
-        curve: list[float] = []
-        bar = tqdm(total=len(indices), desc=f"{self.kind} epoch {epoch + 1}/{self.optim_cfg.epochs}",
+        pos = self.position = {"epoch": epoch, "batch": 0, "batches": n_batches, "sums": {}, "seen": 0,
+                               "correct": 0, "curve": [], "seconds": 0.0, **(resume_at or {})}
+        self.batch_rng = rng_state()
+        bar = tqdm(total=len(indices), initial=min(pos["batch"] * self.batch_size, len(indices)),
+                   desc=f"{self.kind} epoch {epoch + 1}/{self.optim_cfg.epochs}",
                    disable=not self.progress, leave=False, unit="sample")
-        start = time.perf_counter()
-        batches = data.batches(indices, self.batch_size, seed=self.seed * 1000 + self.ctx.rank, epoch=epoch)
-        for b, (x, y) in enumerate(batches):
-            lr = learning_rate(self.optim_cfg, epoch + b / n_batches)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
-            loss, parts, logits = self.wrapped(x, y)
-            if not torch.isfinite(loss):
-                from mksgn.errors import MksgnError
-
-                raise MksgnError(f"{self.kind} training diverged at epoch {epoch + 1}, batch {b}: loss {float(loss)}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            n = len(y)
-            seen += n
-            correct += int((logits.argmax(1) == y).sum())
-            for k, v in {"loss": float(loss.detach()), **parts}.items():
-                sums[k] = sums.get(k, 0.0) + v * n
-            curve.append(float(loss.detach()))
-            bar.update(n)
-            bar.set_postfix(loss=f"{curve[-1]:.3f}", lr=f"{lr:.4f}")
+        start, before = time.perf_counter(), pos["seconds"]
+        batches = data.batches(indices, self.batch_size, seed=self.seed * 1000 + self.ctx.rank, epoch=epoch,
+                               first=pos["batch"])
+        with deferred_interrupt() as interrupted:
+            for b, (x, y) in enumerate(batches, start=pos["batch"]):
+                loss, parts, correct, lr = self._step(x, y, epoch, b, n_batches)
+                n = len(y)
+                sums = dict(pos["sums"])
+                for k, v in {"loss": loss, **parts}.items():
+                    sums[k] = sums.get(k, 0.0) + v * n
+                pos.update(batch=b + 1, sums=sums, seen=pos["seen"] + n, correct=pos["correct"] + correct,
+                           curve=[*pos["curve"], loss], seconds=before + time.perf_counter() - start)
+                self.batch_rng = rng_state()
+                bar.update(n)
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.4f}")
+                if interrupted():
+                    raise KeyboardInterrupt
         bar.close()
+        return self._epoch_metrics(epoch, pos)
+
+    def _epoch_metrics(self, epoch: int, pos: dict[str, Any]) -> dict[str, Any]:
+        """The training metrics of a finished epoch (reduced over ranks)."""
         if self.ctx.distributed:
             # DDP broadcasts buffers (BN statistics) before each forward, so the last step's
             # update is still rank-local: make every rank hold rank 0's buffers.
             for buf in self.objective.buffers():
                 dist.broadcast(buf, 0)
-        elapsed = time.perf_counter() - start
+        elapsed = max(pos["seconds"], 1e-9)
+        sums, curve = pos["sums"], pos["curve"]
         keys = sorted(sums)
-        reduced = self._all_reduce([sums[k] for k in keys] + [seen, correct])
+        reduced = self._all_reduce([sums[k] for k in keys] + [pos["seen"], pos["correct"]])
         total = reduced[-2]
         chunks = np.array_split(np.array(curve), min(LOSS_CURVE_POINTS, len(curve)))
         return {
@@ -323,30 +411,41 @@ class Trainer:
 
     def fit(self, train: SkeletonInputs, test: SkeletonInputs, num_classes: int,
             log: Callable[[str], None] = print, max_epochs: int | None = None) -> dict[str, Any]:
-        """Train the remaining epochs (at most ``max_epochs`` now); return the last record."""
+        """Train the remaining epochs (at most ``max_epochs`` now); return the last record.
+
+        On a KeyboardInterrupt the epoch in progress is saved (see :meth:`save_interrupted`)
+        and the interrupt goes on.
+        """
         record: dict[str, Any] = self.history[-1] if self.history else {}
         end = self.optim_cfg.epochs if max_epochs is None else min(self.optim_cfg.epochs, self.start_epoch + max_epochs)
         for epoch in range(self.start_epoch, end):
-            train_metrics = self.train_epoch(train, epoch)
-            test_metrics = self.evaluate(test, num_classes)
+            resume_at, self.resume_position = self.resume_position, None
+            try:
+                train_metrics = self.train_epoch(train, epoch, resume_at)
+                test_metrics = self.evaluate(test, num_classes)
+            except KeyboardInterrupt:
+                self.save_interrupted(log)
+                raise
             confusion = test_metrics.pop("confusion")
             record = {"epoch": epoch + 1, "train": train_metrics, "test": test_metrics,
                       "measured_on": {"train": train.dataset.source, "test": test.dataset.source}}
-            self.history.append(record)
+            history = [*self.history, record]
             improved = test_metrics["top1"] > self.best["top1"]
-            if improved:
-                self.best = {"top1": test_metrics["top1"], "epoch": epoch + 1}
+            best = {"top1": test_metrics["top1"], "epoch": epoch + 1} if improved else self.best
             if self.ctx.is_main:
-                state = self.state(epoch + 1)
+                state = self.state(epoch + 1, history, best)
                 save_checkpoint(self.path("last"), state)
                 if improved:
                     save_checkpoint(self.path("best"), {**state, "confusion": confusion})
+            self.history, self.best, self.position, self.start_epoch = history, best, None, epoch + 1
+            if self.ctx.is_main:
+                self.path("interrupted").unlink(missing_ok=True)
                 self.write_metrics()
                 log(f"{self.kind} epoch {epoch + 1}/{self.optim_cfg.epochs}: train loss {train_metrics['loss']:.3f} "
                     f"top-1 {train_metrics['top1']:.3f} | test top-1 {test_metrics['top1']:.3f} "
                     f"top-5 {test_metrics['top5']:.3f} ({test_metrics['samples']} test samples of "
                     f"{test.dataset.source}) | {train_metrics['samples_per_s']:.0f} samples/s")
-        self.start_epoch = end
+        self.start_epoch = max(self.start_epoch, end)
         if self.ctx.distributed:
             digests: list[str] = [""] * self.ctx.world_size
             dist.all_gather_object(digests, parameter_digest(self.model))
@@ -356,6 +455,20 @@ class Trainer:
             if self.ctx.is_main:
                 self.write_metrics()
         return record
+
+    def save_interrupted(self, log: Callable[[str], None] = print) -> Path | None:
+        """Write the epoch in progress to ``<kind>_interrupted.pt`` (atomically; rank 0 of one process)."""
+        pos = self.position
+        if pos is None or not self.ctx.is_main or self.ctx.distributed:
+            kept = f"{self.path('last')} holds epoch {self.start_epoch}" if self.start_epoch else "no epoch finished"
+            if self.ctx.is_main:
+                log(f"{self.kind}: interrupted; {kept}")
+            return None
+        state = {**self.state(self.start_epoch), "rng": self.batch_rng, "position": dict(pos)}
+        save_checkpoint(self.path("interrupted"), state)
+        log(f"{self.kind}: interrupted in epoch {pos['epoch'] + 1} after batch {pos['batch']} of {pos['batches']}; "
+            f"saved {self.path('interrupted')}; continue with --resume")
+        return self.path("interrupted")
 
     def write_metrics(self) -> None:
         """Update this trainer's section of ``metrics.json`` (atomically)."""
