@@ -32,17 +32,43 @@ CHUNK_BYTES = 1 << 20
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """The SHA-256 of a file's bytes, hex."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DatasetError(f"cannot read the data file ({exc.strerror or exc})", path) from exc
     return digest.hexdigest()
 
 
-def data_record(path: str | os.PathLike[str] | None) -> dict[str, str | None]:
-    """What a model records of its data: the absolute ``path`` and ``sha256`` (``None``: built-in)."""
+def data_record(path: str | os.PathLike[str] | None, fingerprint: bool = True) -> dict[str, str | None]:
+    """``{"path", "sha256"}`` of a data file (absolute path); both ``None`` for the built-in dataset.
+
+    ``fingerprint=False`` leaves ``sha256`` ``None`` (ranks other than 0 of a distributed run).
+    """
     if path is None:
         return {"path": None, "sha256": None}
-    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+    absolute = str(Path(path).expanduser().absolute())
+    return {"path": absolute, "sha256": file_sha256(absolute) if fingerprint else None}
+
+
+def recorded_data(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The data a model was trained on, from its checkpoint's ``data`` record.
+
+    Returns ``(path, sha256)``: the absolute path of the npz and its SHA-256, or
+    ``(None, None)`` for the built-in dataset. A checkpoint older than these fields gives
+    its ``source`` (as it was written, perhaps relative) and ``None``, or ``(None, None)``
+    when that source is the built-in dataset's cache file.
+    """
+    if "path" in record:
+        path, sha = record.get("path"), record.get("sha256")
+        return (None if path is None else str(path)), (None if sha is None else str(sha))
+    source = record.get("source")
+    if not source:
+        return None, None
+    from mksgn.data.builtin import BuiltinSpec
+
+    return (None if Path(str(source)).name == BuiltinSpec().file_name() else str(source)), None
 
 
 def graph_data_record(graph: Any) -> dict[str, Any] | None:
@@ -96,10 +122,10 @@ def choose_data(given: str | os.PathLike[str] | None, recorded: Mapping[str, Any
     DatasetError
         If the recorded file is gone or changed and ``--data`` was not given.
     """
-    has_record = recorded is not None and "path" in recorded
-    rec_path = recorded.get("path") if has_record else None
+    has_record = recorded is not None and ("path" in recorded or bool(recorded.get("source")))
+    rec_path, sha = recorded_data(recorded) if has_record else (None, None)
     if given is not None:
-        if has_record and (rec_path is None or Path(given).resolve() != Path(rec_path)):
+        if has_record and (rec_path is None or Path(given).resolve() != Path(rec_path).resolve()):
             trained = rec_path or "the built-in dataset"
             return DataChoice(str(given), f"warning: {model} records its data as {trained}; using --data {given}",
                               True)
@@ -111,7 +137,6 @@ def choose_data(given: str | os.PathLike[str] | None, recorded: Mapping[str, Any
         return DataChoice(None)
     if not Path(rec_path).is_file():
         raise DatasetError(f"{model} was trained on {rec_path}, which is gone; give --data X.npz")
-    sha = recorded.get("sha256")
     if sha is not None and file_sha256(rec_path) != sha:
         raise DatasetError(f"{model} was trained on {rec_path}, which has changed since (its SHA-256 differs); "
                            "give --data X.npz to use it anyway")

@@ -22,7 +22,8 @@ import mksgn.train.trainer as trainer_module
 from mksgn.data.builtin import BuiltinSpec
 from mksgn.data.data_cli import main as data_main
 from mksgn.train.checkpoint import load_checkpoint
-from mksgn.train.run_state import LOCK_FILE, RUN_FILE, RunLock, recorded_data
+from mksgn.data.recorded import recorded_data
+from mksgn.train.run_state import LOCK_FILE, RUN_FILE, RunLock
 from mksgn.train.train_cli import main as train_main
 
 

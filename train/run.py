@@ -28,8 +28,9 @@ from mksgn.train.checkpoint import CheckpointError, load_checkpoint
 from mksgn.train.config import Config, load_config
 from mksgn.train.distill import DistillationLoss
 from mksgn.train.plots import plot_confusion, plot_training_curves
-from mksgn.train.run_state import (RunSettings, RunStateError, check_new_run, data_record,
-                                   read_run_record, recorded_data, resume_settings, run_lock, settings_from_flags,
+from mksgn.data.recorded import data_record, recorded_data
+from mksgn.train.run_state import (RunSettings, RunStateError, check_new_run,
+                                   read_run_record, resume_settings, run_lock, settings_from_flags,
                                    write_run_record)
 from mksgn.train.student import MKSGN
 from mksgn.train.teacher import GCNTeacher
@@ -78,8 +79,8 @@ def data_description(splits: DatasetSplits, cfg: Config, file: Mapping[str, Any]
     """What a checkpoint records about its data.
 
     ``path`` (absolute, None for the built-in dataset) and ``sha256`` come from ``file``
-    (:func:`~mksgn.train.run_state.data_record`); without it, the path from the dataset's
-    source and no fingerprint. :func:`~mksgn.train.run_state.recorded_data` reads them back.
+    (:func:`~mksgn.data.recorded.data_record`); without it, the path from the dataset's
+    source and no fingerprint. :func:`~mksgn.data.recorded.recorded_data` reads them back.
     """
     if file is None:
         path, _ = recorded_data({"source": splits.train.source})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import socket
@@ -29,6 +28,7 @@ from typing import Any
 
 import mksgn
 from mksgn.atomic import atomic_write_text
+from mksgn.data.recorded import data_record, file_sha256, recorded_data
 from mksgn.errors import MksgnError
 
 RUN_FILE = "run.json"
@@ -42,46 +42,6 @@ PROGRESS_FILES = ("metrics.json",) + tuple(
 
 class RunStateError(MksgnError, ValueError):
     """A run folder is busy, holds another run, has nothing to resume, or its data changed."""
-
-
-# -- data records --------------------------------------------------------------------------
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise RunStateError(f"{path}: cannot read the data file ({exc.strerror or exc})") from exc
-    return h.hexdigest()
-
-
-def data_record(path: str | os.PathLike[str] | None, fingerprint: bool = True) -> dict[str, str | None]:
-    """``{"path", "sha256"}`` of a data file (absolute path); both ``None`` for the built-in dataset."""
-    if path is None:
-        return {"path": None, "sha256": None}
-    absolute = str(Path(path).expanduser().absolute())
-    return {"path": absolute, "sha256": file_sha256(absolute) if fingerprint else None}
-
-
-def recorded_data(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """The data a model was trained on, from its checkpoint's ``data`` record.
-
-    Returns ``(path, sha256)``: the absolute path of the npz and its SHA-256, or
-    ``(None, None)`` for the built-in dataset. A checkpoint older than these fields gives
-    its ``source`` (as it was written, perhaps relative) and ``None``, or ``(None, None)``
-    when that source is the built-in dataset's cache file.
-    """
-    if "path" in record:
-        path, sha = record.get("path"), record.get("sha256")
-        return (None if path is None else str(path)), (None if sha is None else str(sha))
-    source = record.get("source")
-    if not source:
-        return None, None
-    from mksgn.data.builtin import BuiltinSpec
-
-    return (None if Path(str(source)).name == BuiltinSpec().file_name() else str(source)), None
 
 
 # -- settings ------------------------------------------------------------------------------
