@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,20 +105,56 @@ def test_outputs_of_the_wrong_kind_are_refused_before_any_work(tmp_path):
     # each came from the parser: the missing inputs were never reached
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders and read mode-000 files")
-def test_read_only_folder_and_unreadable_input(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    secret = tmp_path / "secret.nir"
-    secret.write_bytes(b"x")
-    secret.chmod(0o000)
+def _as_unprivileged() -> dict | None:
+    """subprocess arguments that run a command without root's bypass of permissions, or None if impossible."""
+    if os.geteuid() != 0:
+        return {}
+    as_user = {"user": 65534, "group": 65534, "extra_groups": []}  # nobody
     try:
-        _one_line(_cli("mksgn-run", "missing.nir", "-o", str(locked / "r.json")), "mksgn-run", "permission denied")
-        _one_line(_cli("mksgn-run", str(secret)), "mksgn-run", "permission denied", "secret.nir")
+        subprocess.run([sys.executable, "-c", "pass"], check=True, capture_output=True, **as_user)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return as_user
+
+
+def test_output_in_a_read_only_folder_is_refused_before_work(tmp_path):
+    as_user = _as_unprivileged()
+    if as_user is None:  # root: a folder on a read-only mount refuses even root
+        if os.access("/proc/sys", os.W_OK):
+            pytest.skip("running as root with no read-only folder at hand")
+        _one_line(_cli("mksgn-run", "missing.nir", "-o", "/proc/sys/r.json"), "mksgn-run",
+                  "permission denied, cannot write in /proc/sys")
+        _one_line(_cli("mksgn-energy", "missing.nir", "-o", "/proc/sys/energy"), "mksgn-energy", "permission denied")
+        return
+    base = Path(tempfile.mkdtemp(prefix="mksgn-perm-"))
+    try:
+        base.chmod(0o755)
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        env = {**os.environ, "HOME": str(base), "MPLCONFIGDIR": str(base)}
+        _one_line(_cli("mksgn-run", "missing.nir", "-o", str(locked / "r.json"), env=env, **as_user), "mksgn-run",
+                  "permission denied, cannot write in", "locked")
+        _one_line(_cli("mksgn-energy", "missing.nir", "-o", str(locked / "e"), env=env, **as_user), "mksgn-energy",
+                  "permission denied")
     finally:
-        locked.chmod(0o700)
-        secret.chmod(0o600)
+        shutil.rmtree(base)
+
+
+def test_unreadable_input_says_permission_denied(tmp_path):
+    as_user = _as_unprivileged()
+    if as_user is None:
+        pytest.skip("running as root (which reads mode-000 files) and user nobody cannot start this Python")
+    base = Path(tempfile.mkdtemp(prefix="mksgn-perm-"))
+    try:
+        base.chmod(0o755)
+        secret = base / "secret.nir"
+        secret.write_bytes(b"x")
+        secret.chmod(0o000)
+        env = {**os.environ, "HOME": str(base), "MPLCONFIGDIR": str(base)}
+        _one_line(_cli("mksgn-run", str(secret), env=env, **as_user), "mksgn-run", "permission denied",
+                  "secret.nir")
+    finally:
+        shutil.rmtree(base)
 
 
 def test_inputs_that_are_folders_or_of_the_wrong_kind(tmp_path):

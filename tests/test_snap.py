@@ -148,6 +148,19 @@ def test_snap_refuses_bad_input_with_one_line(snapped, tmp_path, capsys):
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "z.pt").exists()
 
 
+def test_quantize_refuses_input_bits_a_snapped_graph_cannot_honour(snapped, tmp_path, capsys):
+    """A snapped graph's grid fixes its input bits: --input-bits 12 is refused, not silently ignored."""
+    from mksgn.convert.quantize_cli import main as quantize_main
+
+    out = tmp_path / "x.q.nir"
+    assert quantize_main([str(snapped / "snapped.nir"), "-o", str(out), "--input-bits", "12", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "snapped with 8-bit graded inputs" in err, err
+    assert "mksgn-snap --input-bits 12" in err and not out.exists()
+    assert quantize_main([str(snapped / "snapped.nir"), "-o", str(out), "--input-bits", "8", "--samples", "2"]) == 0
+    assert "8-bit graded inputs" in capsys.readouterr().out
+
+
 @pytest.mark.lava
 def test_lava_runs_the_snapped_student_float_and_fixed_point_alike(snapped, capsys):
     out = snapped / "parity_lava"
