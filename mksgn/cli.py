@@ -4,13 +4,26 @@ options several commands have (``--data``, ``--limit``, ``--out``, ``--quiet``).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mksgn.errors import MksgnError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while :func:`run_cli` ran a command (a ``BaseException``, like
+    ``KeyboardInterrupt``, so that ``except Exception`` does not swallow it and cleanup runs)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -24,6 +37,9 @@ class ArgumentParser(argparse.ArgumentParser):
 def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """Run a command body, turning :class:`MksgnError` into one line on stderr and status 2.
 
+    Ctrl-C (``KeyboardInterrupt``) and SIGTERM (:class:`Terminated`, raised by a handler
+    installed for the call) end it with one line and status 130 or 143.
+
     Parameters
     ----------
     prog
@@ -33,6 +49,8 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     argv
         Arguments (``None``: ``sys.argv[1:]``).
     """
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     try:
         return body(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -43,7 +61,13 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        sys.stderr.write(f"{prog}: terminated\n")
+        return EXIT_TERMINATED
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 DATA_HELP = "CTR-GCN .npz (default: the built-in dataset)"
