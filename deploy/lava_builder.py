@@ -36,6 +36,7 @@ import numpy as np
 from mksgn.core.synapse_graph import Synapse, SynapseGraph
 from mksgn.core import loihi
 from mksgn.deploy.lava_compat import lava_import
+from mksgn.deploy.lava_guard import guarded_run
 from mksgn.errors import MksgnError
 
 GRADED_MESSAGE_BITS = loihi.GRADED_MESSAGE_BITS
@@ -272,21 +273,22 @@ class LavaNetwork:
         compile_seconds = None
         limits = _one_blas_thread()  # every Lava process is an OS process: no BLAS threads on top
         try:
-            for stop in stops:
-                if stop > done:
-                    anchor.run(condition=RunSteps(num_steps=stop - done), run_cfg=cfg)
-                    if compile_seconds is None:
-                        compile_seconds = time.perf_counter() - start
-                    done = stop
-                for p, at in readouts.items():
-                    if at == done:
-                        values[p] = np.asarray(ctx.procs[p].v.get())
+            with guarded_run(anchor) as guard:  # stops Lava; on Ctrl-C or SIGTERM ends its processes and segments
+                for stop in stops:
+                    if stop > done:
+                        anchor.run(condition=RunSteps(num_steps=stop - done), run_cfg=cfg)
+                        guard.check()
+                        if compile_seconds is None:
+                            compile_seconds = time.perf_counter() - start
+                        done = stop
+                    for p, at in readouts.items():
+                        if at == done:
+                            values[p] = np.asarray(ctx.procs[p].v.get())
+            spikes = {n: np.array(np.load(path, mmap_mode="r")) for n, path in self.sinks.items()}
         finally:
-            anchor.stop()
             if limits is not None:
                 limits.restore_original_limits()
-        spikes = {n: np.array(np.load(path, mmap_mode="r")) for n, path in self.sinks.items()}
-        self._tmp.cleanup()
+            self._tmp.cleanup()
         seconds = {"build": self.build_seconds, "first_run_incl_compile": compile_seconds or 0.0,
                    "run": time.perf_counter() - start}
         aligned = {}

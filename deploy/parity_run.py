@@ -78,14 +78,13 @@ def _lava_recordings(model: LoadedModel, quantized: LoadedModel | None, batch, s
     runs = [("lava_floating_pt", model.sg, "floating_pt")]
     runs += [("lava_fixed_pt", quantized.sg, "fixed_pt")] if quantized is not None else []
     latency = None
-    bar = tqdm(total=rows * len(runs), desc="lava", unit="row", disable=not progress)
-    for name, sg, tag in runs:
-        start = time.perf_counter()
-        rec, latency, outs = _lava_rows(sg, tag, batch.inputs, spiking, bar)
-        rec.logits = per_sample(outs, batch.sample_index, n)
-        recs[name] = rec
-        seconds[name] = time.perf_counter() - start
-    bar.close()
+    with tqdm(total=rows * len(runs), desc="lava", unit="row", disable=not progress) as bar:  # closed on Ctrl-C too
+        for name, sg, tag in runs:
+            start = time.perf_counter()
+            rec, latency, outs = _lava_rows(sg, tag, batch.inputs, spiking, bar)
+            rec.logits = per_sample(outs, batch.sample_index, n)
+            recs[name] = rec
+            seconds[name] = time.perf_counter() - start
     return latency
 
 

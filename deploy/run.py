@@ -196,25 +196,25 @@ def _run_share(loaded: LoadedModel, dataset, spec: InputSpec, mine: np.ndarray, 
     start = time.perf_counter()
     bar = tqdm(total=len(mine), desc=f"{backend} {tag if backend != 'reference' else 'float64'}",
                disable=not progress or not ctx.is_main, unit="sample")
-    for b in batches(spec, dataset, mine, batch):
-        if emulator is not None:
-            res = emulator.run(b.inputs)
-        elif backend == "lava":
-            res = _lava_run(sg, tag, b.inputs)
-        else:
-            res = _reference_run(loaded.graph, sg, b.inputs, ctx.device)
-        out = res.outputs[next(iter(sg.outputs))][-1].cpu()
-        logits = sum_per_sample(out.reshape(out.shape[0], -1), b.sample_index, b.samples)
-        preds.append(logits.argmax(dim=1).numpy())
-        labels.append(b.labels)
-        indices.append(b.indices)
-        for k, v in res.spike_counts.items():
-            spikes[k] = spikes.get(k, 0) + v
-        for k, v in res.synops.items():
-            synops[k] = synops.get(k, 0) + v
-        rows += int(next(iter(b.inputs.values())).shape[1])
-        bar.update(b.samples)
-    bar.close()
+    with bar:  # closed on Ctrl-C too, before the command's one line
+        for b in batches(spec, dataset, mine, batch):
+            if emulator is not None:
+                res = emulator.run(b.inputs)
+            elif backend == "lava":
+                res = _lava_run(sg, tag, b.inputs)
+            else:
+                res = _reference_run(loaded.graph, sg, b.inputs, ctx.device)
+            out = res.outputs[next(iter(sg.outputs))][-1].cpu()
+            logits = sum_per_sample(out.reshape(out.shape[0], -1), b.sample_index, b.samples)
+            preds.append(logits.argmax(dim=1).numpy())
+            labels.append(b.labels)
+            indices.append(b.indices)
+            for k, v in res.spike_counts.items():
+                spikes[k] = spikes.get(k, 0) + v
+            for k, v in res.synops.items():
+                synops[k] = synops.get(k, 0) + v
+            rows += int(next(iter(b.inputs.values())).shape[1])
+            bar.update(b.samples)
     return {"preds": np.concatenate(preds).tolist() if preds else [],
             "labels": np.concatenate(labels).tolist() if labels else [],
             "indices": np.concatenate(indices).tolist() if indices else [],

@@ -20,17 +20,28 @@ This module imports nothing heavy: ``--help`` and usage errors never load torch.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mksgn.errors import MksgnError
 
 EXIT_BAD_INPUT = 2
-
-
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while :func:`run_cli` ran a command (a ``BaseException``, like
+    ``KeyboardInterrupt``, so that ``except Exception`` does not swallow it and cleanup runs)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -64,6 +75,9 @@ class ArgumentParser(argparse.ArgumentParser):
 def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
     """Run a command body, turning :class:`MksgnError` into one line on stderr and status 2.
 
+    Ctrl-C (``KeyboardInterrupt``) and SIGTERM (:class:`Terminated`, raised by a handler
+    installed for the call) end it with one line and status 130 or 143.
+
     Parameters
     ----------
     prog
@@ -73,6 +87,8 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     argv
         Arguments (``None``: ``sys.argv[1:]``).
     """
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     try:
         return body(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
@@ -84,6 +100,12 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted\n")
         return EXIT_INTERRUPTED
+    except Terminated:
+        sys.stderr.write(f"{prog}: terminated\n")
+        return EXIT_TERMINATED
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _one_line(prog: str, message: str) -> int:

@@ -48,6 +48,6 @@ class Elementwise(SynapseKind):
         Sparse = ctx.lava("lava.proc.sparse.process").Sparse
         pop = ctx.graph.populations[syn.target]
         diag = ctx.to_lava(ctx.weights(syn).reshape(pop.shape), pop.shape).reshape(-1)
-        proc = Sparse(weights=diags(diag).tocsr(), weight_exp=ctx.weight_exp(syn),
+        proc = Sparse(weights=diags(diag, dtype=np.float64).tocsr(), weight_exp=ctx.weight_exp(syn),
                       num_message_bits=ctx.message_bits(syn))
         return proc, proc.s_in, proc.a_out
