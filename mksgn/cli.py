@@ -38,7 +38,8 @@ class Terminated(BaseException):
     ``KeyboardInterrupt``, so that ``except Exception`` does not swallow it and cleanup runs)."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
+def raise_terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler :func:`run_cli` installs."""
     raise Terminated()
 
 
@@ -88,7 +89,7 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
         Arguments (``None``: ``sys.argv[1:]``).
     """
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
+    previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main else None
     try:
         return body(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)

@@ -232,7 +232,9 @@ def test_keyboard_interrupt_in_the_teacher_saves_the_last_batch_boundary(data, t
             assert ea["train"]["loss"] == eb["train"]["loss"] and ea["test"] == eb["test"]
 
 
-def test_sigint_to_a_training_process_leaves_a_resumable_checkpoint(data, tmp_path):
+@pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated")])
+def test_a_signal_to_a_training_process_leaves_a_resumable_checkpoint(data, tmp_path, signum, status, said):
     out = tmp_path / "run"
     code = ("import sys, mksgn.train.trainer as t; from mksgn.train.train_cli import main\n"
             "real = t.learning_rate\n"
@@ -248,12 +250,12 @@ def test_sigint_to_a_training_process_leaves_a_resumable_checkpoint(data, tmp_pa
                             env=env)
     while "training" not in proc.stdout.readline():  # batch 2 is about to start
         pass
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     proc.stdin.write("\n")
     proc.stdin.flush()
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "after batch 2 of" in stdout
+    assert proc.returncode == status, stderr
+    assert stderr.strip() == f"mksgn-train: {said}" and "after batch 2 of" in stdout
     assert load_checkpoint(out / "student_interrupted.pt")["position"]["batch"] == 2
     assert not (out / LOCK_FILE).exists()
 

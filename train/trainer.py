@@ -3,8 +3,8 @@
 One :class:`Trainer` trains one model (an *objective* module that returns its loss) for
 the epochs of an :class:`~mksgn.train.config.OptimConfig`. Per epoch it writes
 ``metrics.json`` and ``<kind>_last.pt`` (plus ``<kind>_best.pt`` on a new best test
-top-1), all atomically; ``resume`` continues from ``<kind>_last.pt``. Ctrl-C (SIGINT) during
-an epoch takes effect at the end of the current batch: the state then (model, optimiser,
+top-1), all atomically; ``resume`` continues from ``<kind>_last.pt``. Ctrl-C (SIGINT), or SIGTERM
+under ``mksgn-train`` (a cluster's pre-emption), during an epoch takes effect at the end of the current batch: the state then (model, optimiser,
 training-only modules, RNG, the position in the epoch and its partial metrics) goes to
 ``<kind>_interrupted.pt`` and ``resume`` continues from that batch (a second Ctrl-C stops at
 once, as does any KeyboardInterrupt raised in the loop: that saves the position and RNG of the last
@@ -39,6 +39,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from mksgn.atomic import atomic_write_text
+from mksgn.cli import Terminated, raise_terminated
 from mksgn.data.pipeline import SkeletonInputs
 from mksgn.train.checkpoint import load_checkpoint, save_checkpoint
 from mksgn.train.config import OptimConfig
@@ -134,27 +135,35 @@ def set_rng_state(state: dict[str, Any] | None) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+def interruption(signum: int) -> BaseException:
+    """The exception a signal stands for: ``KeyboardInterrupt`` (SIGINT) or :class:`~mksgn.cli.Terminated`."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
 @contextlib.contextmanager
-def deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Within the block, a first SIGINT only sets a flag (the caller stops at a safe point); a second
-    one interrupts at once. Yields the flag's reader. Outside the main thread, or where SIGINT
-    has a handler other than Python's default, nothing changes."""
+def deferred_interrupt() -> Iterator[Callable[[], int | None]]:
+    """Within the block, a first SIGINT (or SIGTERM under :func:`mksgn.cli.run_cli`) only records
+    the signal (the caller stops at a safe point, raising :func:`interruption`); a second one
+    interrupts at once. Yields the reader of the recorded signal (``None``: none yet). Outside
+    the main thread, or where a signal has a handler other than the expected one, it is left alone."""
     flag: list[int] = []
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield lambda: False
-        return
+    expected = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: raise_terminated}
+    taken = {}
+    if threading.current_thread() is threading.main_thread():
+        taken = {s: h for s, h in expected.items() if signal.getsignal(s) is h}
 
     def handler(signum: int, frame: object) -> None:
         if flag:
-            raise KeyboardInterrupt
+            raise interruption(signum)
         flag.append(signum)
 
-    signal.signal(signal.SIGINT, handler)
+    for signum in taken:
+        signal.signal(signum, handler)
     try:
-        yield lambda: bool(flag)
+        yield lambda: flag[0] if flag else None
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum, previous in taken.items():
+            signal.signal(signum, previous)
 
 
 def parameter_digest(model: nn.Module) -> str:
@@ -345,8 +354,8 @@ class Trainer:
                 self.batch_rng = rng_state()
                 bar.update(n)
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.4f}")
-                if interrupted():
-                    raise KeyboardInterrupt
+                if interrupted() is not None:
+                    raise interruption(interrupted())
         bar.close()
         return self._epoch_metrics(epoch, pos)
 
@@ -423,7 +432,7 @@ class Trainer:
             try:
                 train_metrics = self.train_epoch(train, epoch, resume_at)
                 test_metrics = self.evaluate(test, num_classes)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, Terminated):
                 self.save_interrupted(log)
                 raise
             confusion = test_metrics.pop("confusion")
