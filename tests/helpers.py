@@ -25,6 +25,18 @@ def assert_usage_error(err: str, prog: str, *needles: str) -> None:
         assert needle in lines[-1], err
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must see Ctrl-C: SIGINT back to its default disposition.
+
+    A shell starts background jobs (``make test &``, some CI runners) with SIGINT ignored, and
+    children inherit that; Python then installs no KeyboardInterrupt handler, as a background
+    job should not get a terminal's Ctrl-C. Tests that send SIGINT undo it for their child.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def random_dataset(n: int = 6, frames: int = 10, classes: int = 3, seed: int = 0, layout: str = "ntu25",
                    joints: int = 25, source: str = "<test>") -> SkeletonDataset:
     """A dataset with random coordinates, random valid lengths and zero padding."""

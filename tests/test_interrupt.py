@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nir
 import pytest
-from helpers import save_tiny_student
+from helpers import default_sigint, save_tiny_student
 
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize_service import quantize_file
@@ -112,7 +112,7 @@ def test_a_signal_stops_a_lava_run_cleanly(files, command, signum, status, word)
     prog, args = _command(files, command)
     before = set(os.listdir(SHM))
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, *args], start_new_session=True, env=env,
+    proc = subprocess.Popen([sys.executable, *args], start_new_session=True, env=env, preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         children = _wait_for_lava(proc)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SMALL_TRAINING
+from helpers import SMALL_TRAINING, default_sigint
 
 import mksgn.train.trainer as trainer_module
 from mksgn.data.builtin import BuiltinSpec
@@ -189,7 +189,15 @@ def _metrics(out: Path, kind: str) -> list[dict]:
     return json.loads((out / "metrics.json").read_text())[kind]["epochs"]
 
 
-def test_ctrl_c_mid_epoch_saves_and_resume_continues_there(data, tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def sigint_handled():
+    """Python's Ctrl-C handler for the test (pytest may run as a background job, with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_mid_epoch_saves_and_resume_continues_there(data, tmp_path, capsys, monkeypatch, sigint_handled):
     reference, out = tmp_path / "reference", tmp_path / "run"
     assert _train(data, reference, "--kd", "none", "--epochs", "2") == 0
     _interrupt_at(monkeypatch, 2, "signal")  # SIGINT during batch 2 of epoch 1
@@ -247,7 +255,7 @@ def test_a_signal_to_a_training_process_leaves_a_resumable_checkpoint(data, tmp_
            "--kd", "none", "--epochs", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=default_sigint)
     while "training" not in proc.stdout.readline():  # batch 2 is about to start
         pass
     proc.send_signal(signum)
