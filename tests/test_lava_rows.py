@@ -91,3 +91,25 @@ def test_a_recurrent_graph_runs_one_build_per_row():
         np.testing.assert_array_equal(res.spikes[name], emu.spikes[name].numpy(), err_msg=name)
     out = next(iter(sg.outputs))
     np.testing.assert_array_equal(res.outputs[out][-1], emu.outputs[out][-1].numpy())
+
+
+@pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
+def test_random_dag_rows_in_one_build_equal_the_emulator(tag):
+    from test_lava_builder import _random_dag
+
+    graph = _random_dag(0)  # residual branch, convolutions, pooling, a coincidence neuron, a leaky read-out
+    x = torch.as_tensor(np.random.default_rng(10).random((8, 3, 2, 6, 6)) * 2.0, dtype=torch.float64)
+    x[:, 1, :, 3:] = 0.0
+    sg = fuse(graph)
+    if tag == "fixed_pt":
+        sg, _ = quantize(sg, {"input": x})
+    spiking = [n for n, p in sg.populations.items() if p.spiking]
+    res = run_lava_rows(sg, tag, {"input": x.numpy()}, record=spiking)
+    emu = Emulator(sg, tag).run({"input": x}, record_spikes=True)
+    assert res.builds == 1
+    for name in spiking:
+        assert res.spikes[name].sum() > 0
+        np.testing.assert_array_equal(res.spikes[name], emu.spikes[name].numpy(), err_msg=name)
+    out = next(iter(sg.outputs))
+    tol = 0.0 if tag == "fixed_pt" else 1e-12  # float: the same operations in another order
+    np.testing.assert_allclose(res.outputs[out][-1], emu.outputs[out][-1].numpy(), rtol=tol, atol=tol)
