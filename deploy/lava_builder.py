@@ -425,6 +425,8 @@ def run_lava_rows(graph: SynapseGraph, tag: str, inputs: dict[str, np.ndarray], 
     """
     rows = next(iter(inputs.values())).shape[1]
     record_list = list(record) if record is not None else None
+    if per_build is not None and per_build < 1:
+        raise LavaBuildError(f"rows per build must be >= 1, got {per_build}")
     if reset is None:
         reset = rows_blocker(graph) is None
     if not reset:
