@@ -44,7 +44,7 @@ def _lava_one(sg, spec, splits) -> dict:
         net = LavaNetwork(sg, "fixed_pt", row)
         result = net.run()
         total = time.perf_counter() - start
-    processes = len(net.ctx.procs) + len(net.ctx.synapses) + len(net.ctx.delays) + len(net.sinks)
+    processes = len(net.ctx.procs) + len(net.ctx.synapses) + len(net.ctx.delays) + len(net.sinks) + len(net.monitors)
     run_steps = result.steps_run
     return {"seconds_end_to_end": round(total, 2), "build_s": round(result.seconds["build"], 2),
             "compile_and_first_step_s": round(result.seconds["first_run_incl_compile"], 2),

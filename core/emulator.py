@@ -27,7 +27,10 @@ Two timings:
     aligned step ``k`` at Lava step ``k + D``, its bias switched on from step ``D`` (before
     that nothing has arrived and its state stays zero). ``T + max D`` steps run; the
     results are returned already aligned, so both timings give identical records (a test
-    proves it); ``latency`` says by how much Lava's output is late.
+    proves it); ``latency`` says by how much Lava's output is late. (Lava's ``LIFReset``
+    neurons, which run many rows per build, keep their bias on before their first row
+    too: that differs only outside the windows, which are never compared; see
+    :mod:`mksgn.deploy.lava_builder`.)
 
 The integer arithmetic runs as float64 matrix products and convolutions on integer values
 (float32 where the largest possible sum of a synapse stays below 2**24, else float64: exact

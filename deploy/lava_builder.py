@@ -3,8 +3,9 @@
 Mapping: every population and synapse becomes the Lava process its kind builds
 (:meth:`~mksgn.core.kinds.base.SynapseKind.lava_process`, :mod:`mksgn.core.kinds`): input
 population -> ``RingBuffer`` source of graded values (float, or the emulator's integer
-inputs) for ``T`` steps, zeros after; neuron population -> stock ``LIF`` (a non-spiking one
-never reaches its threshold and is read from ``v``); ``dense`` -> ``Dense``;
+inputs), ``T`` steps per row, zeros after; neuron population -> stock ``LIFReset`` (``LIF``
+where rows cannot share a build; a non-spiking one never reaches its threshold and is read
+from ``v``); ``dense`` -> ``Dense``;
 ``elementwise`` -> ``Sparse`` (diagonal); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
 kernel flipped: Lava convolves); ``mix`` -> mksgn's ``FrameDense``
 (:mod:`mksgn.deploy.lava_procs`). Spikes to record go to mksgn's ``FileSink`` (a
@@ -16,11 +17,24 @@ Layout: a NIR population ``(C, H, W)`` is a Lava population ``(H, W, C)``; ``(C,
 Latency alignment: every Lava synapse delivers one step late. A population ``D`` synaptic
 layers deep (``SynapseGraph.depth``) runs aligned step ``k`` at Lava step ``k + D``; a
 synapse whose source is shallower gets a ``DelayLine`` of the missing steps (and the
-graph's own Delay steps). A population's bias counts from Lava step ``D`` on (mksgn's
-model of the stock LIF with ``bias_start``, proven equal to setting ``bias_mant`` at step
-``D``): before that nothing has arrived and its state stays zero. So the Lava
-output is the reference output shifted by the known latency, residual and attention
-branches included, and the results are returned aligned.
+graph's own Delay steps). So the Lava output is the reference output shifted by the known
+latency, residual and attention branches included, and the results are returned aligned.
+
+Many rows per build: the sources send ``R`` person rows back to back (row ``n`` at Lava
+steps ``nT .. nT+T-1``) and every neuron population is a stock ``LIFReset`` with
+``reset_interval = T`` and ``reset_offset = (D + 1) mod T``: its ``u`` and ``v`` are zeroed
+(after the input is received, before that step's integration) exactly when a row's first
+input reaches it, so each row starts from the zero state as in a build of its own. Every
+forward synapse delivers aligned step ``k`` of its source to aligned step ``k`` of its target,
+so what a population emits inside row ``n``'s window reaches only row ``n``'s window, and
+what it emits before its first reset (its bias is on from the start) reaches a target
+before that target's first reset. Spikes of row ``n`` are cut from the sinks at
+``nT + D .. nT + D + T - 1``; a non-spiking read-out's ``v`` is probed every step by a stock
+``Monitor`` and read at ``nT + D + T - 1``: no pause. A recurrent synapse or one with Delay
+steps would carry a row's last steps (or pre-window activity) into the next row's window:
+such graphs run one build per row (:func:`rows_blocker`), with the stock ``LIF`` whose
+bias counts from Lava step ``D`` on (mksgn's model with ``bias_start``, proven equal to
+setting ``bias_mant`` at step ``D``), as before.
 """
 
 from __future__ import annotations
@@ -92,9 +106,13 @@ class BuildContext:
     graph: SynapseGraph
     tag: str
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
-    """Input name -> ``(T, *shape)`` values the sources send (integers in fixed point)."""
+    """Input name -> ``(R*T, *shape)`` values the sources send, the rows back to back (integers in
+    fixed point)."""
     total: int = 0
     """Lava steps the run takes."""
+    period: int | None = None
+    """Steps per row ``T`` when neurons reset at each row's start (stock ``LIFReset``); ``None``: one
+    row, stock ``LIF`` with its bias counting from the population's depth (``bias_start``)."""
     procs: dict[str, Any] = field(default_factory=dict)
     synapses: dict[str, Any] = field(default_factory=dict)
     delays: dict[str, Any] = field(default_factory=dict)
@@ -149,19 +167,44 @@ def _one_blas_thread():
 
 @dataclass
 class LavaRun:
-    """Aligned results of one Lava run (one sample)."""
+    """Aligned results of one Lava run (one sample, or ``R`` rows with ``rows=True``)."""
 
     outputs: dict[str, np.ndarray]
     """Output name -> ``(T, *shape)`` for spiking populations, ``(1, *shape)`` (the last aligned
-    step) for non-spiking ones, in float units."""
+    step) for non-spiking ones, in float units; with ``rows=True`` ``(T or 1, R, *shape)``."""
     spikes: dict[str, np.ndarray]
+    """Recorded population -> ``(T, *shape)`` float spikes; with ``rows=True`` ``(T, R, *shape)``
+    (bool for spiking populations: one byte a spike)."""
     latency: int
     steps_run: int
     seconds: dict[str, float]
+    builds: int = 1
+    """Lava networks built for these results."""
+
+
+def rows_blocker(graph: SynapseGraph) -> str | None:
+    """Why ``graph``'s rows cannot run back to back in one build (``None``: they can).
+
+    A recurrent synapse delivers its source's previous step, and a synapse with Delay steps
+    an earlier one: at a row's first steps that is the previous row's last steps (or activity
+    from before the population's first reset), where each row alone sees zeros.
+    """
+    for syn in graph.synapses:
+        if syn.recurrent:
+            return f"synapse {syn.name!r} is recurrent (it would carry one row's last step into the next row)"
+        if syn.delay:
+            return (f"synapse {syn.name!r} has {syn.delay} Delay step(s) (they would carry one row's last steps "
+                    f"into the next row)")
+    return None
+
+
+def _rows_first(x: np.ndarray, rows: int) -> np.ndarray:
+    """``(T, R, *shape)`` -> ``(R*T, *shape)``: the rows back to back."""
+    return np.moveaxis(x, 1, 0).reshape(rows * x.shape[0], *x.shape[2:])
 
 
 class LavaNetwork:
-    """The Lava processes of a synapse graph for one input sample.
+    """The Lava processes of a synapse graph for one input sample, or for ``R`` rows back to back.
 
     Parameters
     ----------
@@ -170,13 +213,25 @@ class LavaNetwork:
     tag
         ``"floating_pt"`` or ``"fixed_pt"``.
     inputs
-        Input name -> ``(T, *shape)`` values (float; fixed point quantises them as the emulator).
+        Input name -> ``(T, *shape)`` values, or ``(T, R, *shape)`` with ``rows=True`` (float;
+        fixed point quantises them as the emulator).
     record
         Populations whose spikes to record (default: the spiking output populations).
+    rows
+        Inputs and results carry a row axis (see :class:`LavaRun`).
+    reset
+        Neurons as ``LIFReset`` zeroed at each row's start (needed for more than one row);
+        ``False``: ``LIF`` with ``bias_start`` (one row); ``None``: ``LIFReset`` unless
+        :func:`rows_blocker` objects.
+
+    Raises
+    ------
+    LavaBuildError
+        If the graph cannot be mapped, or rows cannot share a build (naming the synapse).
     """
 
     def __init__(self, graph: SynapseGraph, tag: str, inputs: dict[str, np.ndarray],
-                 record: list[str] | None = None) -> None:
+                 record: list[str] | None = None, rows: bool = False, reset: bool | None = None) -> None:
         import time
 
         from mksgn.core.emulator import exact_in_float32, synapse_lag
@@ -184,17 +239,20 @@ class LavaNetwork:
         start = time.perf_counter()
         if tag == "fixed_pt" and graph.fixed is None:
             raise LavaBuildError("fixed_pt needs a quantised graph (mksgn-quantize)")
-        self.graph, self.tag = graph, tag
+        self.graph, self.tag, self.rows_axis = graph, tag, rows
         self.depth = graph.depth()
         self._lags = {syn.name: synapse_lag(syn, self.depth, "lava") for syn in graph.synapses}
-        xs = self._inputs(inputs)
-        self.steps = next(iter(xs.values())).shape[0]
+        one_row = {k: np.expand_dims(v, 1) if np.ndim(v) else v for k, v in inputs.items()}
+        xs = self._inputs(inputs if rows else one_row)
+        self.steps, self.rows = next(iter(xs.values())).shape[:2]
+        self.reset = self._reset_mode(reset)
         self.record = list(record) if record is not None else [p for p in graph.outputs.values()
                                                               if graph.populations[p].spiking]
         wanted = set(self.record) | set(graph.outputs.values())
         self.latency = max(self.depth[p] for p in wanted)
-        self.total = self.steps + self.latency
-        ctx = BuildContext(graph, tag, xs, self.total)
+        self.total = self.rows * self.steps + self.latency
+        ctx = BuildContext(graph, tag, {k: _rows_first(x, self.rows) for k, x in xs.items()}, self.total,
+                           period=self.steps if self.reset else None)
         if ctx.fixed:
             ctx.exact_float32 = {s.name for s in graph.synapses if exact_in_float32(graph, s, ctx.weights(s))}
         for name, pop in graph.populations.items():
@@ -205,8 +263,19 @@ class LavaNetwork:
         self._sinks()
         self.build_seconds = time.perf_counter() - start
 
+    def _reset_mode(self, reset: bool | None) -> bool:
+        blocker = rows_blocker(self.graph)
+        if reset is None:
+            reset = blocker is None
+        if reset and blocker is not None:
+            raise LavaBuildError(f"rows cannot share a Lava build: {blocker}; run them one build each")
+        if not reset and self.rows > 1:
+            why = blocker or "reset=False"
+            raise LavaBuildError(f"{self.rows} rows cannot share a Lava build: {why}; run them one build each")
+        return reset
+
     def _inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Checked ``(T, *shape)`` inputs, as the graded integers the host sends in fixed point."""
+        """Checked ``(T, R, *shape)`` inputs, as the graded integers the host sends in fixed point."""
         import torch
 
         xs = {}
@@ -215,9 +284,13 @@ class LavaNetwork:
                 raise LavaBuildError(f"input {name!r} is missing; inputs: {self.graph.inputs}")
             x = torch.as_tensor(inputs[name], dtype=torch.float64)
             shape = self.graph.populations[name].shape
-            if tuple(x.shape[1:]) != shape or not bool(torch.isfinite(x).all()):
-                raise LavaBuildError(f"input {name!r}: expected finite (T, {shape}), got shape {tuple(x.shape)}")
+            if x.ndim < 2 or tuple(x.shape[2:]) != shape or not bool(torch.isfinite(x).all()):
+                got = tuple(x.shape[:1]) + tuple(x.shape[2:]) if not self.rows_axis and x.ndim >= 2 else tuple(x.shape)
+                want = f"(T, R, {shape})" if self.rows_axis else f"(T, {shape})"
+                raise LavaBuildError(f"input {name!r}: expected finite {want}, got shape {got}")
             xs[name] = (self.graph.fixed.inputs[name].encode(x) if self.tag == "fixed_pt" else x).numpy()
+        if len({x.shape[:2] for x in xs.values()}) != 1:
+            raise LavaBuildError(f"inputs differ in steps or rows: { {k: x.shape[:2] for k, x in xs.items()} }")
         return xs
 
     def _connect(self, syn: Synapse, ctx: BuildContext) -> None:
@@ -239,75 +312,139 @@ class LavaNetwork:
         a_out.connect(ctx.procs[syn.target].a_in)
 
     def _sinks(self) -> None:
-        """A memory-mapped file sink per recorded population."""
+        """A memory-mapped file sink per recorded population, a ``Monitor`` of ``v`` per non-spiking output."""
         FileSink = self.ctx.mksgn_process("FileSink")
+        Monitor = self.ctx.lava("lava.proc.monitor.process").Monitor
+        g = self.graph
         self._tmp = tempfile.TemporaryDirectory(prefix="mksgn-lava-")
         self.sinks: dict[str, str] = {}
         for i, name in enumerate(self.record):
-            shape = lava_shape(self.graph.populations[name].shape)
+            shape = lava_shape(g.populations[name].shape)
             path = os.path.join(self._tmp.name, f"sink{i}.npy")
-            np.lib.format.open_memmap(path, mode="w+", dtype=np.float64 if not self.ctx.fixed else np.int32,
-                                      shape=(self.total, *shape)).flush()
+            binary = g.populations[name].spiking and not g.kinds.population(g.populations[name].kind).graded
+            dtype = np.uint8 if binary else (np.int32 if self.ctx.fixed else np.float64)
+            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(self.total, *shape)).flush()
             sink = FileSink(shape=shape, path=path)
             self.ctx.procs[name].s_out.connect(sink.a_in)
             self.sinks[name] = path
+        self.monitors: dict[str, Any] = {}
+        for name in dict.fromkeys(g.outputs.values()):
+            if not g.populations[name].spiking:
+                self.monitors[name] = Monitor()
+                self.monitors[name].probe(self.ctx.procs[name].v, self.total)
+
+    def _windows(self, data: np.ndarray, name: str) -> np.ndarray:
+        """``(total, *lava_shape)`` -> each row's aligned window ``(T, R, *shape)`` (NIR layout)."""
+        d, t, r = self.depth[name], self.steps, self.rows
+        rows = data[d:d + r * t].reshape(r, t, *data.shape[1:])
+        return from_lava(np.moveaxis(rows, 0, 1), self.graph.populations[name].shape)
 
     def run(self) -> LavaRun:
-        """Run ``T + latency`` steps (pausing only to read non-spiking outputs' ``v``)."""
+        """Run ``R*T + latency`` steps, no pause (the first step apart: compilation is timed apart)."""
         import time
 
         RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
         Loihi2SimCfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg
         g, ctx = self.graph, self.ctx
         neurons = [n for n, p in g.populations.items() if not g.kinds.population(p.kind).source]
-        readouts = {p: self.depth[p] + self.steps for p in g.outputs.values() if not g.populations[p].spiking}
-        stops = sorted(set(readouts.values()) | {1, self.total})  # after step 1: compile time measured apart
         anchor = ctx.procs[neurons[0]]
         from mksgn.deploy.lava_procs.models import fast_conv_models, fast_sparse_models, gated_lif_models
 
-        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag], **gated_lif_models()[self.tag]}
+        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag]}
+        if not self.reset:
+            fast.update(gated_lif_models()[self.tag])
         cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast)
-        values: dict[str, np.ndarray] = {}
-        done = 0
         start = time.perf_counter()
-        compile_seconds = None
+        compile_seconds = 0.0
         limits = _one_blas_thread()  # every Lava process is an OS process: no BLAS threads on top
         try:
             with guarded_run(anchor) as guard:  # stops Lava; on Ctrl-C or SIGTERM ends its processes and segments
-                for stop in stops:
-                    if stop > done:
-                        anchor.run(condition=RunSteps(num_steps=stop - done), run_cfg=cfg)
+                for steps in (1, self.total - 1):
+                    if steps > 0:
+                        anchor.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
                         guard.check()
-                        if compile_seconds is None:
-                            compile_seconds = time.perf_counter() - start
-                        done = stop
-                    for p, at in readouts.items():
-                        if at == done:
-                            values[p] = np.asarray(ctx.procs[p].v.get())
+                        compile_seconds = compile_seconds or time.perf_counter() - start
+                values = {p: np.asarray(m.get_data()[ctx.procs[p].name]["v"]) for p, m in self.monitors.items()}
             spikes = {n: np.array(np.load(path, mmap_mode="r")) for n, path in self.sinks.items()}
         finally:
             if limits is not None:
                 limits.restore_original_limits()
             self._tmp.cleanup()
-        seconds = {"build": self.build_seconds, "first_run_incl_compile": compile_seconds or 0.0,
+        seconds = {"build": self.build_seconds, "first_run_incl_compile": compile_seconds,
                    "run": time.perf_counter() - start}
+        return self._results(spikes, values, seconds)
+
+    def _results(self, spikes: dict[str, np.ndarray], values: dict[str, np.ndarray],
+                 seconds: dict[str, float]) -> LavaRun:
+        """Per-row windows of the recorded spikes and the read-outs' ``v`` at each row's last aligned step."""
+        g, ctx = self.graph, self.ctx
         aligned = {}
         for name, data in spikes.items():
-            shape = g.populations[name].shape
-            d = self.depth[name]
-            window = data[d:d + self.steps]
-            aligned[name] = from_lava(window, shape).astype(np.float64)
+            window = self._windows(data, name)
+            aligned[name] = window.astype(bool) if data.dtype == np.uint8 else window.astype(np.float64)
         outputs = {}
         for out, pop_name in g.outputs.items():
             pop = g.populations[pop_name]
             if pop.spiking:
                 outputs[out] = aligned[pop_name]
             else:
-                v = from_lava(values[pop_name][None], pop.shape).astype(np.float64)
-                outputs[out] = g.kinds.population(pop.kind).lava_readout(pop, ctx, v)
+                last = self._windows(values[pop_name], pop_name)[-1:]  # (1, R, *shape)
+                outputs[out] = g.kinds.population(pop.kind).lava_readout(pop, ctx, last.astype(np.float64))
+        if not self.rows_axis:
+            aligned = {k: v[:, 0].astype(np.float64) for k, v in aligned.items()}
+            outputs = {k: v[:, 0].astype(np.float64) for k, v in outputs.items()}
         return LavaRun(outputs, aligned, self.latency, self.total, seconds)
 
 
-def run_lava(graph: SynapseGraph, tag: str, inputs: dict[str, np.ndarray], record: list[str] | None = None) -> LavaRun:
+def run_lava(graph: SynapseGraph, tag: str, inputs: dict[str, np.ndarray], record: list[str] | None = None,
+             reset: bool | None = None) -> LavaRun:
     """Build and run one sample (see :class:`LavaNetwork`)."""
-    return LavaNetwork(graph, tag, inputs, record).run()
+    return LavaNetwork(graph, tag, inputs, record, reset=reset).run()
+
+
+ROWS_PER_BUILD_BYTES = 1 << 29
+"""About how many bytes of source data and recorded spikes one build holds (sets the rows per build)."""
+
+
+def rows_per_build(graph: SynapseGraph, steps: int, record: list[str]) -> int:
+    """Rows one build takes by default: as many as fit :data:`ROWS_PER_BUILD_BYTES` (at least 1)."""
+    per_row = steps * (sum(8 * math.prod(graph.populations[n].shape) for n in graph.inputs)
+                       + sum(2 * math.prod(graph.populations[n].shape) for n in record))
+    return max(1, ROWS_PER_BUILD_BYTES // max(per_row, 1))
+
+
+def run_lava_rows(graph: SynapseGraph, tag: str, inputs: dict[str, np.ndarray], record: list[str] | None = None,
+                  per_build: int | None = None, reset: bool | None = None, done: Any = None) -> LavaRun:
+    """Run ``R`` person rows (inputs ``(T, R, *shape)``) in as few builds as possible; results per row.
+
+    Rows run back to back in builds of ``per_build`` rows (default :func:`rows_per_build`);
+    a graph that :func:`rows_blocker` objects to, or ``reset=False``, runs one build per row
+    with the bias-gated ``LIF`` (the path of one build per row). Results equal one build per
+    row exactly (tests). ``done(n)`` is called after each build with its number of rows (a
+    progress bar).
+    """
+    rows = next(iter(inputs.values())).shape[1]
+    record_list = list(record) if record is not None else None
+    if per_build is not None and per_build < 1:
+        raise LavaBuildError(f"rows per build must be >= 1, got {per_build}")
+    if reset is None:
+        reset = rows_blocker(graph) is None
+    if not reset:
+        per_build = 1
+    elif per_build is None:
+        steps = next(iter(inputs.values())).shape[0]
+        per_build = rows_per_build(graph, steps, record_list or [])
+    parts: list[LavaRun] = []
+    for first in range(0, rows, per_build):
+        chunk = {k: np.asarray(v)[:, first:first + per_build] for k, v in inputs.items()}
+        parts.append(LavaNetwork(graph, tag, chunk, record_list, rows=True, reset=reset).run())
+        if done is not None:
+            done(next(iter(chunk.values())).shape[1])
+    if not parts:
+        raise LavaBuildError("no rows to run")
+    if len(parts) == 1:
+        return parts[0]
+    seconds = {k: sum(p.seconds[k] for p in parts) for k in parts[0].seconds}
+    return LavaRun({k: np.concatenate([p.outputs[k] for p in parts], axis=1) for k in parts[0].outputs},
+                   {k: np.concatenate([p.spikes[k] for p in parts], axis=1) for k in parts[0].spikes},
+                   parts[0].latency, sum(p.steps_run for p in parts), seconds, builds=len(parts))

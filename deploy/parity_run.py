@@ -46,20 +46,11 @@ class Student:
 
 def _lava_rows(sg, tag: str, inputs: dict[str, torch.Tensor], spiking: list[str], bar
                ) -> tuple[Recording, int, torch.Tensor]:
-    from mksgn.deploy.lava_builder import run_lava
+    from mksgn.deploy.lava_builder import run_lava_rows
 
-    rows = next(iter(inputs.values())).shape[1]
-    per_row, outs, latency = [], [], 0
-    out_name = next(iter(sg.outputs))
-    for r in range(rows):
-        res = run_lava(sg, tag, {k: v[:, r].numpy() for k, v in inputs.items()}, record=spiking)
-        per_row.append({n: v.astype(bool) for n, v in res.spikes.items()})  # 1 byte a spike
-        outs.append(torch.as_tensor(res.outputs[out_name][-1]))
-        latency = res.latency
-        bar.update(1)
-    rec = Recording(spikes={n: torch.as_tensor(np.stack([p[n] for p in per_row], axis=1).astype(bool))
-                            for n in spiking})
-    return rec, latency, torch.stack(outs)
+    res = run_lava_rows(sg, tag, {k: v.numpy() for k, v in inputs.items()}, record=spiking, done=bar.update)
+    rec = Recording(spikes={n: torch.as_tensor(res.spikes[n].astype(bool)) for n in spiking})  # 1 byte a spike
+    return rec, res.latency, torch.as_tensor(res.outputs[next(iter(sg.outputs))][-1])
 
 
 def _check_together(student: Student, model: LoadedModel, quantized: LoadedModel | None) -> None:

@@ -153,31 +153,25 @@ def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.dev
 
 
 def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
-    """Lava, one person row at a time, with spikes and synaptic operations counted like the emulator."""
+    """Lava, the person rows back to back in one build (one per row where rows cannot share one),
+    with spikes and synaptic operations counted like the emulator."""
     from mksgn.core.emulator import Emulator, EmulatorResult
-    from mksgn.deploy.lava_builder import run_lava
+    from mksgn.deploy.lava_builder import run_lava_rows
 
     spiking = [n for n, p in sg.populations.items() if p.spiking]
-    rows = next(iter(inputs.values())).shape[1]
     counter = Emulator(sg, tag)  # its fan-outs: quantised weights in fixed point, as the emulator counts
     fans = {s.name: counter.fanout(s.name).numpy() for s in sg.synapses}
-    outputs: dict[str, list[torch.Tensor]] = {o: [] for o in sg.outputs}
-    counts = dict.fromkeys(spiking, 0)
-    synops = dict.fromkeys(fans, 0)
-    for r in range(rows):
-        row = {k: v[:, r].numpy() for k, v in inputs.items()}
-        res = run_lava(sg, tag, row, record=spiking)
-        for o in sg.outputs:
-            outputs[o].append(torch.as_tensor(res.outputs[o][-1]))
-        for n in spiking:
-            counts[n] += int(res.spikes[n].sum())
-        if tag == "fixed_pt":  # graded inputs count where their integer is non-zero, as in the emulator
-            row = {k: sg.fixed.inputs[k].encode(v).numpy() for k, v in row.items()}
-        for syn in sg.synapses:
-            src = res.spikes[syn.source] if syn.source in res.spikes else row[syn.source]
-            synops[syn.name] += int(((src != 0).sum(axis=0) * fans[syn.name]).sum())
-    return EmulatorResult(outputs={o: torch.stack(v)[None] for o, v in outputs.items()}, spike_counts=counts,
-                          synops=synops)
+    rows = {k: v.numpy() for k, v in inputs.items()}
+    res = run_lava_rows(sg, tag, rows, record=spiking)
+    counts = {n: int(res.spikes[n].sum()) for n in spiking}
+    if tag == "fixed_pt":  # graded inputs count where their integer is non-zero, as in the emulator
+        rows = {k: sg.fixed.inputs[k].encode(v).numpy() for k, v in inputs.items()}
+    synops = {}
+    for syn in sg.synapses:
+        src = res.spikes[syn.source] if syn.source in res.spikes else rows[syn.source]
+        synops[syn.name] = int(((src != 0).sum(axis=(0, 1)) * fans[syn.name]).sum())
+    return EmulatorResult(outputs={o: torch.as_tensor(res.outputs[o][-1:]) for o in sg.outputs},
+                          spike_counts=counts, synops=synops)
 
 
 def _run_share(loaded: LoadedModel, dataset, spec: InputSpec, mine: np.ndarray, backend: str, tag: str,

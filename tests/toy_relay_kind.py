@@ -65,7 +65,7 @@ class GradedRelay(PopulationKind):
         zeros = np.zeros(pop.shape, dtype=np.int64)
         return QuantizedPopulation(scale if scale > 0 else 1.0, 0, 0, 0, zeros, zeros), 0
 
-    def lava_process(self, pop: Population, ctx: Any, bias_start: int) -> Any:
+    def lava_process(self, pop: Population, ctx: Any, depth: int) -> Any:
         if not ctx.fixed:
             raise ctx.error(f"population {pop.name!r}: Lava's GradedVec has a fixed_pt model only")
         GradedVec = ctx.lava("lava.proc.graded.process").GradedVec

@@ -209,6 +209,8 @@ class PopulationKind:
         of clipped values."""
         raise NotImplementedError
 
-    def lava_process(self, pop: Population, ctx: Any, bias_start: int) -> Any:
-        """The Lava process of ``pop`` (``bias_start``: the Lava step its bias counts from)."""
+    def lava_process(self, pop: Population, ctx: Any, depth: int) -> Any:
+        """The Lava process of ``pop`` (``depth``: the Lava step at which a row's first input reaches it;
+        ``ctx.period``: the steps per row when rows run back to back, see
+        :mod:`mksgn.deploy.lava_builder`)."""
         raise NotImplementedError(f"population kind {self.name!r} has no Lava process")

@@ -12,8 +12,9 @@ spikes and outputs ``v``. ``v_reset`` must be 0: Lava resets to zero.
 
 Quantisation: ``vth = threshold / scale`` (a whole number, at most 17 bits), ``du`` and ``dv``
 as 12-bit fractions (Lava adds 1 to ``du``), the bias as a 13-bit mantissa and a 3-bit exponent
-in units of ``scale / 2**6``. In Lava a stock ``LIF`` (mksgn's model of it switches the bias on
-at the population's depth).
+in units of ``scale / 2**6``. In Lava a stock ``LIFReset`` zeroed at each person row's start
+(rows run back to back), or, where rows cannot share a build, a stock ``LIF`` (mksgn's model of
+it switches the bias on at the population's depth).
 """
 
 from __future__ import annotations
@@ -178,22 +179,28 @@ class Neuron(PopulationKind):
 
     # ------------------------------------------------------------------ Lava
 
-    def lava_process(self, pop: Population, ctx: Any, bias_start: int) -> Any:
-        LIF = ctx.lava("lava.proc.lif.process").LIF
+    def lava_process(self, pop: Population, ctx: Any, depth: int) -> Any:
+        """A stock ``LIFReset`` zeroed when each row's first input reaches ``depth`` (``ctx.period``
+        steps per row), or, for one row of a graph whose rows cannot share a build, a stock ``LIF``
+        whose bias counts from Lava step ``depth`` on (mksgn's gated model)."""
+        lif = ctx.lava("lava.proc.lif.process")
+        if ctx.period:
+            proc, when = lif.LIFReset, {"reset_interval": ctx.period, "reset_offset": (depth + 1) % ctx.period}
+        else:
+            proc, when = lif.LIF, {"bias_start": depth}
         shape = ctx.lava_shape(pop.shape)
         if ctx.fixed:
             q = ctx.graph.fixed.populations[pop.name]
             mant = ctx.to_lava(np.broadcast_to(np.asarray(q.bias_mant), pop.shape).astype(np.int64), pop.shape)
             exp = ctx.to_lava(np.broadcast_to(np.asarray(q.bias_exp), pop.shape).astype(np.int64), pop.shape)
-            return LIF(shape=shape, du=int(q.du), dv=int(q.dv), vth=int(q.vth), bias_mant=mant, bias_exp=exp,
-                       bias_start=bias_start)
+            return proc(shape=shape, du=int(q.du), dv=int(q.dv), vth=int(q.vth), bias_mant=mant, bias_exp=exp, **when)
         for what, values in (("du", pop.du), ("dv", pop.dv)) + ((("threshold", pop.threshold),) if pop.spiking else ()):
             if np.unique(np.asarray(values)).size != 1:
                 raise ctx.error(f"population {pop.name!r}: {what} differs between neurons; a Lava LIF has one")
         vth = float(np.unique(pop.threshold)[0]) if pop.spiking else FLOAT_NEVER
         bias = ctx.to_lava(np.broadcast_to(pop.bias, pop.shape).astype(np.float64), pop.shape)
-        return LIF(shape=shape, du=float(np.unique(pop.du)[0]), dv=float(np.unique(pop.dv)[0]), vth=vth,
-                   bias_mant=bias, bias_start=bias_start)
+        return proc(shape=shape, du=float(np.unique(pop.du)[0]), dv=float(np.unique(pop.dv)[0]), vth=vth,
+                    bias_mant=bias, **when)
 
     def lava_readout(self, pop: Population, ctx: Any, v: np.ndarray) -> np.ndarray:
         """A non-spiking population's float value from its Lava ``v`` (NIR layout)."""

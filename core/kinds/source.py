@@ -23,8 +23,9 @@ class Source(PopulationKind):
     def output_unit(self, name: str, fixed: FixedPoint) -> float:
         return fixed.inputs[name].scale
 
-    def lava_process(self, pop: Any, ctx: Any, bias_start: int) -> Any:
-        """A ``RingBuffer`` of the run's inputs (``ctx.inputs[name]``: ``(T, *shape)``), zeros after ``T``."""
+    def lava_process(self, pop: Any, ctx: Any, depth: int) -> Any:
+        """A ``RingBuffer`` of the run's inputs (``ctx.inputs[name]``: ``(R*T, *shape)``, the rows back to
+        back), zeros after them."""
         Source = ctx.lava("lava.proc.io.source").RingBuffer
         x = ctx.inputs[pop.name]
         data = np.zeros((ctx.total, *pop.shape))
