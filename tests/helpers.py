@@ -25,6 +25,15 @@ def assert_usage_error(err: str, prog: str, *needles: str) -> None:
         assert needle in lines[-1], err
 
 
+def synth_small_npz(tmp_path_factory):
+    """A small built-in-style dataset (84 samples, 20 frames, seed 1) written by ``mksgn-data synth``."""
+    from mksgn.data.data_cli import main as data_main
+
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    assert data_main(["synth", "--out", str(path), "--samples", "84", "--frames", "20", "--seed", "1"]) == 0
+    return path
+
+
 def default_sigint() -> None:
     """``preexec_fn`` for a child that must see Ctrl-C: SIGINT back to its default disposition.
 

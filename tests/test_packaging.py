@@ -47,14 +47,7 @@ def test_console_scripts_are_declared():
 
 
 def test_regular_install_into_a_target_folder(tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in SOURCES:
-        path = REPO / name
-        if path.is_dir():
-            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(path, src / name)
+    src = _copy_sources(tmp_path / "src")
     target = tmp_path / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",

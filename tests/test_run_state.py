@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SMALL_TRAINING, default_sigint
+from helpers import SMALL_TRAINING, default_sigint, synth_small_npz
 
 import mksgn.train.trainer as trainer_module
 from mksgn.data.builtin import BuiltinSpec
-from mksgn.data.data_cli import main as data_main
 from mksgn.train.checkpoint import load_checkpoint
 from mksgn.data.recorded import recorded_data
 from mksgn.train.run_state import LOCK_FILE, RUN_FILE, RunLock
@@ -29,9 +28,7 @@ from mksgn.train.train_cli import main as train_main
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "small.npz"
-    assert data_main(["synth", "--out", str(path), "--samples", "84", "--frames", "20", "--seed", "1"]) == 0
-    return path
+    return synth_small_npz(tmp_path_factory)
 
 
 def _train(data: Path, out: Path, *extra: str) -> int:

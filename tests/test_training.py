@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import SMALL_TRAINING
+from helpers import SMALL_TRAINING, synth_small_npz
 
-from mksgn.data.data_cli import main as data_main
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mksgn.train.run import load_student
 from mksgn.train.train_cli import main as train_main
@@ -23,9 +22,7 @@ SMALL = SMALL_TRAINING
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "small.npz"
-    assert data_main(["synth", "--out", str(path), "--samples", "84", "--frames", "20", "--seed", "1"]) == 0
-    return path
+    return synth_small_npz(tmp_path_factory)
 
 
 def _train(data: Path, out: Path, *extra: str) -> int:
