@@ -51,13 +51,14 @@ import numpy as np
 import torch
 
 from mksgn.convert.defaults import INPUT_BITS
+from mksgn.convert.relay_scale import relay_scale
 from mksgn.core import loihi
 from mksgn.core.emulator import Emulator
 from mksgn.core.fixed_point import (
     FORMAT, METADATA_KEY, FixedPoint, QuantizedInput, QuantizedSynapse, QuantizeError, is_quantized,
 )
 from mksgn.core.fuse import fuse
-from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED
+from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED, PopulationKind
 from mksgn.core.nir_file import decode_metadata, read_graph, write_graph
 from mksgn.core.synapse_graph import FusionError, SynapseGraph
 
@@ -132,13 +133,20 @@ def _input_records(sg: SynapseGraph, peaks: dict, grid: dict | None, input_bits:
     return inputs
 
 
+def state_units_limit(kind: PopulationKind) -> int:
+    """The largest calibrated state, in units of the scale, that keeps :data:`HEADROOM_BITS` below
+    what the kind's state holds (:data:`STATE_UNITS_LIMIT` for a LIF)."""
+    return 1 << (kind.state_bits - 1 - HEADROOM_BITS)
+
+
 def _population_scale(sg: SynapseGraph, name: str, eff: dict[str, np.ndarray], state_peak: float,
-                      grid: dict | None, dyadic: bool) -> float:
-    """The scale before the population kind's threshold rule: the smallest the weights, the
-    calibrated state and the bias allow (or the grid's)."""
+                      grid: dict | None, dyadic: bool, only: set[str] | None = None) -> float:
+    """The scale before the population kind's threshold rule: the smallest the weights (those in
+    ``only``, default all), the calibrated state and the bias allow (or the grid's)."""
     pop = sg.populations[name]
-    floors = [sg.kinds.synapse(s.kind).scale_floor(eff[s.name]) for s in sg.incoming(name)]
-    scale = max(max(floors, default=0.0), state_peak / STATE_UNITS_LIMIT,
+    floors = [sg.kinds.synapse(s.kind).scale_floor(eff[s.name]) for s in sg.incoming(name)
+              if only is None or s.name in only]
+    scale = max(max(floors, default=0.0), state_peak / state_units_limit(sg.kinds.population(pop.kind)),
                 float(np.abs(pop.bias).max()) / BIAS_UNITS_LIMIT)
     if grid is not None:
         if name not in grid["populations"]:
@@ -147,6 +155,26 @@ def _population_scale(sg: SynapseGraph, name: str, eff: dict[str, np.ndarray], s
     if dyadic:
         return _dyadic(scale) if scale > 0 else 1.0
     return scale
+
+
+def _outgoing(sg: SynapseGraph, name: str, fixed: FixedPoint, peaks: dict, dyadic: bool
+              ) -> list[tuple[np.ndarray, float]]:
+    """The weights out of graded population ``name`` into non-graded targets, each with the scale its
+    target takes from everything but ``name``'s graded sources (their units are not chosen yet)."""
+    out = []
+    for syn in sg.outgoing(name):
+        target = sg.populations[syn.target]
+        kind = sg.kinds.population(target.kind)
+        if kind.graded or syn.recurrent:
+            continue
+        known = {s.name: np.asarray(s.weight, dtype=np.float64) * (
+                     fixed.inputs[s.source].scale if s.source in fixed.inputs else 1.0)
+                 for s in sg.incoming(syn.target) if not sg.is_graded(s.source) or s.source in fixed.inputs}
+        peak = max(peaks[syn.target]["a_in"], peaks[syn.target]["v"])
+        mode = "dyadic" if dyadic else "calibrated"
+        scale = _population_scale(sg, syn.target, known, peak, None, dyadic, only=set(known))
+        out.append((np.asarray(syn.weight, dtype=np.float64), kind.quantize(target, scale, mode)[0].scale))
+    return out
 
 
 def _quantize_population(sg: SynapseGraph, name: str, fixed: FixedPoint, peaks: dict, grid: dict | None,
@@ -164,18 +192,22 @@ def _quantize_population(sg: SynapseGraph, name: str, fixed: FixedPoint, peaks: 
                                 f"send spikes only")
     state_peak = max(peaks[name]["a_in"], peaks[name]["v"])
     mode = "grid" if grid is not None else ("dyadic" if dyadic else "calibrated")
-    qp, bias_clipped = kind.quantize(pop, _population_scale(sg, name, eff, state_peak, grid, dyadic), mode)
+    scale = _population_scale(sg, name, eff, state_peak, grid, dyadic)
+    if kind.graded and grid is None:
+        scale = relay_scale(scale, list(eff.values()), _outgoing(sg, name, fixed, peaks, dyadic), dyadic)
+    qp, bias_clipped = kind.quantize(pop, scale, mode)
     fixed.populations[name] = qp
     report = LayerReport(name, qp.scale, qp.vth if pop.spiking else None, qp.du, qp.dv, bias_clipped=bias_clipped)
     for s in incoming:
         w = eff[s.name]
-        exp = sg.kinds.synapse(s.kind).weight_exponent(w, qp.scale, mode != "calibrated" and pop.spiking)
+        exact = mode != "calibrated" and (pop.spiking or kind.graded)  # a truncated sum would not be exact
+        exp = sg.kinds.synapse(s.kind).weight_exponent(w, qp.scale, exact)
         w_int, clipped = _quantize_weights(w, qp.scale * 2.0**exp)
         fixed.synapses[s.name] = QuantizedSynapse(w_int.astype(np.int64), exp, loihi.WEIGHT_BITS)
         report.weights[s.name] = {"kind": s.kind, "weight_exp": exp, "max_abs": int(np.abs(w_int).max()),
                                   "range_used": round(float(np.abs(w_int).max()) / WEIGHT_LIMIT_MIXED, 3),
                                   "clipped": clipped, "zeroed": int(((w_int == 0) & (w != 0)).sum())}
-    report.peak_fraction = round(state_peak / qp.scale / (STATE_UNITS_LIMIT << HEADROOM_BITS), 4)
+    report.peak_fraction = round(state_peak / qp.scale / (state_units_limit(kind) << HEADROOM_BITS), 4)
     return report
 
 

@@ -51,13 +51,13 @@ class _Fuser:
             self.sources[dst].append(src)
         for name in self.ex.order:
             node = self.nodes[name]
-            if kinds.for_node(node) is None and not isinstance(node, (*LINEAR_TYPES, nir.Input, nir.Output)):
+            if kinds.for_node(node, self.ex.dt) is None and not isinstance(node, (*LINEAR_TYPES, nir.Input, nir.Output)):
                 raise FusionError(f"node {name!r}: type {type(node).__name__} cannot be deployed")
 
     def neuron_kind(self, name: str):
         """The population kind of a non-Input node, or None for a linear or pass-through node."""
         node = self.nodes[name]
-        return None if isinstance(node, nir.Input) else self.kinds.for_node(node)
+        return None if isinstance(node, nir.Input) else self.kinds.for_node(node, self.ex.dt)
 
     def is_population(self, name: str) -> bool:
         return self.neuron_kind(name) is not None or name in self.ex.inputs or (

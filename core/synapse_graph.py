@@ -133,6 +133,9 @@ class SynapseGraph:
     def incoming(self, target: str) -> list[Synapse]:
         return [s for s in self.synapses if s.target == target]
 
+    def outgoing(self, source: str) -> list[Synapse]:
+        return [s for s in self.synapses if s.source == source]
+
     def depth(self) -> dict[str, int]:
         """Synaptic layers from the inputs: ``depth(p) = max over forward synapses (depth(src) + 1)``."""
         depth = dict.fromkeys(self.inputs, 0)

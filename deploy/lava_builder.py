@@ -7,7 +7,10 @@ inputs), ``T`` steps per row, zeros after; neuron population -> stock ``LIFReset
 where rows cannot share a build; a non-spiking one never reaches its threshold and is read
 from ``v``); ``dense`` -> ``Dense``;
 ``elementwise`` -> ``Sparse`` (diagonal); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
-kernel flipped: Lava convolves); ``mix`` -> mksgn's ``FrameDense``
+kernel flipped: Lava convolves); ``jointmix`` -> ``Conv`` with a 1x1 kernel on the source's
+``s_out`` transposed to ``(H, C, W)`` (joints as channels), its ``a_out`` transposed back;
+``sumpool`` -> depthwise ``Conv``; graded ``relay`` -> ``GradedVec`` (``vth = 0``; its graded
+spikes are recorded like spikes); ``mix`` -> mksgn's ``FrameDense``
 (:mod:`mksgn.deploy.lava_procs`). Spikes to record go to mksgn's ``FileSink`` (a
 memory-mapped file; Lava's ``Var.get`` on a ring buffer takes minutes at this size).
 
@@ -216,7 +219,8 @@ class LavaNetwork:
         Input name -> ``(T, *shape)`` values, or ``(T, R, *shape)`` with ``rows=True`` (float;
         fixed point quantises them as the emulator).
     record
-        Populations whose spikes to record (default: the spiking output populations).
+        Populations whose spikes to record; output populations that send spikes or graded
+        spikes are always recorded (their outputs are read from the records).
     rows
         Inputs and results carry a row axis (see :class:`LavaRun`).
     reset
@@ -246,8 +250,8 @@ class LavaNetwork:
         xs = self._inputs(inputs if rows else one_row)
         self.steps, self.rows = next(iter(xs.values())).shape[:2]
         self.reset = self._reset_mode(reset)
-        self.record = list(record) if record is not None else [p for p in graph.outputs.values()
-                                                              if graph.populations[p].spiking]
+        sent_outputs = [p for p in dict.fromkeys(graph.outputs.values()) if self._sent(p)]
+        self.record = list(dict.fromkeys([*(record if record is not None else []), *sent_outputs]))
         wanted = set(self.record) | set(graph.outputs.values())
         self.latency = max(self.depth[p] for p in wanted)
         self.total = self.rows * self.steps + self.latency
@@ -262,6 +266,11 @@ class LavaNetwork:
         self.ctx = ctx
         self._sinks()
         self.build_seconds = time.perf_counter() - start
+
+    def _sent(self, name: str) -> bool:
+        """Whether population ``name`` sends what it outputs (spikes, graded spikes), else it is read from ``v``."""
+        pop = self.graph.populations[name]
+        return pop.spiking or self.graph.kinds.population(pop.kind).graded
 
     def _reset_mode(self, reset: bool | None) -> bool:
         blocker = rows_blocker(self.graph)
@@ -296,7 +305,7 @@ class LavaNetwork:
     def _connect(self, syn: Synapse, ctx: BuildContext) -> None:
         """Build ``syn``'s process, with a delay line for the steps it must wait, and connect it."""
         graph = self.graph
-        proc, s_in, a_out = graph.kinds.synapse(syn.kind).lava_process(syn, ctx)
+        proc, s_in, a_out, *adapt = graph.kinds.synapse(syn.kind).lava_process(syn, ctx)
         ctx.synapses[syn.name] = proc
         src_port = ctx.procs[syn.source].s_out
         extra = self._lags[syn.name] - 1
@@ -306,6 +315,8 @@ class LavaNetwork:
             ctx.delays[syn.name] = line
             src_port = line.s_out
         target_shape = lava_shape(graph.populations[syn.target].shape)
+        if adapt:
+            src_port = adapt[0](src_port)
         src_port = src_port.reshape(s_in.shape) if src_port.shape != s_in.shape else src_port
         src_port.connect(s_in)
         a_out = a_out.reshape(target_shape) if a_out.shape != target_shape else a_out
@@ -329,7 +340,7 @@ class LavaNetwork:
             self.sinks[name] = path
         self.monitors: dict[str, Any] = {}
         for name in dict.fromkeys(g.outputs.values()):
-            if not g.populations[name].spiking:
+            if not self._sent(name):
                 self.monitors[name] = Monitor()
                 self.monitors[name].probe(self.ctx.procs[name].v, self.total)
 
@@ -348,9 +359,11 @@ class LavaNetwork:
         g, ctx = self.graph, self.ctx
         neurons = [n for n, p in g.populations.items() if not g.kinds.population(p.kind).source]
         anchor = ctx.procs[neurons[0]]
-        from mksgn.deploy.lava_procs.models import fast_conv_models, fast_sparse_models, gated_lif_models
+        from mksgn.deploy.lava_procs.models import (
+            fast_conv_models, fast_sparse_models, float_graded_models, gated_lif_models,
+        )
 
-        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag]}
+        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag], **float_graded_models()[self.tag]}
         if not self.reset:
             fast.update(gated_lif_models()[self.tag])
         cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast)
@@ -387,6 +400,8 @@ class LavaNetwork:
             pop = g.populations[pop_name]
             if pop.spiking:
                 outputs[out] = aligned[pop_name]
+            elif self._sent(pop_name):  # graded spikes, every step
+                outputs[out] = g.kinds.population(pop.kind).lava_readout(pop, ctx, aligned[pop_name])
             else:
                 last = self._windows(values[pop_name], pop_name)[-1:]  # (1, R, *shape)
                 outputs[out] = g.kinds.population(pop.kind).lava_readout(pop, ctx, last.astype(np.float64))

@@ -1,5 +1,5 @@
-"""Kinds are one object each: a toy synapse kind and a toy population kind, each one file
-(``toy_pool_kind.py``, ``toy_relay_kind.py``) plus one registration line, run through fuse,
+"""Kinds are one object each: a toy population kind, one file (``toy_relay_kind.py``) plus one
+registration line, with the built-in ``sumpool`` synapse kind, run through fuse,
 quantise, the emulator (float and fixed point, both timings) and Lava (fixed point, spike for
 spike against the emulator); and the built-in registry behaves as documented."""
 
@@ -9,7 +9,6 @@ import nir
 import numpy as np
 import pytest
 import torch
-from toy_pool_kind import SumPool
 from toy_relay_kind import GradedRelay, Relay
 
 from mksgn.convert.quantize import quantize
@@ -47,7 +46,7 @@ def _toy_graph() -> nir.NIRGraph:
 
 @pytest.fixture(scope="module")
 def kinds():
-    return default_kinds().with_synapse(SumPool()).with_population(GradedRelay())  # one line per kind
+    return default_kinds().with_population(GradedRelay())  # one line per kind
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +59,7 @@ def test_the_toy_kinds_are_fused_where_their_nodes_are(kinds):
     sg = fuse(_toy_graph(), kinds)
     by_name = {s.name: s.kind for s in sg.synapses}
     assert by_name == {"in->a": "sumpool", "a->relay": "dense", "relay->b": "dense"}
-    assert sg.populations["relay"].kind == "relay" and not sg.populations["relay"].spiking
+    assert sg.populations["relay"].kind == "toyrelay" and not sg.populations["relay"].spiking
     assert sg.kinds is kinds
     with pytest.raises(Exception, match="Relay"):  # without the registration line the node is unknown
         fuse(_toy_graph())
@@ -96,7 +95,7 @@ def test_quantize_and_fixed_point_emulator_with_the_toy_kinds(kinds, inputs):
     relay = fixed.populations["relay"]
     assert relay.scale > 0 and {r.population for r in reports} == {"a", "relay", "b"}
     unit = fixed.inputs["in"].scale  # the relay's graded output is weighted in its own unit
-    assert kinds.population("relay").output_unit("relay", fixed) == relay.scale != unit
+    assert kinds.population("toyrelay").output_unit("relay", fixed) == relay.scale != unit
     aligned = Emulator(sg, "fixed_pt").run(inputs, record_spikes=True)
     lava_timed = Emulator(sg, "fixed_pt", "lava").run(inputs, record_spikes=True)
     assert torch.equal(aligned.outputs["out"], lava_timed.outputs["out"])
@@ -121,7 +120,7 @@ def test_lava_runs_the_toy_kinds_spike_for_spike(kinds, inputs):
 
 
 def test_registry_order_and_unknown_kinds(kinds):
-    assert list(kinds.synapses) == ["elementwise", "conv", "mix", "sumpool", "dense"]
-    assert list(default_kinds().populations) == ["input", "neuron"]
+    assert list(kinds.synapses) == ["elementwise", "conv", "jointmix", "sumpool", "mix", "dense"]
+    assert list(default_kinds().populations) == ["input", "neuron", "relay"]
     with pytest.raises(UnknownKindError, match="unknown synapse kind 'nope'"):
         kinds.synapse("nope")

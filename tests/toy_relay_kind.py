@@ -36,7 +36,7 @@ def _relay_step(node: Relay, ctx: BuildContext) -> NodeProgram:
 
 
 class GradedRelay(PopulationKind):
-    name = "relay"
+    name = "toyrelay"
     nir_types = (Relay,)
     node_steps = {Relay: _relay_step}
     graded = True

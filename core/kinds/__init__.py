@@ -17,8 +17,11 @@ from mksgn.core.kinds.base import PopulationKind, SynapseKind
 from mksgn.core.kinds.conv import Conv
 from mksgn.core.kinds.dense import Dense
 from mksgn.core.kinds.elementwise import Elementwise
+from mksgn.core.kinds.jointmix import JointMix
 from mksgn.core.kinds.mix import Mix
 from mksgn.core.kinds.neuron import Neuron
+from mksgn.core.kinds.pool import SumPool
+from mksgn.core.kinds.relay import GradedRelay
 from mksgn.core.kinds.source import Source
 from mksgn.errors import MksgnError
 
@@ -58,10 +61,11 @@ class Kinds:
         """A registry with ``kind`` added (its NIR types take precedence over earlier kinds')."""
         return Kinds(self.synapses, MappingProxyType({**self.populations, kind.name: kind}))
 
-    def for_node(self, node: Any) -> PopulationKind | None:
-        """The population kind a NIR node becomes (the last registered that claims its type), or None."""
+    def for_node(self, node: Any, dt: float) -> PopulationKind | None:
+        """The population kind a NIR node becomes at time step ``dt`` (the last registered that
+        claims it: its type, then :meth:`~mksgn.core.kinds.base.PopulationKind.claims`), or None."""
         for kind in reversed(list(self.populations.values())):
-            if isinstance(node, kind.nir_types):
+            if isinstance(node, kind.nir_types) and kind.claims(node, dt):
                 return kind
         return None
 
@@ -72,6 +76,6 @@ class Kinds:
 
 def default_kinds() -> Kinds:
     """The built-in kinds: one registration line each."""
-    synapses = [Elementwise(), Conv(), Mix(), Dense()]  # the order the fuser tries them: dense is the fallback
-    populations = [Source(), Neuron()]
+    synapses = [Elementwise(), Conv(), JointMix(), SumPool(), Mix(), Dense()]  # tried in order; dense: the fallback
+    populations = [Source(), Neuron(), GradedRelay()]  # the last that claims a node takes it
     return Kinds(MappingProxyType({k.name: k for k in synapses}), MappingProxyType({k.name: k for k in populations}))

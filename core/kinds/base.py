@@ -151,8 +151,10 @@ class SynapseKind:
 
     # ------------------------------------------------------------------ Lava
 
-    def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
-        """``(process, s_in, a_out)`` realising ``syn`` (``ctx``: :class:`mksgn.deploy.lava_builder.BuildContext`)."""
+    def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, ...]:
+        """``(process, s_in, a_out)`` realising ``syn`` (``ctx``: :class:`mksgn.deploy.lava_builder.BuildContext`),
+        optionally with a fourth item ``adapt(port) -> port`` applied to the source's ``s_out``
+        before it is connected (a transpose of the layout); ``a_out`` may be a transposed port."""
         raise NotImplementedError(f"synapse kind {self.name!r} has no Lava process")
 
 
@@ -168,6 +170,13 @@ class PopulationKind:
     """Whether its output is a graded value (sent as a graded spike) rather than a binary spike."""
     source: ClassVar[bool] = False
     """Whether it is a graph input (no neurons, no incoming synapses)."""
+    state_bits: ClassVar[int] = loihi.STATE_BITS - loihi.ACTIVATION_SHIFT
+    """Signed bits its state holds in units of its scale (a LIF's current wraps at 24 bits after
+    ``a_in << 6``; a graded relay's payload is 24 bits): quantisation keeps headroom below it."""
+
+    def claims(self, node: Any, dt: float) -> bool:
+        """Whether this kind takes ``node`` (one of :attr:`nir_types`) at time step ``dt``."""
+        return True
 
     def from_nir(self, name: str, node: Any, shape: tuple[int, ...], dt: float) -> tuple[Population, np.ndarray]:
         """The population of a NIR node and its input gain (folded into incoming weights)."""

@@ -252,3 +252,30 @@ def gated_lif_models() -> dict:
         return Gated
 
     return {"floating_pt": {LIF: gated(stock.PyLifModelFloat)}, "fixed_pt": {LIF: gated(stock.PyLifModelBitAcc)}}
+
+
+# --------------------------------------------------------------------------- a float model for stock GradedVec
+
+
+def float_graded_models() -> dict:
+    """``{GradedVec: model}`` for ``floating_pt``: Lava 0.10.0 ships a fixed-point model only.
+
+    The model is Lava's own ``AbstractGradedVecModel`` (the same ``run_spk``: ``v += a_in``,
+    send ``v`` where ``|v| > vth``, then ``v = 0``) with float ports and variables in place of
+    24-bit integers; on integer values it sends what the stock fixed model sends (a test
+    proves it).
+    """
+    graded = lava_import("lava.proc.graded.process")
+    stock = lava_import("lava.proc.graded.models")
+
+    @implements(proc=graded.GradedVec, protocol=LoihiProtocol)
+    @requires(CPU)
+    @tag("floating_pt")
+    class PyGradedVecModelFloat(stock.AbstractGradedVecModel):
+        a_in = LavaPyType(PyInPort.VEC_DENSE, float)
+        s_out = LavaPyType(PyOutPort.VEC_DENSE, float)
+        vth: np.ndarray = LavaPyType(np.ndarray, float)
+        v: np.ndarray = LavaPyType(np.ndarray, float)
+        exp: np.ndarray = LavaPyType(np.ndarray, float)
+
+    return {"floating_pt": {graded.GradedVec: PyGradedVecModelFloat}, "fixed_pt": {}}

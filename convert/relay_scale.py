@@ -1,0 +1,59 @@
+"""The scale of a graded relay: where the weights into it and out of it round best.
+
+A relay (:mod:`mksgn.core.kinds.relay`) sends its input sum, in units of its scale ``s``, as
+the payload of a graded spike. Its scale sits between two 8-bit weight sets: the weights into
+it become ``w_in / s`` (the finer ``s``, the more bits they keep, down to the floor where the
+largest reaches the 8-bit limit) and the weights out of it ``w_out * s / s_target`` (the
+coarser ``s``, the more bits they keep, up to the ceiling where the largest reaches the
+limit). Every power of two between floor and ceiling is tried (and the floor itself unless
+``dyadic``); the one with the smallest sum of the two sets' RMS rounding errors, each
+relative to its largest weight, is taken (the coarser of equal ones: a whole-number input,
+such as a spike count, rounds exactly at any scale). Where the floor is above the ceiling the
+floor is taken and the target's scale rises to fit the weights, as for any synapse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED
+
+
+def _relative_rms(w: np.ndarray, step: float) -> float:
+    peak = float(np.abs(w).max()) if w.size else 0.0
+    if peak == 0:
+        return 0.0
+    return float(np.sqrt(np.mean((np.round(w / step) * step - w) ** 2))) / peak
+
+
+def relay_scale(floor: float, w_in: list[np.ndarray], w_out: list[tuple[np.ndarray, float]], dyadic: bool) -> float:
+    """The relay's scale (see the module docstring).
+
+    Parameters
+    ----------
+    floor
+        The smallest scale its incoming weights and calibrated state allow (> 0).
+    w_in
+        Its incoming weights in float units of their sources' output.
+    w_out
+        Its outgoing weights, each with its target's scale.
+    dyadic
+        Only powers of two.
+    """
+    ceilings = [WEIGHT_LIMIT_MIXED * s_t / float(np.abs(w).max()) for w, s_t in w_out if np.abs(w).max() > 0]
+    if not ceilings or min(ceilings) <= floor:
+        return floor
+    ceiling = min(ceilings)
+    candidates = [2.0 ** k for k in range(math.ceil(math.log2(floor)), math.floor(math.log2(ceiling)) + 1)]
+    if not dyadic:
+        candidates.append(floor)
+    if not candidates:
+        return floor
+
+    def error(s: float) -> float:
+        return (sum(_relative_rms(w, s) for w in w_in)
+                + sum(_relative_rms(w, s_t / s) for w, s_t in w_out))
+
+    return min(sorted(candidates, reverse=True), key=error)

@@ -1,0 +1,75 @@
+"""``jointmix``: a map over the last axis alone, shared by every channel and frame.
+
+On ``(C, H, W)`` populations (channels, frames, joints): the joint-mixing half of a factorised
+graph convolution (a partition's adjacency ``A_k``), ``weight`` ``(W_out, W_in)``::
+
+    y[c, h, wo] = sum_wi weight[wo, wi] x[c, h, wi]
+
+Fused from a chain holding one last-axis ``Linear``/``Affine`` (its bias goes to the target).
+The ``W_out * W_in`` weights are stored once, as a convolution kernel is: in Lava a stock
+``Conv`` with a 1x1 kernel whose channels are the joints, on the source's spikes transposed
+from Lava's ``(H, W, C)`` to ``(H, C, W)`` (an ``OutPort.transpose``), its output transposed
+back. So its fixed-point semantics are Conv's: weights used as given (8 bits), no exponent,
+the sum wrapped to 24 bits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+
+from mksgn.core import loihi
+from mksgn.core.fixed_point import QuantizedSynapse
+from mksgn.core.kinds.base import ChainView, SynapseKind
+from mksgn.core.synapse_graph import Synapse
+
+JOINTS_LAST = (0, 2, 1)
+"""Lava ``(H, W, C)`` <-> ``(H, C, W)``: the last NIR axis as a convolution's channels."""
+
+
+class JointMix(SynapseKind):
+    name = "jointmix"
+    exponent = False
+
+    def match(self, chain: ChainView) -> dict[str, Any] | None:
+        if len(chain.ops) != 1 or len(chain.source_shape) != 3:
+            return None
+        node = chain.node(0)
+        if not isinstance(node, (nir.Linear, nir.Affine)):
+            return None
+        weight = np.asarray(node.weight, dtype=np.float64)
+        c, h, w = chain.source_shape
+        if weight.ndim != 2 or weight.shape[1] != w or chain.target_shape != (c, h, weight.shape[0]):
+            return None
+        return {"weight": weight.copy()}
+
+    def fold_gain(self, weight: np.ndarray, gain: np.ndarray) -> np.ndarray | None:
+        per_joint = gain[:1, :1, :]
+        if not np.all(gain == per_joint):
+            return None
+        return weight * per_joint.reshape(-1, 1)
+
+    def forward(self, syn: Synapse, x: torch.Tensor, w: torch.Tensor, target_shape: tuple[int, ...]) -> torch.Tensor:
+        return x @ w.T
+
+    def fanout(self, syn: Synapse, source_shape: tuple[int, ...], target_shape: tuple[int, ...],
+               nonzero: torch.Tensor) -> torch.Tensor:
+        return nonzero.sum(dim=0).expand(source_shape).contiguous()
+
+    def fixed_weights(self, q: QuantizedSynapse) -> np.ndarray:
+        return np.asarray(q.weight, dtype=np.int64)  # Lava's Conv uses them as given
+
+    def fixed_output(self, y: torch.Tensor, q: QuantizedSynapse) -> torch.Tensor:
+        return loihi.wrap_signed(y, loihi.CONV_OUTPUT_BITS)
+
+    def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any, Any]:
+        """A stock ``Conv`` (1x1 kernel, joints as channels) between two transposes of the layout."""
+        ConvProcess = ctx.lava("lava.proc.conv.process").Conv
+        f, v_in, c = ctx.lava_shape(ctx.graph.populations[syn.source].shape)
+        w = ctx.weights(syn)
+        proc = ConvProcess(weight=w[:, None, None, :].copy(), input_shape=(f, c, v_in), padding=(0, 0),
+                           stride=(1, 1), dilation=(1, 1), groups=1, num_message_bits=ctx.message_bits(syn))
+        return proc, proc.s_in, proc.a_out.transpose(JOINTS_LAST), lambda port: port.transpose(JOINTS_LAST)
