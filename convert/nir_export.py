@@ -7,8 +7,8 @@ Layout and conventions of the exported graph (also written into its metadata):
   by the runner. The modalities are computed at the input (``mksgn.data.transforms``),
   not in the graph. Every time step receives the same input (direct encoding).
 - Tensors are ``(C, F, V)`` per time step. Graph convolution ``sum_k W_k X (A_k + B_k)``
-  is a ``Linear`` over joints (weight ``(A_k + B_k)^T``) followed by a 1x1 ``Conv2d``
-  (``W_k``), one pair per partition, all summed into the LIF. **``Linear``/``Affine`` act on
+  is a ``Linear`` over joints (weight ``(A_k + B_k)^T``), a graded relay and a 1x1 ``Conv2d``
+  (``W_k``), one chain per partition, all summed into the LIF. **``Linear``/``Affine`` act on
   the last axis** (joints), as ``torch.nn.functional.linear`` and nirtorch do; NIR's
   specification states them for 1-D inputs only, so NIR's own type check is off (NIR 1.0.8
   also types a non-square ``Conv2d`` kernel by its first axis) and the reference executor
@@ -20,8 +20,14 @@ Layout and conventions of the exported graph (also written into its metadata):
 - LIF nodes: ``tau = dt / (1 - beta)``, ``r = tau / dt``, ``v_leak = 0``, ``v_reset = 0``;
   forward-Euler discretisation with the recorded ``dt`` gives exactly
   ``v = beta v + I``, spike if ``v > threshold`` (strict), reset to zero.
-- Readout: ``AvgPool2d`` over (frames, joints), ``Flatten``, ``Affine`` (weights divided by
-  T), and an integrator ``I`` (``r = 1 / dt``) whose value after T steps is the logit.
+- Graded relays: every graph convolution stays factorised, ``Linear(A_k^T)`` on the joints
+  into an ``LI`` with ``tau = dt``, ``r = 1``, ``v_leak = 0`` (``v = I`` each step: a
+  memoryless graded relay, ``metadata["role"] = "graded_relay"``), then the 1x1 ``Conv2d``
+  ``W_k``; the attention gate's input is a 1x1 ``Conv2d`` to one channel, a relay and an
+  ``Affine`` over the joints. A modality's input scale is folded into its branch's ``W_k``.
+- Readout: ``SumPool2d`` over (frames, joints), ``Flatten``, a relay, ``Scale(1 / (F V))``,
+  ``Affine`` (weights divided by T), and an integrator ``I`` (``r = 1 / dt``) whose value
+  after T steps is the logit.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ from mksgn.core.nir_file import encode_metadata
 from mksgn.core.timestep import DEFAULT_DT, DISCRETISATIONS, tau_of_beta
 from mksgn.errors import MksgnError
 from mksgn.train.blocks import (
-    Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix, SpatialGraphConv, bn_affine,
+    Broadcast, ConvBN, FactorisedGate, FactorisedGraphConv, Fusion, GlobalAvgPool, InputScale, JointMix,
+    SpatialGraphConv, bn_affine,
 )
 from mksgn.train.neuron import LIF
 from mksgn.train.student import MKSGN, SpikingAttention, SpikingBlock, non_deployable_modules
@@ -57,6 +64,8 @@ DT = DEFAULT_DT
 
 DISCRETISATION = DISCRETISATIONS[0]
 RESET_MODE = "zero"
+RELAY_ROLE = "graded_relay"
+"""``metadata["role"]`` of the ``LI`` nodes that are graded relays."""
 
 
 class ExportError(MksgnError, ValueError):
@@ -147,8 +156,33 @@ def _check_last_axis(path: str, port: Port, size: int) -> None:
 
 
 def _input_scale(m: InputScale, g: GraphBuilder, path: str, port: Port) -> Port:
+    if bool((m.scale == 1).all()):  # folded into the graph convolution after it (fold_input_scales)
+        return port
     scale = np.broadcast_to(_np(m.scale).reshape(-1, *([1] * (len(port.shape) - 1))), port.shape).copy()
     return Port([g.add(path, nir.Scale(scale=scale), port)], port.shape)
+
+
+def fold_input_scales(model: MKSGN) -> None:
+    """Fold each modality's ``InputScale`` into the ``W_k`` of its branch's graph convolution, in place.
+
+    The scale acts on channels and the joint mix on joints, so ``W_k (s x) A_k = (W_k s) x A_k``:
+    the input then reaches the joint mix directly, which makes it one ``jointmix`` synapse (a
+    scale per channel cannot be shared over channels). Branches have no residual path.
+    """
+    with torch.no_grad():
+        for name in model.modalities:
+            scale, block = model.input_scale[name].scale, model.branches[name]
+            if bool((scale == 1).all()) or block.down is not None or block.identity:
+                continue
+            gcn = block.gcn
+            if isinstance(gcn, SpatialGraphConv):
+                for conv in gcn.conv:
+                    conv.weight.mul_(scale.to(conv.weight.dtype).view(1, -1, 1, 1))
+            elif isinstance(gcn, FactorisedGraphConv):
+                gcn.weight.mul_(scale.to(gcn.weight.dtype).view(1, 1, -1))
+            else:
+                continue
+            scale.fill_(1.0)
 
 
 def _joint_mix(m: JointMix, g: GraphBuilder, path: str, port: Port) -> Port:
@@ -175,34 +209,62 @@ def _conv_bn(m: ConvBN, g: GraphBuilder, path: str, port: Port) -> Port:
     return Port([g.add(f"{path}.conv", node, port)], shape)
 
 
+def relay_node(shape: tuple[int, ...], dt: float) -> nir.LI:
+    """A graded relay: an ``LI`` with ``tau = dt``, ``r = 1``, ``v_leak = 0``, so ``v = I`` every step
+    (:mod:`mksgn.core.kinds.relay`)."""
+    return nir.LI(tau=np.full(shape, dt), r=np.ones(shape), v_leak=np.zeros(shape), metadata={"role": RELAY_ROLE})
+
+
+def _partition(g: GraphBuilder, path: str, port: Port, k: int, a: np.ndarray, w: np.ndarray, bias: np.ndarray
+               ) -> tuple[str, tuple[int, ...]]:
+    """Partition ``k`` of a graph convolution: ``Linear(a^T)`` -> relay -> 1x1 ``Conv2d(w, bias)``."""
+    _check_last_axis(path, port, a.shape[0])
+    mix = nir.Linear(weight=a.T.copy(), metadata={"part": f"a.{k}"})
+    mixed = g.add(path, mix, port, f".mix.{k}")
+    shape = port.shape[:-1] + (a.shape[1],)
+    relay = g.add(path, relay_node(shape, g.dt), [mixed], f".relay.{k}")
+    node, out_shape = _conv_node(w[:, :, None, None], bias, None, shape)
+    node.metadata = {"part": f"weight.{k}"}
+    return g.add(path, node, [relay], f".conv.{k}"), out_shape
+
+
 def _spatial_graph_conv(m: SpatialGraphConv, g: GraphBuilder, path: str, port: Port) -> Port:
     sources, shape = [], port.shape
     for k, (mix, conv) in enumerate(zip(m.mix, m.conv, strict=True)):
-        mixed = g.export(mix, f"{path}.mix.{k}", port)
+        if mix.bias is not None:
+            raise ExportError(f"{path}.mix.{k}: a joint bias before a graded relay has no Lava process")
         w, b = fold_bn(conv.weight, None, m.bn)
         if k:  # the BN shift is added once, by the first partition's conv
             b = np.zeros_like(b)
-        node, shape = _conv_node(w, b, conv, mixed.shape)
-        sources.append(g.add(f"{path}.conv.{k}", node, mixed))
+        name, shape = _partition(g, path, port, k, _np(mix.matrix()), w[:, :, 0, 0], b)
+        sources.append(name)
     return Port(sources, shape)
 
 
-def _fused_graph_conv(m: FusedGraphConv, g: GraphBuilder, path: str, port: Port) -> Port:
-    """One chain per output joint ``wo``: a ``(1, V)`` Conv2d (all input joints and channels
-    into the channels of ``wo``) and a ``Linear`` placing its single column on joint ``wo``."""
-    weight = _np(m.weight)  # (V_out, C_out, V_in, C_in)
-    v_out, c_out, v_in, _ = weight.shape
-    _check_last_axis(path, port, v_in)
-    bias = _np(m.bias)
-    sources = []
-    for wo in range(v_out):
-        kernel = weight[wo].transpose(0, 2, 1)[:, :, None, :]  # (C_out, C_in, 1, V_in)
-        node, shape = _conv_node(np.ascontiguousarray(kernel), bias, None, port.shape)
-        conv = g.add(path, node, port, f".joint{wo}.conv")
-        place = np.zeros((v_out, 1))
-        place[wo, 0] = 1.0
-        sources.append(g.add(path, nir.Linear(weight=place), [conv], f".joint{wo}.place"))
-    return Port(sources, (c_out, port.shape[1], v_out))
+def _factorised_graph_conv(m: FactorisedGraphConv, g: GraphBuilder, path: str, port: Port) -> Port:
+    a, w, bias = _np(m.a), _np(m.weight), _np(m.bias)
+    sources, shape = [], port.shape
+    for k in range(a.shape[0]):
+        name, shape = _partition(g, path, port, k, a[k], w[k], bias if k == 0 else np.zeros_like(bias))
+        sources.append(name)
+    return Port(sources, shape)
+
+
+def _gate_input(g: GraphBuilder, path: str, port: Port, squeeze: np.ndarray, a: np.ndarray, bias: float,
+                prefix: str = "") -> Port:
+    """``(sum_c squeeze[c] s[c]) a + bias``: a 1x1 ``Conv2d`` to one channel -> relay -> ``Affine``
+    (node names ``path + prefix + .squeeze`` ...: the trained and the deployment form name them alike)."""
+    c, f, v = port.shape
+    node, shape = _conv_node(squeeze.reshape(1, c, 1, 1), np.zeros(1), None, port.shape)
+    node.metadata = {"part": "squeeze"}
+    squeezed = g.add(path, node, port, f"{prefix}.squeeze")
+    relay = g.add(path, relay_node(shape, g.dt), [squeezed], f"{prefix}.relay")
+    mix = nir.Affine(weight=a.T.copy(), bias=np.full(v, float(bias)), metadata={"part": "a"})
+    return Port([g.add(path, mix, [relay], f"{prefix}.mix")], (1, f, v))
+
+
+def _factorised_gate(m: FactorisedGate, g: GraphBuilder, path: str, port: Port) -> Port:
+    return _gate_input(g, path, port, _np(m.squeeze), _np(m.a), float(m.bias))
 
 
 def _broadcast(m: Broadcast, g: GraphBuilder, path: str, port: Port) -> Port:
@@ -226,28 +288,26 @@ def _lif(m: LIF, g: GraphBuilder, path: str, port: Port) -> Port:
 
 
 def _global_avg_pool(m: GlobalAvgPool, g: GraphBuilder, path: str, port: Port) -> Port:
+    """``SumPool2d`` over (frames, joints) and ``Flatten`` into a graded relay (a whole number of
+    spikes), then ``Scale(1 / (F V))``: the mean, with the division on the synapse after it."""
     c, h, w = port.shape
-    pool = nir.AvgPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))
+    pool = nir.SumPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]), padding=np.array([0, 0]))
     pooled = g.add(path, pool, port, ".pool")
     flat = g.add(path, nir.Flatten(input_type={"input": np.array([c, 1, 1])}, start_dim=0, end_dim=-1), [pooled], ".flatten")
-    return Port([flat], (c,))
+    relay = g.add(path, relay_node((c,), g.dt), [flat], ".relay")
+    return Port([g.add(path, nir.Scale(scale=np.full(c, 1.0 / (h * w))), [relay], ".mean")], (c,))
 
 
 def _attention(m: SpikingAttention, g: GraphBuilder, path: str, port: Port) -> Port:
-    if m.fused is not None:  # deployment form: the gate's input is one map
-        gate = g.export(m.gate, f"{path}.gate", g.export(m.fused, f"{path}.fused", port))
-        spread = g.export(m.broadcast, f"{path}.broadcast", gate)
-        return g.export(m.coincidence, f"{path}.coincidence", Port(port.sources + spread.sources, port.shape))
-    squeezed = g.export(m.squeeze, f"{path}.squeeze", port)
-    mixed = g.export(m.mix, f"{path}.mix", squeezed)
-    # BN over the single channel folds into the joint mix (scale its matrix and bias).
-    scale = float(m.bn.weight / torch.sqrt(m.bn.running_var + m.bn.eps))
-    shift = float(m.bn.bias - m.bn.running_mean * scale)
-    mix_node = g.nodes[mixed.sources[0]]
-    bias = getattr(mix_node, "bias", np.zeros(mix_node.weight.shape[0]))
-    g.nodes[mixed.sources[0]] = nir.Affine(weight=mix_node.weight * scale, bias=bias * scale + shift,
-                                           metadata=mix_node.metadata)
-    gate = g.export(m.gate, f"{path}.gate", mixed)
+    if m.fused is not None:  # deployment form
+        gate_in = g.export(m.fused, f"{path}.fused", port)
+    else:
+        if m.mix.bias is not None:
+            raise ExportError(f"{path}.mix: a joint bias after the squeeze has no place on Loihi (one gate bias)")
+        scale, shift = bn_affine(m.bn)  # BN over the single channel folds into the joint mix
+        gate_in = _gate_input(g, path, port, _np(m.squeeze.weight)[0, :, 0, 0],
+                              _np(m.mix.matrix()) * float(scale[0]), float(shift[0]), prefix=".fused")
+    gate = g.export(m.gate, f"{path}.gate", gate_in)
     spread = g.export(m.broadcast, f"{path}.broadcast", gate)
     return g.export(m.coincidence, f"{path}.coincidence", Port(port.sources + spread.sources, port.shape))
 
@@ -288,7 +348,8 @@ DEFAULT_EXPORTERS: Mapping[type[nn.Module], Exporter] = MappingProxyType({
     nn.Conv2d: _conv2d,
     ConvBN: _conv_bn,
     SpatialGraphConv: _spatial_graph_conv,
-    FusedGraphConv: _fused_graph_conv,
+    FactorisedGraphConv: _factorised_graph_conv,
+    FactorisedGate: _factorised_gate,
     Broadcast: _broadcast,
     LIF: _lif,
     GlobalAvgPool: _global_avg_pool,
@@ -318,6 +379,7 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
     # them in float32 would shift currents by ~1e-8 and flip spikes that sit that close to
     # a threshold.
     model = copy.deepcopy(model).eval().double()
+    fold_input_scales(model)
     g = GraphBuilder(dt=dt, exporters={**DEFAULT_EXPORTERS, **(exporters or {})})
     in_shape = (3, frames, num_joints)
     with torch.no_grad():

@@ -44,11 +44,11 @@ from mksgn.core.fuse import fuse
 from mksgn.core.nir_file import decode_metadata
 from mksgn.core.synapse_graph import FusionError, Synapse, SynapseGraph
 from mksgn.errors import MksgnError
-from mksgn.train.blocks import FusedGraphConv
-from mksgn.train.deployment import apply_grid, deployment_form
+from mksgn.train.blocks import FactorisedGate, FactorisedGraphConv
+from mksgn.train.deployment import GRID_FORMAT, apply_grid, deployment_form
 from mksgn.train.student import MKSGN
 
-FORMAT = "mksgn-fixed-point-grid/1"
+FORMAT = GRID_FORMAT
 
 
 class SnapError(MksgnError, ValueError):
@@ -95,7 +95,8 @@ def snap_bias(bias: np.ndarray, scale: float) -> np.ndarray:
     mantissa and a 3-bit exponent represent in the LIF's ``2**-6`` units (coarser above
     ``4095 / 64`` scale units). Values beyond the representable range are left to the
     quantiser, which clips them and reports it."""
-    out = np.round(np.asarray(bias, dtype=np.float64) / scale)
+    shape = np.shape(bias)
+    out = np.round(np.asarray(bias, dtype=np.float64) / scale).reshape(-1)
     for i, k in np.ndenumerate(out):
         units = abs(k) * (1 << loihi.ACTIVATION_SHIFT)
         exp = 0
@@ -103,14 +104,14 @@ def snap_bias(bias: np.ndarray, scale: float) -> np.ndarray:
             exp += 1
         step = 1 << max(0, exp - loihi.ACTIVATION_SHIFT)
         out[i] = np.round(k / step) * step
-    return out * scale
+    return out.reshape(shape) * scale
 
 
 def _owner(model: MKSGN, paths: set[str]) -> tuple[str, nn.Module] | None:
     """The module holding a synapse's weights among the modules its chain came from."""
     for path in sorted(paths):
         mod = model.get_submodule(path)
-        if isinstance(mod, (FusedGraphConv, nn.Conv2d, nn.Linear)):
+        if isinstance(mod, (FactorisedGraphConv, FactorisedGate, nn.Conv2d, nn.Linear)):
             return path, mod
     return None
 
@@ -121,8 +122,9 @@ def _set(param: torch.Tensor, value: np.ndarray) -> None:
 
 
 def _quantized_deployment(model: MKSGN, calibration: torch.Tensor, frames: int, class_names: list[str],
-                          layout: str, input_bits: int) -> tuple[MKSGN, SynapseGraph, dict[str, str]]:
-    """The deployment form, its dyadic quantisation, and node -> module paths."""
+                          layout: str, input_bits: int) -> tuple[MKSGN, SynapseGraph, dict[str, str], dict[str, str]]:
+    """The deployment form, its dyadic quantisation, node -> module paths and node -> part of a
+    factorised module (``a.k``, ``weight.k``, ``squeeze``, ``a``)."""
     dep = deployment_form(model)
     dep.fixed_point = None
     for m in dep.input_scale.values():
@@ -136,12 +138,39 @@ def _quantized_deployment(model: MKSGN, calibration: torch.Tensor, frames: int, 
         sg, _ = quantize(sg, inputs, input_bits, dyadic=True)
     except (FusionError, QuantizeError) as exc:
         raise SnapError(f"cannot snap the student: {exc}") from exc
-    return dep, sg, decode_metadata(graph.metadata)["module_map"]
+    parts = {name: node.metadata["part"] for name, node in graph.nodes.items() if "part" in (node.metadata or {})}
+    return dep, sg, decode_metadata(graph.metadata)["module_map"], parts
 
 
-def _snap_synapse(dep: MKSGN, sg: SynapseGraph, syn: Synapse, module_map: dict[str, str], report: SnapReport
-                  ) -> None:
+def _factorised_param(mod: nn.Module, part: str) -> tuple[torch.Tensor, Any, Any]:
+    """The parameter tensor a part names, how a synapse's weights map onto it and back."""
+    name, _, k = part.partition(".")
+    param = getattr(mod, name)
+    if name == "a":  # a joint mix: the synapse holds a^T
+        view = param[int(k)] if k else param
+        return view, lambda w: w.T, lambda w: w.T
+    if name == "weight":  # a 1x1 conv (C_out, C_in, 1, 1)
+        return param[int(k)], lambda w: w[:, :, 0, 0], lambda p: p[:, :, None, None]
+    return param, lambda w: w[0, :, 0, 0], lambda p: p[None, :, None, None]  # squeeze: (1, C, 1, 1)
+
+
+def _snap_bias(mod: nn.Module, grid: float, report: SnapReport) -> None:
+    b = mod.bias.detach().double().numpy()
+    snapped = snap_bias(b, grid)
+    report.biases_changed += int((snapped != b).sum())
+    _set(mod.bias, snapped)
+
+
+def _readout_positions(sg: SynapseGraph, syn: Synapse) -> int:
+    """Frames x joints the pooled relay before the readout sums (1 when it does not pool)."""
+    pools = [s for s in sg.incoming(syn.source) if s.kind == "sumpool"]
+    return int(np.prod(np.asarray(pools[0].weight).shape[1:])) if pools else 1
+
+
+def _snap_synapse(dep: MKSGN, sg: SynapseGraph, syn: Synapse, maps: tuple[dict[str, str], dict[str, str]],
+                  report: SnapReport) -> None:
     """Put the weights (and bias) of the module behind ``syn`` on its integers' values; count in ``report``."""
+    module_map, parts = maps
     scale = sg.fixed.populations[syn.target].scale
     w_eff = realised_weight(sg, syn.name)
     owner = _owner(dep, {module_map[n] for n in syn.nodes if n in module_map})
@@ -149,18 +178,23 @@ def _snap_synapse(dep: MKSGN, sg: SynapseGraph, syn: Synapse, module_map: dict[s
     report.weights_zeroed += int(((w_eff == 0) & (syn.weight != 0)).sum())
     peak = float(np.abs(syn.weight).max()) or 1.0
     report.max_weight_change = max(report.max_weight_change, float(np.abs(w_eff - syn.weight).max()) / peak)
-    if owner is None:  # identity, Broadcast, the coincidence input: weights that must be exact already
+    if owner is None:  # identity, Broadcast, the pool, the coincidence input: weights exact already
         if not np.array_equal(w_eff, syn.weight):
             raise SnapError(f"synapse {syn.name}: its fixed weights {np.unique(syn.weight)[:4]} are not on the "
                             f"grid of {syn.target!r} (scale {scale})")
         return
     path, mod = owner
-    if isinstance(mod, nn.Linear):  # the readout: pool (1 / positions) and Affine (1 / T)
-        k, c = mod.weight.shape
-        per_position = w_eff.reshape(k, c, -1)
-        if not np.all(per_position == per_position[:, :, :1]):
-            raise SnapError(f"synapse {syn.name}: the readout's weights differ between positions")
-        _set(mod.weight, per_position[:, :, 0] * (per_position.shape[2] * report.time_steps))
+    if isinstance(mod, (FactorisedGraphConv, FactorisedGate)):
+        part = next(parts[n] for n in syn.nodes if n in parts)
+        param, to_param, from_param = _factorised_param(mod, part)
+        if not np.allclose(syn.weight, from_param(param.detach().double().numpy()), rtol=1e-12, atol=0):
+            raise SnapError(f"synapse {syn.name}: its weights are not {path}'s {part} (a neuron gain other than 1)")
+        _set(param, to_param(w_eff))
+        if part in ("weight.0", "a"):  # the part whose synapse carries the bias into its target
+            _snap_bias(mod, scale, report)
+        return
+    if isinstance(mod, nn.Linear):  # the readout: pool mean (1 / positions) and Affine (1 / T)
+        _set(mod.weight, w_eff * (_readout_positions(sg, syn) * report.time_steps))
         bias_grid = scale * report.time_steps
     else:
         if not np.allclose(syn.weight, mod.weight.detach().double().numpy(), rtol=1e-12, atol=0):
@@ -168,10 +202,7 @@ def _snap_synapse(dep: MKSGN, sg: SynapseGraph, syn: Synapse, module_map: dict[s
         _set(mod.weight, w_eff)
         bias_grid = scale
     if getattr(mod, "bias", None) is not None:
-        b = mod.bias.detach().double().numpy()
-        snapped = snap_bias(b, bias_grid)
-        report.biases_changed += int((snapped != b).sum())
-        _set(mod.bias, snapped)
+        _snap_bias(mod, bias_grid, report)
 
 
 def _graph_exact_steps(sg: SynapseGraph) -> int:
@@ -202,12 +233,12 @@ def snap(model: MKSGN, calibration: torch.Tensor, frames: int, class_names: list
     input_bits
         Graded input payload bits.
     """
-    dep, sg, module_map = _quantized_deployment(model, calibration, frames, class_names, layout, input_bits)
+    dep, sg, module_map, parts = _quantized_deployment(model, calibration, frames, class_names, layout, input_bits)
     fixed = sg.fixed
     report = SnapReport(len(fixed.populations), len(sg.synapses), 0, 0, 0.0, 0, 0, dep.cfg.time_steps,
                         {n: float(v.scale) for n, v in fixed.inputs.items()})
     for syn in sg.synapses:
-        _snap_synapse(dep, sg, syn, module_map, report)
+        _snap_synapse(dep, sg, syn, (module_map, parts), report)
     report.exact_steps = int(_graph_exact_steps(sg))
     grid = {
         "format": FORMAT,

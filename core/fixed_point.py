@@ -110,11 +110,6 @@ class FixedPoint:
     synapses: dict[str, QuantizedSynapse] = field(default_factory=dict)
     format: str = FORMAT
 
-    def unit(self, source: str) -> float:
-        """The float value of one unit of what ``source`` sends: its input scale, else 1 (a spike)."""
-        entry = self.inputs.get(source)
-        return 1.0 if entry is None else entry.scale
-
     def to_metadata(self) -> dict[str, Any]:
         """Nested dicts of numbers and arrays (no None), for ``graph.metadata[METADATA_KEY]``."""
         return {
@@ -163,8 +158,9 @@ def realised_weight(graph: SynapseGraph, name: str) -> np.ndarray:
     syn = next(s for s in graph.synapses if s.name == name)
     q = graph.fixed.synapses[name]
     w = graph.kinds.synapse(syn.kind).fixed_weights(q)
-    return w.astype(np.float64) * 2.0 ** int(q.weight_exp) * graph.fixed.populations[syn.target].scale / \
-        graph.fixed.unit(syn.source)
+    source = graph.kinds.population(graph.populations[syn.source].kind)
+    unit = source.output_unit(syn.source, graph.fixed) if source.graded else 1.0  # a spike: 1
+    return w.astype(np.float64) * 2.0 ** int(q.weight_exp) * graph.fixed.populations[syn.target].scale / unit
 
 
 def is_quantized(metadata: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Snapping the student onto the fixed-point grid: deployment form, fused export, exact float = fixed."""
+"""Snapping the student onto the fixed-point grid: factorised deployment form, export, exact float = fixed."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from mksgn.core.fixed_point import realised_weight
 from mksgn.convert.graph_inputs import InputSpec, batches
 from mksgn.data.builtin import load_dataset
 from mksgn.deploy.parity_cli import main as parity_main
-from mksgn.train.blocks import ConvBN, FusedGraphConv, SpatialGraphConv
+from mksgn.train.blocks import ConvBN, FactorisedGate, FactorisedGraphConv, SpatialGraphConv
 from mksgn.train.deployment import deployment_form
 from mksgn.train.run import load_student
 
@@ -33,7 +33,10 @@ def test_deployment_form_computes_what_the_student_computes():
     dep = deployment_form(model)
     assert not any(isinstance(m, SpatialGraphConv) for m in dep.modules())
     assert all(m.bn is None for m in dep.modules() if isinstance(m, ConvBN))
-    assert sum(isinstance(m, FusedGraphConv) for m in dep.modules()) == 2 * (4 + 3)  # graph convs + gates
+    assert sum(isinstance(m, FactorisedGraphConv) for m in dep.modules()) == 4 + 3  # branches + blocks
+    assert sum(isinstance(m, FactorisedGate) for m in dep.modules()) == 4 + 3
+    params = sum(p.numel() for p in model.parameters())  # no bigger than what was trained
+    assert sum(p.numel() for p in dep.parameters()) <= 1.25 * params
     x = rows.double().unsqueeze(-1)
     with torch.no_grad():
         ref = copy.deepcopy(model).double()(x)
@@ -42,14 +45,16 @@ def test_deployment_form_computes_what_the_student_computes():
     assert float(dep.fusion.alpha().min()) == float(dep.fusion.alpha().max()) == 1.0
 
 
-def test_the_fused_export_fuses_into_the_synapses_of_the_factorised_one():
+def test_the_deployment_form_exports_the_synapses_of_the_student():
     model, _ = lively_tiny_student(seed=2)
     names = [f"c{k}" for k in range(14)]
     a = fuse(export_student(model, 32, 25, names, "ntu25"))
     graph = export_student(deployment_form(model), 32, 25, names, "ntu25")
     b = fuse(graph)
-    assert sum(n.endswith(".place") or "joint" in n for n in graph.nodes) > 25  # one chain per output joint
     assert [(s.name, s.kind) for s in a.synapses] == [(s.name, s.kind) for s in b.synapses]
+    kinds = {s.kind for s in b.synapses}
+    assert "mix" not in kinds and {"jointmix", "sumpool"} <= kinds  # factorised: no joints x channels map
+    assert sum(p.kind == "relay" for p in b.populations.values()) == 3 * 7 + 7 + 1  # partitions, gates, pool
     for sa, sb in zip(a.synapses, b.synapses, strict=True):
         np.testing.assert_allclose(sb.weight, sa.weight, rtol=0, atol=1e-12)
     for name, pop in a.populations.items():
@@ -85,7 +90,7 @@ def test_snap_cli_reports_and_writes_a_loadable_checkpoint(snapped, capsys):
     assert 0 <= rec["top1_snapped"] <= 1 and rec["measured_on"].startswith("test split of")
     assert rec["exact_steps"] == 7 and rec["time_steps"] == 4
     model, _, _ = load_student(snapped / "snapped.pt")
-    assert model.fixed_point["format"] == "mksgn-fixed-point-grid/1"
+    assert model.fixed_point["format"] == "mksgn-fixed-point-grid/2"
     units = [float(m.unit) for m in model.input_scale.values()]
     assert all(u > 0 and np.log2(u).is_integer() for u in units)
     assert all(np.log2(s).is_integer() for s in model.fixed_point["populations"].values())
@@ -183,3 +188,14 @@ def test_a_snapped_checkpoint_with_a_broken_grid_is_refused(snapped, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.pt" in err and "fixed-point grid" in err
     assert not (tmp_path / "x.nir").exists()
+
+
+def test_a_checkpoint_snapped_in_the_fused_form_is_refused_with_the_remedy(snapped, tmp_path, capsys):
+    from mksgn.convert.export_cli import main as export_main
+
+    record = torch.load(snapped / "snapped.pt", weights_only=True)
+    record["fixed_point"]["format"] = "mksgn-fixed-point-grid/1"
+    torch.save(record, tmp_path / "old.pt")
+    assert export_main([str(tmp_path / "old.pt"), "-o", str(tmp_path / "x.nir"), "--no-validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "old.pt" in err and "snap the trained checkpoint again" in err

@@ -13,12 +13,15 @@ module                        inference semantics (NIR)
 :class:`ConvBN`               ``Conv2d`` followed by ``BatchNorm2d`` (folded into the conv)
 :class:`SpatialGraphConv`     ``BN(sum_k W_k (X (A_k + B_k)))``, one :class:`JointMix` and one
                               1x1 conv per partition, BN folded into the convs
-:class:`FusedGraphConv`       a graph convolution as one joints x channels map (the deployment
-                              form, see :mod:`mksgn.train.deployment`): per output joint a
-                              ``(1, V)`` Conv2d and a one-hot Linear
+:class:`FactorisedGraphConv` a graph convolution as Loihi runs it (the deployment form, see
+                              :mod:`mksgn.train.deployment`): per partition a joint mix into
+                              a graded relay (LI with ``tau = dt``), then a 1x1 Conv2d
+:class:`FactorisedGate`       the attention gate's input likewise: a 1x1 Conv2d to one
+                              channel, a relay, a joint mix (Affine)
 :class:`Broadcast`            one channel copied to ``C`` channels (1x1 conv of ones)
 :class:`Fusion`               ``sum_m alpha_m ConvBN_m(x_m)``, alpha static after training
-:class:`GlobalAvgPool`        mean over frames and joints (AvgPool2d + Flatten)
+:class:`GlobalAvgPool`        mean over frames and joints (SumPool2d + Flatten into a graded
+                              relay, then the ``1 / (F V)`` as a Scale)
 :class:`~mksgn.train.neuron.LIF`  the LIF neuron (LIF)
 ``torch.nn.Linear``           the readout (Affine)
 ============================  ==============================================================
@@ -137,28 +140,52 @@ class SpatialGraphConv(nn.Module):
         return self.bn(out)
 
 
-class FusedGraphConv(nn.Module):
-    """A graph convolution (or any joints x channels map) as one tensor.
+class FactorisedGraphConv(nn.Module):
+    """A graph convolution as Loihi runs it, each factor its own synapse's weights.
 
-    ``y[b, co, f, wo] = sum_{wi, ci} weight[wo, co, wi, ci] x[b, ci, f, wi] + bias[co]``: the
-    layout of a ``mix`` synapse (:mod:`mksgn.core.synapse_graph`), so that each weight is one
-    Loihi synapse weight. Built by :func:`mksgn.train.deployment.deployment_form` from a
-    :class:`SpatialGraphConv` (BN folded) or the attention's gate input.
+    ``y = sum_k conv1x1(W_k, x A_k) + bias``: per partition ``k`` a joint mix ``A_k``
+    (``a[k]``, ``(V, V)``; ``y[..., wo] = sum_wi x[..., wi] a[k, wi, wo]``, shared over channels
+    and frames) into a graded relay, then a 1x1 convolution ``W_k`` (``weight[k]``,
+    ``(C_out, C_in)``, shared over frames and joints). The deployment form of a
+    :class:`SpatialGraphConv` (BN and any input scale folded into ``W_k``, the BN shift into
+    ``bias``; see :mod:`mksgn.train.deployment`): its parameters are the synapses' weights,
+    no more than the trained module has.
 
     Parameters
     ----------
-    joints, c_in, c_out
-        ``V`` and channels.
+    partitions, joints, c_in, c_out
+        ``K``, ``V`` and channels.
     """
 
-    def __init__(self, joints: int, c_in: int, c_out: int) -> None:
+    def __init__(self, partitions: int, joints: int, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(joints, c_out, joints, c_in))
+        self.a = nn.Parameter(torch.zeros(partitions, joints, joints))
+        self.weight = nn.Parameter(torch.zeros(partitions, c_out, c_in))
         self.bias = nn.Parameter(torch.zeros(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype)
-        return torch.einsum("owic,bcfi->bwfo", w, x) + self.bias.to(x.dtype).view(1, -1, 1, 1)
+        a, w = self.a.to(x.dtype), self.weight.to(x.dtype)
+        y = sum(torch.einsum("oc,bcfw->bofw", w[k], x @ a[k]) for k in range(a.shape[0]))
+        return y + self.bias.to(x.dtype).view(1, -1, 1, 1)
+
+
+class FactorisedGate(nn.Module):
+    """The attention gate's input ``BN(JointMix(Conv1x1_{C->1}(s)))`` as Loihi runs it.
+
+    ``y = (sum_c squeeze[c] s[c]) a + bias``: a 1x1 convolution to one channel into a graded
+    relay, then a joint mix ``a`` ``(V, V)`` whose BN scale is folded in, the BN shift a bias
+    of the gate neurons. The deployment form of the gate (:mod:`mksgn.train.deployment`).
+    """
+
+    def __init__(self, channels: int, joints: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Parameter(torch.zeros(channels))
+        self.a = nn.Parameter(torch.zeros(joints, joints))
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        squeezed = torch.einsum("c,bcfw->bfw", self.squeeze.to(s.dtype), s).unsqueeze(1)
+        return squeezed @ self.a.to(s.dtype) + self.bias.to(s.dtype)
 
 
 class Broadcast(nn.Module):
@@ -220,7 +247,8 @@ def sum_per_sample(rows: torch.Tensor, sample: torch.Tensor, n: int) -> torch.Te
 
 
 DEPLOYABLE_BLOCKS: tuple[type[nn.Module], ...] = (
-    InputScale, JointMix, ConvBN, SpatialGraphConv, FusedGraphConv, Broadcast, Fusion, GlobalAvgPool, LIF,
+    InputScale, JointMix, ConvBN, SpatialGraphConv, FactorisedGraphConv, FactorisedGate, Broadcast, Fusion,
+    GlobalAvgPool, LIF,
     nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.ModuleList, nn.ModuleDict,
 )
 """Module types allowed inside the student (containers of the student add to it)."""

@@ -1,18 +1,20 @@
-"""The student in deployment form: one module per Loihi synapse, the same function.
+"""The student in deployment form: one parameter tensor per Loihi synapse, the same function.
 
 Training keeps the paper's factorised structure (a graph convolution is ``sum_k W_k X A_k``
 then BatchNorm; fusion weights are a softmax). On Loihi every chain of linear operations
-between two neuron populations is **one** synapse whose weights are rounded to 8 bits
-(:mod:`mksgn.core.synapse_graph`). :func:`deployment_form` rewrites the student so that
-each such synapse is one module whose parameters *are* those weights:
+between two populations is **one** synapse whose weights are rounded to 8 bits
+(:mod:`mksgn.core.synapse_graph`); a graph convolution stays factorised there too, each
+joint mix ``A_k`` a synapse into a graded relay population and each ``W_k`` a 1x1
+convolution out of it (:mod:`mksgn.core.kinds.relay`). :func:`deployment_form` rewrites the
+student so that each such synapse's weights are one parameter:
 
 =====================================  ============================================================
 trained                                deployment form
 =====================================  ============================================================
-``InputScale`` then ``SpatialGraphConv``  the scale folded into a :class:`~mksgn.train.blocks.FusedGraphConv`
+``InputScale`` then ``SpatialGraphConv``  the scale folded into the ``W_k`` of a :class:`~mksgn.train.blocks.FactorisedGraphConv`
 (branches)                             (``InputScale.scale`` = 1)
-``SpatialGraphConv`` (BN)              :class:`~mksgn.train.blocks.FusedGraphConv`
-attention ``bn(mix(squeeze(s)))``       ``SpikingAttention.fused``, a ``FusedGraphConv`` with one channel
+``SpatialGraphConv`` (BN)              :class:`~mksgn.train.blocks.FactorisedGraphConv` (``A_k``, ``W_k`` with BN)
+attention ``bn(mix(squeeze(s)))``       ``SpikingAttention.fused``, a :class:`~mksgn.train.blocks.FactorisedGate`
 ``ConvBN``                             its conv with the BN folded into weight and bias (``bn = None``)
 ``Fusion`` (``alpha_m ConvBN_m``)       ``alpha_m`` and the BN folded into each conv; logits 0 (alpha = 1)
 =====================================  ============================================================
@@ -30,42 +32,43 @@ import re
 import torch
 from torch import nn
 
-from mksgn.train.blocks import ConvBN, FusedGraphConv, SpatialGraphConv, bn_affine
+from mksgn.train.blocks import ConvBN, FactorisedGate, FactorisedGraphConv, SpatialGraphConv, bn_affine
 from mksgn.train.student import MKSGN, SpikingAttention
 
+GRID_FORMAT = "mksgn-fixed-point-grid/2"
+"""The format of a snapped student's grid. Version 2: the factorised deployment form (graded
+relays); a version 1 grid belongs to a fused deployment form (one map per graph
+convolution) that this version does not rebuild."""
 
-def fuse_graph_conv(m: SpatialGraphConv, in_scale: torch.Tensor | None = None) -> FusedGraphConv:
-    """``BN(sum_k W_k X A_k)`` (times a per-input-channel ``in_scale``) as one map."""
+
+def factorise_graph_conv(m: SpatialGraphConv, in_scale: torch.Tensor | None = None) -> FactorisedGraphConv:
+    """``BN(sum_k W_k X A_k)`` (times a per-input-channel ``in_scale``) with BN and scale in ``W_k``."""
     conv0 = m.conv[0]
-    joints = m.mix[0].matrix().shape[0]
-    fused = FusedGraphConv(joints, conv0.in_channels, conv0.out_channels).double()
+    mats = [mix.matrix().double() for mix in m.mix]  # y[..., wo] = sum_wi x[..., wi] a[wi, wo]
+    out = FactorisedGraphConv(len(mats), mats[0].shape[0], conv0.in_channels, conv0.out_channels).double()
     scale, shift = bn_affine(m.bn)
-    weight = torch.zeros(fused.weight.shape, dtype=torch.float64)
-    for mix, conv in zip(m.mix, m.conv, strict=True):
-        a = mix.matrix().double()  # y[..., wo] = sum_wi x[..., wi] a[wi, wo]
-        w = conv.weight.double()[:, :, 0, 0] * scale[:, None]  # (C_out, C_in)
-        weight += torch.einsum("io,cd->ocid", a, w)
+    weight = torch.stack([conv.weight.double()[:, :, 0, 0] * scale[:, None] for conv in m.conv])
     if in_scale is not None:
-        weight = weight * in_scale.double().view(1, 1, 1, -1)
+        weight = weight * in_scale.double().view(1, 1, -1)
     with torch.no_grad():
-        fused.weight.copy_(weight)
-        fused.bias.copy_(shift)
-    return fused
+        out.a.copy_(torch.stack(mats))
+        out.weight.copy_(weight)
+        out.bias.copy_(shift)
+    return out
 
 
-def fuse_gate(m: SpikingAttention) -> FusedGraphConv:
-    """The attention gate's input ``bn(mix(squeeze(s)))`` as one ``(V, 1, V, C)`` map."""
+def factorise_gate(m: SpikingAttention) -> FactorisedGate:
+    """The attention gate's input ``bn(mix(squeeze(s)))`` with the BN scale in the joint mix."""
+    if m.mix.bias is not None:  # a joint bias would vary per joint: not one bias of the gate
+        raise ValueError("the attention's joint mix has a bias; the deployment form has one gate bias")
     a = m.mix.matrix().double()
-    squeeze = m.squeeze.weight.double()[:, :, 0, 0]  # (1, C)
     scale, shift = bn_affine(m.bn)
-    fused = FusedGraphConv(a.shape[0], squeeze.shape[1], 1).double()
-    bias = shift.clone()
-    if m.mix.bias is not None:  # a joint bias would vary per joint: not one bias per channel
-        raise ValueError("the attention's joint mix has a bias; the deployment form has one bias per channel")
+    out = FactorisedGate(m.squeeze.in_channels, a.shape[0]).double()
     with torch.no_grad():
-        fused.weight.copy_(torch.einsum("io,cd->ocid", a, squeeze * scale[:, None]))
-        fused.bias.copy_(bias)
-    return fused
+        out.squeeze.copy_(m.squeeze.weight.double()[0, :, 0, 0])
+        out.a.copy_(a * scale[0])
+        out.bias.copy_(shift[0])
+    return out
 
 
 def fold_conv_bn(m: ConvBN, factor: float | torch.Tensor = 1.0) -> None:
@@ -90,14 +93,14 @@ def deployment_form(model: MKSGN) -> MKSGN:
         for name in dep.modalities:
             block = dep.branches[name]
             if isinstance(block.gcn, SpatialGraphConv):
-                block.gcn = fuse_graph_conv(block.gcn, dep.input_scale[name].scale)
+                block.gcn = factorise_graph_conv(block.gcn, dep.input_scale[name].scale)
                 dep.input_scale[name].scale.fill_(1.0)
         for block in [*dep.branches.values(), *dep.blocks]:
             if isinstance(block.gcn, SpatialGraphConv):
-                block.gcn = fuse_graph_conv(block.gcn)
+                block.gcn = factorise_graph_conv(block.gcn)
             att = block.attention
             if att is not None and att.fused is None:
-                att.fused = fuse_gate(att)
+                att.fused = factorise_gate(att)
                 att.squeeze = att.mix = att.bn = None
             for conv_bn in (block.tcn, block.down):
                 if conv_bn is not None and conv_bn.bn is not None:
@@ -122,6 +125,9 @@ def apply_grid(model: MKSGN, grid: dict) -> None:
 
     ``grid["inputs"]`` is keyed by the exported Input node of each modality, ``input_<name>``.
     """
+    if grid.get("format") != GRID_FORMAT:
+        raise ValueError(f"fixed-point grid format {grid.get('format')!r}, expected {GRID_FORMAT!r} (snapped by an "
+                         f"older mksgn with fused graph convolutions: snap the trained checkpoint again)")
     model.fixed_point = grid
     for name in model.modalities:
         entry = grid["inputs"].get(re.sub(r"[^0-9A-Za-z_]", "_", f"input.{name}"))  # the Input node's name

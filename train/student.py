@@ -31,7 +31,7 @@ from torch import nn
 from mksgn.core.neuron import COINCIDENCE, LIFParams, lif_membrane
 from mksgn.data.skeletons import SkeletonLayout
 from mksgn.train.blocks import (
-    DEPLOYABLE_BLOCKS, Broadcast, ConvBN, Fusion, FusedGraphConv, GlobalAvgPool, InputScale, JointMix,
+    DEPLOYABLE_BLOCKS, Broadcast, ConvBN, FactorisedGate, Fusion, GlobalAvgPool, InputScale, JointMix,
     SpatialGraphConv,
     present_persons, sum_per_sample,
 )
@@ -62,8 +62,8 @@ class SpikingAttention(nn.Module):
         self.broadcast = Broadcast(channels)
         self.coincidence = LIF(COINCIDENCE)
 
-        self.fused: FusedGraphConv | None = None
-        """The gate's input as one map (deployment form; squeeze, mix and bn are then None)."""
+        self.fused: FactorisedGate | None = None
+        """The gate's input in deployment form (squeeze, mix and bn are then None)."""
 
     def gate_input(self, s: torch.Tensor) -> torch.Tensor:
         """The gate neurons' synaptic input ``BN(JointMix(Conv1x1(s)))``."""

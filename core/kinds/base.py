@@ -218,6 +218,11 @@ class PopulationKind:
         of clipped values."""
         raise NotImplementedError
 
+    def realised(self, pop: Population, q: QuantizedPopulation) -> Population:
+        """``pop`` with the parameters its integers realise, in float units (the error budget);
+        a kind without rounded parameters returns ``pop``."""
+        return pop
+
     def lava_process(self, pop: Population, ctx: Any, depth: int) -> Any:
         """The Lava process of ``pop`` (``depth``: the Lava step at which a row's first input reaches it;
         ``ctx.period``: the steps per row when rows run back to back, see
