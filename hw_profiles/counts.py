@@ -15,6 +15,11 @@ Spiking network (from a real run of the emulator or Lava, :func:`snn_counts`), p
 
 A sample is the sum of its person rows (persons are separate rows, mksgn-spec.md).
 
+Operations are per event: a convolution's kernel (or any shared weight) is one synapse per
+position it is applied at, as the emulator's fan-out counts it. Hardware with weight sharing
+stores such a weight once per core, which saves synaptic memory (:mod:`mksgn.hw_profiles.resources`),
+not operations.
+
 Dense ANN baseline, per person row: :func:`teacher_counts` counts the teacher's ``Conv2d``,
 ``Linear`` and joint-mix (adjacency) products with forward hooks; :func:`onnx_counts`
 counts any GCN given as ONNX from its graph (``Conv``, ``ConvTranspose``, ``MatMul``,

@@ -34,6 +34,21 @@ Sections and keys (anything else is an error naming the file and the key):
 ``limits``
     ``core_neurons``, ``core_fan_in``, ``core_synapses`` (``count``), ``core_synapse_memory``
     (``bit``, ``byte``, ``KiB``), ``chip_cores`` (``count``).
+``features``
+    What the target can do, not a number: ``weight_sharing`` (a synapse list stored once per core
+    serves many neurons, as a convolution's kernel: the resource map then counts shared weights
+    once per core, :mod:`mksgn.hw_profiles.resources`) and ``graded_spikes`` (a spike carries an
+    integer payload: graded populations, such as a relay, exist only there). Each is a table::
+
+        [features.graded_spikes]
+        value = true
+        source = "Intel, 'Taking neuromorphic computing to the next level with Loihi 2', 2021"
+        evidence = "documented"      # documented | demonstrated | estimate | not_applicable
+
+    ``documented``: the maker's description of the chip; ``demonstrated``: shown running on the
+    chip (a toolchain or paper that uses it); ``estimate``: inferred; ``not_applicable``: the
+    profile has no spiking hardware (``value`` must then be ``false``). A profile without the
+    section states nothing: the resource map counts weights per instance and flags nothing.
 
 A missing unit or source, a unit that does not fit the quantity, a negative or non-finite
 value or an unknown key raises :class:`ProfileError`. Built-in profiles live beside this
@@ -70,6 +85,9 @@ SCOPES = ("per_term", "all_in", "arithmetic")
 EVIDENCE = ("measured", "simulated", "derived", "estimate")
 QUANTITY_KEYS = {"value", "unit", "source", "evidence", "note"}
 PROFILE_KEYS = {"name", "description", "kind", "scope"}
+FEATURES = ("weight_sharing", "graded_spikes")
+FEATURE_EVIDENCE = ("documented", "demonstrated", "estimate", "not_applicable")
+FEATURE_KEYS = {"value", "source", "evidence", "note"}
 
 
 class ProfileError(MksgnError, ValueError):
@@ -88,6 +106,20 @@ class Quantity:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Feature:
+    """One capability of a profile: whether it has it, and on what evidence."""
+
+    value: bool
+    source: str
+    evidence: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "source": self.source, "evidence": self.evidence,
+                **({"note": self.note} if self.note else {})}
+
+
 @dataclass
 class Profile:
     """A parsed, validated hardware profile."""
@@ -98,6 +130,12 @@ class Profile:
     scope: str
     path: str
     quantities: dict[str, dict[str, Quantity]] = field(default_factory=dict)
+    features: dict[str, Feature] = field(default_factory=dict)
+
+    def supports(self, feature: str) -> bool | None:
+        """Whether the target has ``feature``; ``None`` when the profile does not say or it does not apply."""
+        f = self.features.get(feature)
+        return None if f is None or f.evidence == "not_applicable" else f.value
 
     def get(self, section: str, key: str) -> Quantity | None:
         """The quantity ``section.key``, or ``None`` if the profile does not define it."""
@@ -112,18 +150,33 @@ class Profile:
                 "path": self.path,
                 "quantities": {s: {k: {"value": q.value, "unit": q.unit, "source": q.source,
                                        "evidence": q.evidence, **({"note": q.note} if q.note else {})}
-                                   for k, q in keys.items()} for s, keys in self.quantities.items()}}
+                                   for k, q in keys.items()} for s, keys in self.quantities.items()},
+                "features": {k: f.to_dict() for k, f in self.features.items()}}
+
+
+def _table(where: str, spec: Any, allowed: set[str], required: tuple[str, ...]) -> None:
+    """Check that ``spec`` is a table with the ``required`` keys and no key outside ``allowed``."""
+    if not isinstance(spec, dict):
+        raise ProfileError(f"{where}: expected a table with {', '.join(required[:-1])} and {required[-1]}")
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ProfileError(f"{where}: unknown key {sorted(unknown)[0]!r} (allowed: {sorted(allowed)})")
+    for key in required:
+        if key not in spec:
+            raise ProfileError(f"{where}: missing {key!r}")
+
+
+def _sourced(where: str, spec: dict[str, Any], grades: tuple[str, ...], what: str) -> tuple[str, str]:
+    """The table's ``source`` (``what``: where it should point) and ``evidence`` (one of ``grades``)."""
+    if not isinstance(spec["source"], str) or not spec["source"].strip():
+        raise ProfileError(f"{where}.source: say where {what}")
+    if spec["evidence"] not in grades:
+        raise ProfileError(f"{where}.evidence: {spec['evidence']!r} is not one of {grades}")
+    return spec["source"].strip(), spec["evidence"]
 
 
 def _quantity(where: str, spec: Any, units: dict[str, float]) -> Quantity:
-    if not isinstance(spec, dict):
-        raise ProfileError(f"{where}: expected a table with value, unit, source and evidence")
-    unknown = set(spec) - QUANTITY_KEYS
-    if unknown:
-        raise ProfileError(f"{where}: unknown key {sorted(unknown)[0]!r} (allowed: {sorted(QUANTITY_KEYS)})")
-    for key in ("value", "unit", "source", "evidence"):
-        if key not in spec:
-            raise ProfileError(f"{where}: missing {key!r}")
+    _table(where, spec, QUANTITY_KEYS, ("value", "unit", "source", "evidence"))
     value, unit = spec["value"], spec["unit"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
         raise ProfileError(f"{where}.value: expected a finite number, got {value!r}")
@@ -131,12 +184,27 @@ def _quantity(where: str, spec: Any, units: dict[str, float]) -> Quantity:
         raise ProfileError(f"{where}.value: a cost or limit cannot be negative ({value})")
     if unit not in units:
         raise ProfileError(f"{where}.unit: {unit!r} is not a unit of this quantity (use one of {list(units)})")
-    if not isinstance(spec["source"], str) or not spec["source"].strip():
-        raise ProfileError(f"{where}.source: say where the number comes from (paper, table, page)")
-    if spec["evidence"] not in EVIDENCE:
-        raise ProfileError(f"{where}.evidence: {spec['evidence']!r} is not one of {EVIDENCE}")
-    return Quantity(float(value), unit, spec["source"].strip(), spec["evidence"], float(value) * units[unit],
-                    str(spec.get("note", "")))
+    source, evidence = _sourced(where, spec, EVIDENCE, "the number comes from (paper, table, page)")
+    return Quantity(float(value), unit, source, evidence, float(value) * units[unit], str(spec.get("note", "")))
+
+
+def _feature(where: str, spec: Any) -> Feature:
+    _table(where, spec, FEATURE_KEYS, ("value", "source", "evidence"))
+    if not isinstance(spec["value"], bool):
+        raise ProfileError(f"{where}.value: expected true or false, got {spec['value']!r}")
+    source, evidence = _sourced(where, spec, FEATURE_EVIDENCE, "this comes from (paper, document, section)")
+    if evidence == "not_applicable" and spec["value"]:
+        raise ProfileError(f"{where}.value: a feature that does not apply cannot be true")
+    return Feature(spec["value"], source, evidence, str(spec.get("note", "")))
+
+
+def _features(path: str, body: Any) -> dict[str, Feature]:
+    if not isinstance(body, dict):
+        raise ProfileError(f"{path}: [features] must be a table")
+    for key in body:
+        if key not in FEATURES:
+            raise ProfileError(f"{path}: features.{key}: unknown feature (allowed: {', '.join(FEATURES)})")
+    return {key: _feature(f"{path}: features.{key}", spec) for key, spec in body.items()}
 
 
 def parse_profile(data: dict[str, Any], path: str) -> Profile:
@@ -159,8 +227,11 @@ def parse_profile(data: dict[str, Any], path: str) -> Profile:
     for section, body in data.items():
         if section == "profile":
             continue
+        if section == "features":
+            profile.features = _features(path, body)
+            continue
         if section not in SCHEMA:
-            raise ProfileError(f"{path}: unknown section [{section}] (allowed: profile, {', '.join(SCHEMA)})")
+            raise ProfileError(f"{path}: unknown section [{section}] (allowed: profile, features, {', '.join(SCHEMA)})")
         if not isinstance(body, dict):
             raise ProfileError(f"{path}: [{section}] must be a table")
         for key, spec in body.items():

@@ -50,8 +50,17 @@ def saving(c: dict[str, Any] | None, short: bool = True) -> str:
     return f"{100 * c['reduction']:.2f} %"
 
 
+def feature_cell(p: dict[str, Any], key: str) -> str:
+    """``yes``, ``no`` or ``n/a`` (not applicable, or not stated: an older ``energy.json`` or a profile without it)."""
+    f = (p.get("features") or {}).get(key)
+    if not f or f["evidence"] == "not_applicable":
+        return "n/a"
+    return "yes" if f["value"] else "no"
+
+
 def summary_rows(result: dict[str, Any]) -> list[list[str]]:
-    """One row per profile: SNN energy, ANN energy, what is compared and the saving, cores, chips."""
+    """One row per profile: SNN energy, ANN energy, what is compared and the saving, cores, chips, weight
+    sharing and graded spikes."""
     rows = []
     for name, p in result["profiles"].items():
         snn, ann = p.get("snn"), p.get("ann")
@@ -61,11 +70,13 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
                      c["label"] if c else "-", saving(c),
                      str(res.get("cores")) if res.get("cores") is not None else "n/a",
                      str(res.get("chips")) if res.get("chips") is not None else "n/a",
+                     f"{feature_cell(p, 'weight_sharing')} / {feature_cell(p, 'graded_spikes')}",
                      ", ".join(snn["unpriced"]) if snn and snn["unpriced"] else "-"])
     return rows
 
 
-HEADER = ["profile", "kind", "SNN / sample", "ANN / sample", "compared", "SNN saves", "cores", "chips", "unpriced"]
+HEADER = ["profile", "kind", "SNN / sample", "ANN / sample", "compared", "SNN saves", "cores", "chips",
+          "shared w / graded", "unpriced"]
 
 
 def comparison_notes(result: dict[str, Any]) -> list[str]:
@@ -90,6 +101,27 @@ def terminal_table(result: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+RESOURCES_NOTE = ("Cores count synaptic memory: on a profile with weight sharing a convolution's kernel (or a joint "
+                  "mix's map) is stored once in each core holding part of its layer, elsewhere once per synapse "
+                  "instance. The energy above counts operations per event, one per spike and synapse instance, "
+                  "shared weights or not: sharing saves memory, not operations. A graded population (a relay) is "
+                  "not mappable on a profile without graded spikes.")
+
+
+def _resources_line(name: str, p: dict[str, Any]) -> str:
+    """The Resources line of one profile ("" for a profile without a resource map)."""
+    r = p.get("resources")
+    if not r or (r.get("cores") is None and not r.get("unmappable")):
+        return ""
+    split = ", ".join(f"`{x}`" for x in r["split_layers"]) or "none"
+    bad = ", ".join(f"`{x['name']}` ({x['problem']})" for x in r["layers"] if x["problem"]) or "none"
+    size = (f"{r['cores']} cores, {r['chips']} chip(s) at {r['weight_bits']}-bit weights"
+            if r.get("cores") is not None else "no per-core limits")
+    return (f"- **{name}** (weight sharing: {feature_cell(p, 'weight_sharing')}, graded spikes: "
+            f"{feature_cell(p, 'graded_spikes')}): {size}; layers split over several cores: {split}; "
+            f"not mappable: {bad}.")
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -121,15 +153,8 @@ def render_markdown(result: dict[str, Any]) -> str:
                  f"{layer['graded_ops']:.4g}", f"{layer['neuron_updates']:.4g}", f"{layer['spikes']:.4g}"]
         cells += [joules(v["snn"]["layers"].get(layer["name"], 0.0)) for v in result["profiles"].values() if v.get("snn")]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Resources", ""]
-    for name, p in result["profiles"].items():
-        r = p.get("resources")
-        if not r or r.get("cores") is None:
-            continue
-        split = ", ".join(f"`{x}`" for x in r["split_layers"]) or "none"
-        bad = ", ".join(f"`{x['name']}` ({x['problem']})" for x in r["layers"] if x["problem"]) or "none"
-        lines.append(f"- **{name}**: {r['cores']} cores, {r['chips']} chip(s) at {r['weight_bits']}-bit weights; "
-                     f"layers split over several cores: {split}; not mappable: {bad}.")
+    lines += ["", "## Resources", "", RESOURCES_NOTE, ""]
+    lines += [line for name, p in result["profiles"].items() if (line := _resources_line(name, p))]
     lines += ["", "## Sources", ""]
     for name, p in result["profiles"].items():
         lines.append(f"- **{name}** ({p['description']}; `{p['path']}`):")
@@ -137,6 +162,9 @@ def render_markdown(result: dict[str, Any]) -> str:
             for key, q in keys.items():
                 note = f" Note: {q['note']}" if q.get("note") else ""
                 lines.append(f"  - {section}.{key} = {q['value']:g} {q['unit']} ({q['evidence']}): {q['source']}.{note}")
+        for key, f in (p.get("features") or {}).items():
+            note = f" Note: {f['note']}" if f.get("note") else ""
+            lines.append(f"  - features.{key} = {str(f['value']).lower()} ({f['evidence']}): {f['source']}.{note}")
     lines += ["", "How the figures are computed: `mksgn.hw_profiles.estimator` (energy), "
               "`mksgn.hw_profiles.counts` (operations), `mksgn.hw_profiles.resources` (cores).", ""]
     return "\n".join(lines)

@@ -120,6 +120,19 @@ class SynapseKind:
         y = self.forward(syn, eye, torch.as_tensor(w, dtype=torch.float64), target_shape)
         return y.reshape(n, -1).T.numpy()
 
+    shared: ClassVar[bool] = False
+    """Whether one weight serves many synapses (a kernel applied at many positions): hardware with
+    weight sharing stores such weights once per core, not once per synapse instance."""
+
+    def unique_weights(self, syn: Synapse, weights: np.ndarray, source_shape: tuple[int, ...],
+                       target_shape: tuple[int, ...]) -> int:
+        """The non-zero weights stored when each is stored once (``weights``: the weights that count,
+        quantised in fixed point); a kind without sharing stores one per instance (the fan-out sum)."""
+        if not self.shared:
+            nonzero = torch.as_tensor(weights != 0, dtype=torch.float64)
+            return int(self.fanout(syn, source_shape, target_shape, nonzero).sum())
+        return int(np.count_nonzero(weights))
+
     def row_bound(self, w_abs: np.ndarray) -> float:
         """The largest sum of ``|w|`` into one target neuron (sizes float32 exactness)."""
         return float(w_abs.reshape(w_abs.shape[0], -1).sum(axis=1).max())

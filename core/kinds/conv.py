@@ -23,6 +23,7 @@ from mksgn.core.synapse_graph import Synapse
 class Conv(SynapseKind):
     name = "conv"
     exponent = False
+    shared = True  # one kernel at every position
 
     def match(self, chain: ChainView) -> dict[str, Any] | None:
         ops = list(chain.ops)

@@ -49,6 +49,7 @@ def _channel_map(node: nir.Conv2d, in_channels: int) -> np.ndarray | None:
 
 class Mix(SynapseKind):
     name = "mix"
+    shared = True  # one map at every frame
 
     def match(self, chain: ChainView) -> dict[str, Any] | None:
         if len(chain.source_shape) != 3 or not chain.ops:
