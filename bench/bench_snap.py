@@ -4,8 +4,9 @@ For the ``tiny`` and ``ntu`` students (random weights, non-trivial BatchNorm, ac
 calibrated on built-in data so that every population fires): the time to rewrite the
 student in deployment form and snap it (export, fusion and dyadic quantisation on
 ``CALIBRATION`` training samples included), its parameters and NIR nodes before and after,
-the time to export and quantise the snapped student, and the float and fixed-point
-emulators on ``SAMPLES`` built-in test samples: every spike must be equal (the target).
+the time to export and quantise the snapped student, the peak memory while snapping, and
+the float and fixed-point emulators on ``SAMPLES`` built-in test samples: every spike must
+be equal (the target).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections import Counter
 
 import numpy as np
 import torch
 
 from bench.bench_emulator import CALIBRATION, _model_and_graph
+from bench.memory import PeakMemory
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import quantize
 from mksgn.convert.snap import snap
@@ -30,6 +33,10 @@ from mksgn.train.config import preset
 
 SAMPLES = int(os.environ.get("MKSGN_SNAP_SAMPLES", "32"))
 """Test samples compared (environment ``MKSGN_SNAP_SAMPLES``)."""
+PARAMETERS_RATIO_TARGET = 1.25
+"""Deployment form parameters at most this many times the student's (issue 18)."""
+SNAP_PEAK_GIB_TARGET = {"tiny": None, "ntu": 2.0}
+"""Peak memory (PSS of the process, its data and model included) while snapping."""
 
 
 def _one(name: str) -> dict:
@@ -41,7 +48,8 @@ def _one(name: str) -> dict:
     calib = next(batches(spec, splits.train, np.arange(CALIBRATION), CALIBRATION))
     rows = torch.stack([calib.inputs[n][0] for n in spec.inputs], dim=1)
     start = time.perf_counter()
-    snapped, report = snap(model, rows, cfg.data.frames, classes, "ntu25")
+    with PeakMemory() as mem:
+        snapped, report = snap(model, rows, cfg.data.frames, classes, "ntu25")
     snap_s = time.perf_counter() - start
     start = time.perf_counter()
     sgraph = export_student(snapped, cfg.data.frames, 25, classes, "ntu25")
@@ -72,6 +80,11 @@ def _one(name: str) -> dict:
         "fuse_quantize_snapped_s": round(quantize_s, 2), "compare_s": round(compare_s, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         "parameters_deployment_form": sum(p.numel() for p in snapped.parameters()),
+        "parameters_ratio": round(sum(p.numel() for p in snapped.parameters())
+                                  / sum(p.numel() for p in model.parameters()), 3),
+        "parameters_ratio_target": PARAMETERS_RATIO_TARGET,
+        "snap_peak_gib": mem.peak_gib, "snap_peak_gib_target": SNAP_PEAK_GIB_TARGET[name],
+        "synapse_kinds": dict(sorted(Counter(s.kind for s in sg.synapses).items())),
         "nodes": len(graph.nodes), "nodes_deployment_form": len(sgraph.nodes),
         "weights_changed": report.weights_changed, "weights_zeroed": report.weights_zeroed,
         "exact_steps": report.exact_steps, "time_steps": report.time_steps,

@@ -15,8 +15,9 @@ lie on the grid the hardware uses:
    (integer x 2**exponent x scale; biases whole multiples of the scale), and the inputs are
    rounded to the graded grid by the model itself (``InputScale.unit``).
 
-All of these are dyadic numbers of few bits, so float arithmetic (float32 or float64) on them
-is exact, and the state arithmetic of the bit-accurate LIF is exact too while no decay
+All of these are dyadic numbers of few bits, so float64 arithmetic on them is exact (a relay's
+payload, up to 24 bits, times an 8-bit weight, summed over up to ``3 C`` terms, can pass
+float32's 24-bit significand but stays far below float64's 53), and the state arithmetic of the bit-accurate LIF is exact too while no decay
 truncates: ``v`` starts as a multiple of ``2**6`` units and ``beta = 1 - dv/4096`` divides it by
 ``2**j`` per step (``beta = 0.5``: ``j = 1``), so the first ``6 / j + 1`` steps are exact
 (:func:`exact_steps`). The readout's sum is truncated by its negative exponent (within one unit

@@ -204,7 +204,7 @@ def test_random_dags_match_in_fixed_and_floating_point(seed):
 def test_tiny_student_matches_in_fixed_and_floating_point():
     graph, _, rows = tiny_graph(seed=2)
     result = _compare(graph, graph_inputs(graph, rows))
-    assert result["latency"] == 18 and result["spikes"] > 0
+    assert result["latency"] == 27 and result["spikes"] > 0  # 18 synaptic layers, 9 of them graded relays
 
 
 @pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])

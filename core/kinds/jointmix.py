@@ -32,6 +32,7 @@ JOINTS_LAST = (0, 2, 1)
 
 class JointMix(SynapseKind):
     name = "jointmix"
+    shared = True  # one (V, V) map for every channel and frame
     exponent = False
 
     def match(self, chain: ChainView) -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ CHANNELS_FIRST = (2, 0, 1)
 
 class SumPool(SynapseKind):
     name = "sumpool"
+    shared = True  # one kernel of ones at every position
     exponent = False
 
     def match(self, chain: ChainView) -> dict[str, Any] | None:
