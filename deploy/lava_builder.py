@@ -6,7 +6,7 @@ population -> ``RingBuffer`` source of graded values (float, or the emulator's i
 inputs), ``T`` steps per row, zeros after; neuron population -> stock ``LIFReset`` (``LIF``
 where rows cannot share a build; a non-spiking one never reaches its threshold and is read
 from ``v``); ``dense`` -> ``Dense``;
-``elementwise`` -> ``Sparse`` (diagonal); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
+``elementwise`` -> ``Sparse`` (diagonal; both ``DelayDense``/``DelaySparse`` when lagged); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
 kernel flipped: Lava convolves); ``mix`` -> mksgn's ``FrameDense``
 (:mod:`mksgn.deploy.lava_procs`). Spikes to record go to mksgn's ``FileSink`` (a
 memory-mapped file; Lava's ``Var.get`` on a ring buffer takes minutes at this size).
@@ -16,8 +16,10 @@ Layout: a NIR population ``(C, H, W)`` is a Lava population ``(H, W, C)``; ``(C,
 
 Latency alignment: every Lava synapse delivers one step late. A population ``D`` synaptic
 layers deep (``SynapseGraph.depth``) runs aligned step ``k`` at Lava step ``k + D``; a
-synapse whose source is shallower gets a ``DelayLine`` of the missing steps (and the
-graph's own Delay steps). So the Lava output is the reference output shifted by the known
+synapse whose source is shallower waits the missing steps (and the graph's own Delay steps):
+an ``elementwise`` or ``dense`` one is a stock ``DelaySparse``/``DelayDense`` with that delay on
+every weight (at most ``loihi.DELAY_MAX`` = 63, Loihi 2's 6 bits; more is refused), a kind
+that cannot hold a delay (``conv``, ``mix``) gets mksgn's ``DelayLine`` in front. So the Lava output is the reference output shifted by the known
 latency, residual and attention branches included, and the results are returned aligned.
 
 Many rows per build: the sources send ``R`` person rows back to back (row ``n`` at Lava
@@ -294,12 +296,21 @@ class LavaNetwork:
         return xs
 
     def _connect(self, syn: Synapse, ctx: BuildContext) -> None:
-        """Build ``syn``'s process, with a delay line for the steps it must wait, and connect it."""
+        """Build ``syn``'s process, delayed by the steps it must wait (by itself where its kind can, else
+        by a delay line in front), and connect it."""
         graph = self.graph
-        proc, s_in, a_out = graph.kinds.synapse(syn.kind).lava_process(syn, ctx)
+        kind = graph.kinds.synapse(syn.kind)
+        extra = self._lags[syn.name] - 1
+        if extra > 0 and kind.lava_delays:
+            if extra > loihi.DELAY_MAX:
+                raise LavaBuildError(f"synapse {syn.name!r} must wait {extra} steps beyond Lava's one; Loihi 2 "
+                                     f"delays a synapse by at most {loihi.DELAY_MAX} steps")
+            proc, s_in, a_out = kind.lava_process(syn, ctx, delay=extra)
+            extra = 0
+        else:
+            proc, s_in, a_out = kind.lava_process(syn, ctx)
         ctx.synapses[syn.name] = proc
         src_port = ctx.procs[syn.source].s_out
-        extra = self._lags[syn.name] - 1
         if extra > 0:
             line = ctx.mksgn_process("DelayLine")(shape=lava_shape(graph.populations[syn.source].shape), delay=extra)
             src_port.connect(line.s_in)
@@ -348,12 +359,9 @@ class LavaNetwork:
         g, ctx = self.graph, self.ctx
         neurons = [n for n, p in g.populations.items() if not g.kinds.population(p.kind).source]
         anchor = ctx.procs[neurons[0]]
-        from mksgn.deploy.lava_procs.models import fast_conv_models, fast_sparse_models, gated_lif_models
+        from mksgn.deploy.lava_procs.models import fast_models
 
-        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag]}
-        if not self.reset:
-            fast.update(gated_lif_models()[self.tag])
-        cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast)
+        cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast_models(self.tag, gated=not self.reset))
         start = time.perf_counter()
         compile_seconds = 0.0
         limits = _one_blas_thread()  # every Lava process is an OS process: no BLAS threads on top
