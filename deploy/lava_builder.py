@@ -5,8 +5,8 @@ Mapping: every population and synapse becomes the Lava process its kind builds
 population -> ``RingBuffer`` source of graded values (float, or the emulator's integer
 inputs), ``T`` steps per row, zeros after; neuron population -> stock ``LIFReset`` (``LIF``
 where rows cannot share a build; a non-spiking one never reaches its threshold and is read
-from ``v``); ``dense`` -> ``Dense``;
-``elementwise`` -> ``Sparse`` (diagonal; both ``DelayDense``/``DelaySparse`` when lagged); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
+from ``v``); ``dense`` -> ``Dense``; ``elementwise`` -> ``Sparse`` (diagonal; both
+``DelayDense``/``DelaySparse`` when lagged); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
 kernel flipped: Lava convolves); ``mix`` -> mksgn's ``FrameDense``
 (:mod:`mksgn.deploy.lava_procs`). Spikes to record go to mksgn's ``FileSink`` (a
 memory-mapped file; Lava's ``Var.get`` on a ring buffer takes minutes at this size).
@@ -19,8 +19,9 @@ layers deep (``SynapseGraph.depth``) runs aligned step ``k`` at Lava step ``k + 
 synapse whose source is shallower waits the missing steps (and the graph's own Delay steps):
 an ``elementwise`` or ``dense`` one is a stock ``DelaySparse``/``DelayDense`` with that delay on
 every weight (at most ``loihi.DELAY_MAX`` = 63, Loihi 2's 6 bits; more is refused), a kind
-that cannot hold a delay (``conv``, ``mix``) gets mksgn's ``DelayLine`` in front. So the Lava output is the reference output shifted by the known
-latency, residual and attention branches included, and the results are returned aligned.
+that cannot hold a delay (``conv``, ``mix``) gets mksgn's ``DelayLine`` in front. So the Lava
+output is the reference output shifted by the known latency, residual and attention branches
+included, and the results are returned aligned.
 
 Many rows per build: the sources send ``R`` person rows back to back (row ``n`` at Lava
 steps ``nT .. nT+T-1``) and every neuron population is a stock ``LIFReset`` with

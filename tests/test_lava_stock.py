@@ -21,7 +21,7 @@ import torch
 from test_lava_builder import _random_dag
 from test_snap import snapped  # noqa: F401  (the snapped tiny student, a module fixture)
 
-from mksgn.core.emulator import Emulator
+from mksgn.core.emulator import Emulator, synapse_lag
 from mksgn.core.executor import NIRExecutor
 from mksgn.core.fuse import fuse
 from mksgn.core.synapse_graph import Population, Synapse, SynapseGraph
@@ -123,16 +123,14 @@ def _built(sg: SynapseGraph, tag: str, rows: int = 2) -> LavaNetwork:
 def dags() -> dict[str, dict[str, SynapseGraph]]:
     """Both random DAGs, fused (float) and quantised (fixed point)."""
     out = {}
-    for name, graph, x in [("lagged", _lagged_dag(0), _dag_rows()),
-                           ("residual", _random_dag(0), torch.rand(8, 2, 2, 6, 6, dtype=torch.float64) * 2)]:
+    residual_rows = torch.as_tensor(np.random.default_rng(4).random((8, 2, 2, 6, 6)) * 2.0)
+    for name, graph, x in [("lagged", _lagged_dag(0), _dag_rows()), ("residual", _random_dag(0), residual_rows)]:
         sg = fuse(graph)
         out[name] = {"floating_pt": sg, "fixed_pt": quantize(sg, {"input": x})[0]}
     return out
 
 
 def test_the_lagged_dag_has_lagged_elementwise_and_dense_synapses(dags):
-    from mksgn.core.emulator import synapse_lag
-
     sg = dags["lagged"]["floating_pt"]
     depth = sg.depth()
     lags = {(s.kind, s.source in sg.inputs): synapse_lag(s, depth, "lava") for s in sg.synapses
@@ -142,8 +140,6 @@ def test_the_lagged_dag_has_lagged_elementwise_and_dense_synapses(dags):
 
 @pytest.mark.parametrize("tag", TAGS)
 def test_random_dags_are_stock_lava_with_delayed_synapses_and_no_delay_line(dags, tag):
-    from mksgn.core.emulator import synapse_lag
-
     for name, graphs in dags.items():
         sg = graphs[tag]
         net = _built(sg, tag)
@@ -195,20 +191,38 @@ def test_every_model_swapped_in_is_proven_by_a_named_test():
         assert re.search(rf"^def {test}\(", sources, re.MULTILINE), f"{cls.__name__}: no test {test}"
 
 
-def test_a_delay_beyond_loihi_is_refused_naming_the_synapse():
-    pops = {"in": Population("in", (3,), kind="input"),
-            "a": Population("a", (3,), threshold=np.ones(3))}
+def _delay_graph(delay: int) -> SynapseGraph:
+    """``in -> a`` dense and ``in -> b`` elementwise, both with ``delay`` Delay steps."""
+    pops = {"in": Population("in", (3,), kind="input"), "a": Population("a", (3,), threshold=np.full(3, 0.5)),
+            "b": Population("b", (3,), threshold=np.full(3, 0.5))}
+    syns = [Synapse("in->a", "in", "a", "dense", np.array([[0.6, 0, 0.2], [0, 0.3, 0], [0.1, 0, 0.9]]), delay=delay),
+            Synapse("in->b", "in", "b", "elementwise", np.array([0.4, 0.7, 1.0]), delay=delay)]
+    return SynapseGraph(pops, syns, ["in"], {"out_a": "a", "out_b": "b"}, dt=1e-4)
 
-    def graph(delay: int) -> SynapseGraph:
-        syn = Synapse("in->a", "in", "a", "dense", np.eye(3), delay=delay)
-        return SynapseGraph(pops, [syn], ["in"], {"out": "a"}, dt=1e-4)
 
-    inputs = {"in": np.ones((4, 3))}
-    net = LavaNetwork(graph(63), "floating_pt", inputs)  # at Loihi's limit: 63 steps beyond Lava's one
+def _synapse_procs(sg: SynapseGraph, x: np.ndarray) -> list:
+    """The synapse processes of ``sg``'s network (built, not run)."""
+    net = LavaNetwork(sg, "floating_pt", {"in": x})
     net._tmp.cleanup()
-    assert type(net.ctx.synapses["in->a"]).__name__ == "DelayDense"
+    return list(net.ctx.synapses.values())
+
+
+def test_delay_steps_wait_in_the_stock_delayed_synapses():
+    x = np.random.default_rng(0).random((10, 3))
+    sg = _delay_graph(3)
+    res = LavaNetwork(sg, "floating_pt", {"in": x}, record=["a", "b"]).run()
+    assert {type(p).__name__ for p in _synapse_procs(sg, x)} == {"DelayDense", "DelaySparse"}
+    emu = Emulator(sg, "floating_pt").run({"in": torch.as_tensor(x[:, None])}, record_spikes=True)
+    for name in ("a", "b"):
+        assert res.spikes[name][:3].sum() == 0 < res.spikes[name].sum(), name
+        np.testing.assert_array_equal(res.spikes[name], emu.spikes[name][:, 0].numpy(), err_msg=name)
+
+
+def test_a_delay_beyond_loihi_is_refused_naming_the_synapse():
+    x = np.ones((4, 3))
+    assert len(_synapse_procs(_delay_graph(63), x)) == 2  # at Loihi's limit: 63 steps beyond Lava's one
     with pytest.raises(LavaBuildError, match=r"synapse 'in->a' must wait 64 steps.* at most 63"):
-        LavaNetwork(graph(64), "floating_pt", inputs)
+        LavaNetwork(_delay_graph(64), "floating_pt", {"in": x})
 
 
 @pytest.mark.parametrize("tag", TAGS)

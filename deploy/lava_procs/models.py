@@ -225,7 +225,7 @@ def fast_sparse_models() -> dict:
     return {"floating_pt": {Sparse: PyFastSparseFloat}, "fixed_pt": {Sparse: PyFastSparseFixed}}
 
 
-# --------------------------------------------------------------------------- fast models for stock DelaySparse, DelayDense
+# --------------------------------------------------------------------------- fast DelaySparse and DelayDense
 
 
 def fast_delay_models() -> dict:
