@@ -59,6 +59,9 @@ CONV_OUTPUT_BITS = 24
 """The fixed-point Conv wraps its output into this many signed bits."""
 GRADED_MESSAGE_BITS = 24
 """Payload bits of a graded spike (Lava's message width; graded inputs are at most this wide)."""
+DELAY_BITS = 6
+DELAY_MAX = (1 << DELAY_BITS) - 1
+"""Largest synaptic delay of Loihi 2 (6 bits: Lava's fixed-point ``DelayDense``/``DelaySparse`` refuse more)."""
 
 SIGN_MIXED, SIGN_EXCITATORY, SIGN_INHIBITORY = "mixed", "excitatory", "inhibitory"
 

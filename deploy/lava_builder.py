@@ -5,8 +5,8 @@ Mapping: every population and synapse becomes the Lava process its kind builds
 population -> ``RingBuffer`` source of graded values (float, or the emulator's integer
 inputs), ``T`` steps per row, zeros after; neuron population -> stock ``LIFReset`` (``LIF``
 where rows cannot share a build; a non-spiking one never reaches its threshold and is read
-from ``v``); ``dense`` -> ``Dense``;
-``elementwise`` -> ``Sparse`` (diagonal); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
+from ``v``); ``dense`` -> ``Dense``; ``elementwise`` -> ``Sparse`` (diagonal; both
+``DelayDense``/``DelaySparse`` when lagged); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
 kernel flipped: Lava convolves); ``jointmix`` -> ``Conv`` with a 1x1 kernel on the source's
 ``s_out`` transposed to ``(H, C, W)`` (joints as channels), its ``a_out`` transposed back;
 ``sumpool`` -> depthwise ``Conv``; graded ``relay`` -> ``GradedVec`` (``vth = 0``; its graded
@@ -19,9 +19,14 @@ Layout: a NIR population ``(C, H, W)`` is a Lava population ``(H, W, C)``; ``(C,
 
 Latency alignment: every Lava synapse delivers one step late. A population ``D`` synaptic
 layers deep (``SynapseGraph.depth``) runs aligned step ``k`` at Lava step ``k + D``; a
-synapse whose source is shallower gets a ``DelayLine`` of the missing steps (and the
-graph's own Delay steps). So the Lava output is the reference output shifted by the known
-latency, residual and attention branches included, and the results are returned aligned.
+synapse whose source is shallower waits the missing steps (and the graph's own Delay steps):
+an ``elementwise`` or ``dense`` one is a stock ``DelaySparse``/``DelayDense`` with that delay on
+every weight (at most ``loihi.DELAY_MAX`` = 63, Loihi 2's 6 bits; more is refused), a kind
+that cannot hold a delay (``conv``, ``jointmix``, ``sumpool``, ``mix``) reads a delayed graded
+relay instead: an identity ``DelaySparse`` (or ``Sparse``) into a stock ``GradedVec`` that sends
+on what it receives, so its weights stay shared (:meth:`LavaNetwork._delayed_relay`). So the Lava
+output is the reference output shifted by the known latency, residual and attention branches
+included, and the results are returned aligned.
 
 Many rows per build: the sources send ``R`` person rows back to back (row ``n`` at Lava
 steps ``nT .. nT+T-1``) and every neuron population is a stock ``LIFReset`` with
@@ -303,17 +308,23 @@ class LavaNetwork:
         return xs
 
     def _connect(self, syn: Synapse, ctx: BuildContext) -> None:
-        """Build ``syn``'s process, with a delay line for the steps it must wait, and connect it."""
+        """Build ``syn``'s process, delayed by the steps it must wait (by itself where its kind can, else
+        by a delay line in front), and connect it."""
         graph = self.graph
-        proc, s_in, a_out, *adapt = graph.kinds.synapse(syn.kind).lava_process(syn, ctx)
+        kind = graph.kinds.synapse(syn.kind)
+        extra = self._lags[syn.name] - 1
+        if extra > 0 and kind.lava_delays:
+            if extra > loihi.DELAY_MAX:
+                raise LavaBuildError(f"synapse {syn.name!r} must wait {extra} steps beyond Lava's one; Loihi 2 "
+                                     f"delays a synapse by at most {loihi.DELAY_MAX} steps")
+            proc, s_in, a_out, *adapt = kind.lava_process(syn, ctx, delay=extra)
+            extra = 0
+        else:
+            proc, s_in, a_out, *adapt = kind.lava_process(syn, ctx)
         ctx.synapses[syn.name] = proc
         src_port = ctx.procs[syn.source].s_out
-        extra = self._lags[syn.name] - 1
         if extra > 0:
-            line = ctx.mksgn_process("DelayLine")(shape=lava_shape(graph.populations[syn.source].shape), delay=extra)
-            src_port.connect(line.s_in)
-            ctx.delays[syn.name] = line
-            src_port = line.s_out
+            src_port = self._delayed_relay(syn, ctx, src_port, extra)
         target_shape = lava_shape(graph.populations[syn.target].shape)
         if adapt:
             src_port = adapt[0](src_port)
@@ -321,6 +332,33 @@ class LavaNetwork:
         src_port.connect(s_in)
         a_out = a_out.reshape(target_shape) if a_out.shape != target_shape else a_out
         a_out.connect(ctx.procs[syn.target].a_in)
+
+    def _delayed_relay(self, syn: Synapse, ctx: BuildContext, port: Any, extra: int) -> Any:
+        """``port`` delayed by ``extra`` steps through stock processes: an identity ``Sparse``
+        (``DelaySparse`` with ``extra - 1`` steps) into a graded relay (``GradedVec``, ``vth = 0``,
+        which sends what it receives in the same step); the synapse then reads the relay. The
+        identity passes spikes as 1 and graded values unchanged (weight 1, no exponent), so
+        the synapse sees what its source sent, ``extra`` steps later."""
+        from scipy.sparse import identity
+
+        if extra > loihi.DELAY_MAX + 1:
+            raise LavaBuildError(f"synapse {syn.name!r} must wait {extra} steps beyond Lava's one; Loihi 2 "
+                                 f"delays a synapse by at most {loihi.DELAY_MAX} steps (plus one through a relay)")
+        sparse = ctx.lava("lava.proc.sparse.process")
+        shape = lava_shape(self.graph.populations[syn.source].shape)
+        eye = identity(math.prod(shape), dtype=np.float64, format="csr")
+        bits = ctx.message_bits(syn)
+        if extra > 1:
+            delays = eye.astype(int)
+            delays.data[:] = extra - 1
+            line = sparse.DelaySparse(weights=eye, delays=delays, max_delay=extra - 1, num_message_bits=bits)
+        else:
+            line = sparse.Sparse(weights=eye, num_message_bits=bits)
+        relay = ctx.lava("lava.proc.graded.process").GradedVec(shape=shape, vth=0)
+        port.reshape(line.s_in.shape).connect(line.s_in)
+        line.a_out.reshape(shape).connect(relay.a_in)
+        ctx.delays[syn.name] = (line, relay)
+        return relay.s_out
 
     def _sinks(self) -> None:
         """A memory-mapped file sink per recorded population, a ``Monitor`` of ``v`` per non-spiking output."""
@@ -359,14 +397,9 @@ class LavaNetwork:
         g, ctx = self.graph, self.ctx
         neurons = [n for n, p in g.populations.items() if not g.kinds.population(p.kind).source]
         anchor = ctx.procs[neurons[0]]
-        from mksgn.deploy.lava_procs.models import (
-            fast_conv_models, fast_sparse_models, float_graded_models, gated_lif_models,
-        )
+        from mksgn.deploy.lava_procs.models import fast_models
 
-        fast = {**fast_conv_models()[self.tag], **fast_sparse_models()[self.tag], **float_graded_models()[self.tag]}
-        if not self.reset:
-            fast.update(gated_lif_models()[self.tag])
-        cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast)
+        cfg = Loihi2SimCfg(select_tag=self.tag, exception_proc_model_map=fast_models(self.tag, gated=not self.reset))
         start = time.perf_counter()
         compile_seconds = 0.0
         limits = _one_blas_thread()  # every Lava process is an OS process: no BLAS threads on top

@@ -132,6 +132,84 @@ def test_fast_conv_model_equals_the_stock_conv_model(tag):
     np.testing.assert_array_equal(fast, stock)
 
 
+def _delayed_synapses(tag: str, steps: int) -> tuple[dict, list]:
+    """Source data and ``(name, build(sources) -> a_out)`` of stock DelaySparse / DelayDense cases: binary
+    and graded input, uniform and mixed delays 0..5, weights beyond 8 bits and odd mixed-sign ones
+    (fixed point clips and truncates them), positive and negative weight exponents."""
+    from scipy.sparse import csr_matrix
+
+    DelayDense = lava_import("lava.proc.dense.process").DelayDense
+    DelaySparse = lava_import("lava.proc.sparse.process").DelaySparse
+    fixed = tag == "fixed_pt"
+    rng = np.random.default_rng(7)
+    n_in, n_out, active = 20, 9, steps - 6  # the last 6 steps flush the delays
+    binary = (rng.random((n_in, steps)) < 0.4).astype(np.int32)
+    graded = rng.integers(-3000, 5000, size=(n_in, steps)) if fixed else rng.normal(0.0, 3.0, (n_in, steps))
+    binary[:, active:] = 0
+    graded[:, active:] = 0
+    data = {"binary": binary, "graded": graded.astype(np.int32) if fixed else graded}
+    cases = []
+    for i, (delays, exp) in enumerate([(3, 2), (0, -3), ("mixed", -1), ("mixed", 3)]):
+        w = rng.integers(-300, 300, size=(n_out, n_in)) * (rng.random((n_out, n_in)) < 0.6)
+        if i == 1:
+            w = np.abs(w)  # excitatory only: no truncation
+        w = w if fixed else w / 37.0
+        d = rng.integers(0, 6, size=w.shape) if delays == "mixed" else np.full(w.shape, delays, dtype=int)
+        for source in data:
+            bits = 24 if source == "graded" else 0
+            sparse = csr_matrix(w)
+            d_sparse = csr_matrix((d[sparse.nonzero()], sparse.indices, sparse.indptr), shape=w.shape)
+            kwargs = dict(weight_exp=exp, num_message_bits=bits)
+            cases.append((f"sparse {delays} exp {exp} {source}", source,
+                          lambda sparse=sparse, d_sparse=d_sparse, kwargs=kwargs: DelaySparse(
+                              weights=sparse, delays=d_sparse, max_delay=5, **kwargs)))
+            cases.append((f"dense {delays} exp {exp} {source}", source,
+                          lambda w=w, d=d, kwargs=kwargs: DelayDense(weights=w, delays=d, max_delay=5, **kwargs)))
+    return data, cases
+
+
+def _synapse_outputs(tag: str, exception: dict | None) -> dict[str, np.ndarray]:
+    """``a_out`` of every :func:`_delayed_synapses` case at every step: one Lava run per source (a run
+    takes the processes connected to the one it is called on)."""
+    Source = lava_import("lava.proc.io.source").RingBuffer
+    Sink = lava_import("lava.proc.io.sink").RingBuffer
+    RunSteps = lava_import("lava.magma.core.run_conditions").RunSteps
+    Loihi2SimCfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg
+    steps = 16
+    data, cases = _delayed_synapses(tag, steps)
+    sources = {name: Source(data=x) for name, x in data.items()}
+    sinks: dict[str, dict] = {name: {} for name in data}
+    for name, source, build in cases:
+        proc = build()
+        sinks[source][name] = Sink(shape=proc.a_out.shape, buffer=steps)
+        sources[source].s_out.connect(proc.s_in)
+        proc.a_out.connect(sinks[source][name].a_in)
+    out = {}
+    for source in data:
+        try:
+            sources[source].run(condition=RunSteps(num_steps=steps),
+                                run_cfg=Loihi2SimCfg(select_tag=tag, exception_proc_model_map=exception or {}))
+            out.update({name: np.asarray(sink.data.get()) for name, sink in sinks[source].items()})
+        finally:
+            sources[source].stop()
+    return out
+
+
+@pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
+def test_fast_delay_models_equal_the_stock_models(tag):
+    from mksgn.deploy.lava_procs.models import fast_delay_models
+
+    fast = _synapse_outputs(tag, fast_delay_models()[tag])
+    stock = _synapse_outputs(tag, None)
+    assert len(stock) == 16
+    for name, out in stock.items():
+        assert np.count_nonzero(out) > out.size // 4, name
+        np.testing.assert_array_equal(fast[name], out, err_msg=name)
+    # the delays are real: the same weights delayed 3 steps and 0 steps
+    assert np.count_nonzero(stock["dense 3 exp 2 binary"][:, :4]) == 0
+    assert np.count_nonzero(stock["dense 0 exp -3 binary"][:, 1]) > 0
+
+
 # --------------------------------------------------------------------------- whole graphs
 
 

@@ -164,10 +164,18 @@ class SynapseKind:
 
     # ------------------------------------------------------------------ Lava
 
-    def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, ...]:
+    lava_delays: ClassVar[bool] = False
+    """Whether :meth:`lava_process` delays the synapse itself (a stock ``DelayDense``/``DelaySparse``);
+    the builder puts a delay line in front of a lagged synapse of any other kind."""
+
+    def lava_process(self, syn: Synapse, ctx: Any, delay: int = 0) -> tuple[Any, ...]:
         """``(process, s_in, a_out)`` realising ``syn`` (``ctx``: :class:`mksgn.deploy.lava_builder.BuildContext`),
         optionally with a fourth item ``adapt(port) -> port`` applied to the source's ``s_out``
-        before it is connected (a transpose of the layout); ``a_out`` may be a transposed port."""
+        before it is connected (a transpose of the layout); ``a_out`` may be a transposed port.
+
+        ``delay``: steps the synapse waits beyond Lava's one, on every weight (``1..loihi.DELAY_MAX``;
+        asked only of kinds with :attr:`lava_delays`).
+        """
         raise NotImplementedError(f"synapse kind {self.name!r} has no Lava process")
 
 

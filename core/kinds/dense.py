@@ -1,7 +1,8 @@
 """``dense``: any other linear chain, as a ``(N_target, N_source)`` matrix over the flattened populations.
 
 The fallback kind: its weights are the chain's Jacobian, refused above
-:data:`DENSE_MAX_ENTRIES`; in Lava a ``Dense`` (weights permuted to Lava's flattening).
+:data:`DENSE_MAX_ENTRIES`; in Lava a ``Dense`` (weights permuted to Lava's flattening; ``DelayDense`` when
+it waits more steps than one).
 """
 
 from __future__ import annotations
@@ -51,9 +52,15 @@ class Dense(SynapseKind):
                nonzero: torch.Tensor) -> torch.Tensor:
         return nonzero.sum(dim=0).reshape(source_shape)
 
-    def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
-        DenseProcess = ctx.lava("lava.proc.dense.process").Dense
+    lava_delays = True
+
+    def lava_process(self, syn: Synapse, ctx: Any, delay: int = 0) -> tuple[Any, Any, Any]:
+        dense = ctx.lava("lava.proc.dense.process")
         src, dst = ctx.graph.populations[syn.source], ctx.graph.populations[syn.target]
         w = ctx.weights(syn)[ctx.lava_order(dst.shape)][:, ctx.lava_order(src.shape)]
-        proc = DenseProcess(weights=w, weight_exp=ctx.weight_exp(syn), num_message_bits=ctx.message_bits(syn))
+        kwargs = dict(weight_exp=ctx.weight_exp(syn), num_message_bits=ctx.message_bits(syn))
+        if delay:
+            proc = dense.DelayDense(weights=w, delays=np.full(w.shape, delay, dtype=int), max_delay=delay, **kwargs)
+        else:
+            proc = dense.Dense(weights=w, **kwargs)
         return proc, proc.s_in, proc.a_out

@@ -1,6 +1,7 @@
 """``elementwise``: a weight per neuron (an edge, possibly scaled): ``y = w x``.
 
-Fused from a chain of Scale nodes (or none) that keeps the shape; in Lava a diagonal ``Sparse``.
+Fused from a chain of Scale nodes (or none) that keeps the shape; in Lava a diagonal ``Sparse``
+(``DelaySparse`` when it waits more steps than one).
 """
 
 from __future__ import annotations
@@ -42,12 +43,20 @@ class Elementwise(SynapseKind):
     def row_bound(self, w_abs: np.ndarray) -> float:
         return float(w_abs.max())
 
-    def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
+    lava_delays = True
+
+    def lava_process(self, syn: Synapse, ctx: Any, delay: int = 0) -> tuple[Any, Any, Any]:
         from scipy.sparse import diags
 
-        Sparse = ctx.lava("lava.proc.sparse.process").Sparse
+        sparse = ctx.lava("lava.proc.sparse.process")
         pop = ctx.graph.populations[syn.target]
         diag = ctx.to_lava(ctx.weights(syn).reshape(pop.shape), pop.shape).reshape(-1)
-        proc = Sparse(weights=diags(diag, dtype=np.float64).tocsr(), weight_exp=ctx.weight_exp(syn),
-                      num_message_bits=ctx.message_bits(syn))
+        weights = diags(diag, dtype=np.float64).tocsr()
+        kwargs = dict(weight_exp=ctx.weight_exp(syn), num_message_bits=ctx.message_bits(syn))
+        if delay:  # the same delay on every weight: a csr of the weights' sparsity
+            delays = weights.copy().astype(int)
+            delays.data[:] = delay
+            proc = sparse.DelaySparse(weights=weights, delays=delays, max_delay=delay, **kwargs)
+        else:
+            proc = sparse.Sparse(weights=weights, **kwargs)
         return proc, proc.s_in, proc.a_out

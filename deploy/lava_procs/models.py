@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 
 from mksgn.core import loihi
@@ -223,6 +225,68 @@ def fast_sparse_models() -> dict:
     return {"floating_pt": {Sparse: PyFastSparseFloat}, "fixed_pt": {Sparse: PyFastSparseFixed}}
 
 
+# --------------------------------------------------------------------------- fast DelaySparse and DelayDense
+
+
+def fast_delay_models() -> dict:
+    """``{DelaySparse: model, DelayDense: model}`` per tag: stock semantics, the per-delay weights built once.
+
+    The stock models stack one weight matrix per delay at every step (``get_delay_wgts_mat``)
+    and sum ``(stack * s_in)`` over its rows (DelayDense: ``(max_delay + 1)`` dense copies).
+    The weights are static (fixed point: conditioned at the first step), so the fast models
+    build the stack once. DelaySparse then runs the stock sparse product on it: the same
+    operations. DelayDense keeps only the delays that hold a weight: in fixed point one integer
+    matrix-vector product (exact sums), in float the stock row sums of ``w * s_in`` (numpy's
+    summation order, which a BLAS product would not keep).
+    """
+    dense, sparse = lava_import("lava.proc.dense.models"), lava_import("lava.proc.sparse.models")
+    DelayDense = lava_import("lava.proc.dense.process").DelayDense
+    DelaySparse = lava_import("lava.proc.sparse.process").DelaySparse
+
+    class _StackOnce:
+        _stack = None
+
+        def calc_act(self, s_in: np.ndarray) -> np.ndarray:
+            if self._stack is None:
+                self._stack = self.get_delay_wgts_mat(self.weights, self.delays, self.a_buff.shape[-1] - 1)
+            return np.reshape(self._stack.dot(s_in), (self.a_buff.shape[-1], self.weights.shape[0])).T
+
+    class _BlocksOnce:
+        _blocks = None
+        _dtype: type = np.float64
+
+        def calc_act(self, s_in: np.ndarray) -> np.ndarray:
+            if self._blocks is None:  # (k, the weights whose delay is k) for each delay that holds a weight
+                present = np.unique(self.delays[self.weights != 0])
+                self._blocks = [(int(k), np.where(self.delays == k, self.weights, 0).astype(self._dtype))
+                                for k in present]
+            out = np.zeros((self.weights.shape[0], self.a_buff.shape[-1]), dtype=self._dtype)
+            for k, block in self._blocks:
+                out[:, k] = self._product(block, s_in)
+            return out
+
+    class PyFastDelaySparseFloat(_StackOnce, sparse.PyDelaySparseModelFloat):
+        pass
+
+    class PyFastDelaySparseFixed(_StackOnce, sparse.PyDelaySparseModelBitAcc):
+        pass
+
+    class PyFastDelayDenseFloat(_BlocksOnce, dense.PyDelayDenseModelFloat):
+        @staticmethod
+        def _product(block: np.ndarray, s_in: np.ndarray) -> np.ndarray:
+            return np.sum(block * s_in, axis=1)  # the stock model's sums, in numpy's order
+
+    class PyFastDelayDenseFixed(_BlocksOnce, dense.PyDelayDenseModelBitAcc):
+        _dtype = np.int64
+
+        @staticmethod
+        def _product(block: np.ndarray, s_in: np.ndarray) -> np.ndarray:
+            return block @ s_in.astype(np.int64)  # integers: exact in any order
+
+    return {"floating_pt": {DelaySparse: PyFastDelaySparseFloat, DelayDense: PyFastDelayDenseFloat},
+            "fixed_pt": {DelaySparse: PyFastDelaySparseFixed, DelayDense: PyFastDelayDenseFixed}}
+
+
 # --------------------------------------------------------------------------- LIF with its bias switched on late
 
 
@@ -279,3 +343,28 @@ def float_graded_models() -> dict:
         exp: np.ndarray = LavaPyType(np.ndarray, float)
 
     return {"floating_pt": {graded.GradedVec: PyGradedVecModelFloat}, "fixed_pt": {}}
+
+
+# --------------------------------------------------------------------------- what the builder uses, and the proofs
+
+
+def fast_models(tag: str, gated: bool = False) -> dict:
+    """The ``exception_proc_model_map`` of a run: the fast models of stock processes, the float model
+    of ``GradedVec`` (``gated``: and the bias-gated ``LIF`` of one build per row). Every key is in
+    :data:`PROVEN`."""
+    fast = {**fast_conv_models()[tag], **fast_sparse_models()[tag], **fast_delay_models()[tag],
+            **float_graded_models()[tag]}
+    if gated:
+        fast.update(gated_lif_models()[tag])
+    return fast
+
+
+PROVEN = MappingProxyType({
+    lava_import("lava.proc.conv.process").Conv: "test_fast_conv_model_equals_the_stock_conv_model",
+    lava_import("lava.proc.sparse.process").Sparse: "test_fast_sparse_model_equals_the_stock_sparse_model",
+    lava_import("lava.proc.sparse.process").DelaySparse: "test_fast_delay_models_equal_the_stock_models",
+    lava_import("lava.proc.dense.process").DelayDense: "test_fast_delay_models_equal_the_stock_models",
+    lava_import("lava.proc.lif.process").LIF: "test_bias_start_equals_setting_the_bias_during_a_paused_run",
+    lava_import("lava.proc.graded.process").GradedVec: "test_float_graded_vec_model_equals_the_stock_fixed_model",
+})
+"""Stock process -> the test (in ``tests/``) proving mksgn's model of it equal to Lava's own, in both tags."""
