@@ -8,7 +8,7 @@ import numpy as np
 
 from mksgn.core import loihi
 from mksgn.deploy.lava_compat import lava_import
-from mksgn.deploy.lava_procs.process import DelayLine, FileSink, FrameDense
+from mksgn.deploy.lava_procs.process import FileSink, FrameDense
 
 _decorator = lava_import("lava.magma.core.decorator")
 implements, requires, tag = _decorator.implements, _decorator.requires, _decorator.tag
@@ -18,33 +18,6 @@ PyLoihiProcessModel = lava_import("lava.magma.core.model.py.model").PyLoihiProce
 _ports = lava_import("lava.magma.core.model.py.ports")
 PyInPort, PyOutPort = _ports.PyInPort, _ports.PyOutPort
 LavaPyType = lava_import("lava.magma.core.model.py.type").LavaPyType
-
-
-class _DelayLineModel(PyLoihiProcessModel):
-    def run_spk(self) -> None:
-        x = self.s_in.recv()
-        out = self.buffer[0].copy()
-        self.buffer[:-1] = self.buffer[1:]
-        self.buffer[-1] = x
-        self.s_out.send(out)
-
-
-@implements(proc=DelayLine, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyDelayLineFloat(_DelayLineModel):
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    buffer: np.ndarray = LavaPyType(np.ndarray, float)
-
-
-@implements(proc=DelayLine, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyDelayLineFixed(_DelayLineModel):
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    buffer: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
 
 class _FileSinkModel(PyLoihiProcessModel):

@@ -13,26 +13,6 @@ AbstractProcess, Var = _process.AbstractProcess, _variable.Var
 InPort, OutPort = _ports.InPort, _ports.OutPort
 
 
-class DelayLine(AbstractProcess):
-    """Sends at step ``t`` what it received at step ``t - delay`` (zeros before); no latency of its own.
-
-    Parameters
-    ----------
-    shape
-        Shape of the signal.
-    delay
-        Steps of delay (>= 1).
-    """
-
-    def __init__(self, *, shape: tuple[int, ...], delay: int, **kwargs) -> None:
-        super().__init__(shape=shape, delay=delay, **kwargs)
-        if delay < 1:
-            raise ValueError(f"delay must be >= 1, got {delay}")
-        self.s_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
-        self.buffer = Var(shape=(delay, *shape), init=np.zeros((delay, *shape)))
-
-
 class FileSink(AbstractProcess):
     """Writes what it receives at each step into a ``.npy`` memory map made by the caller.
 
