@@ -456,8 +456,11 @@ ROWS_PER_BUILD_BYTES = 1 << 29
 
 def rows_per_build(graph: SynapseGraph, steps: int, record: list[str]) -> int:
     """Rows one build takes by default: as many as fit :data:`ROWS_PER_BUILD_BYTES` (at least 1)."""
+    def recorded(name: str) -> int:  # a spike: one byte, twice (the sink, the result); a graded value: 8
+        return (16 if graph.is_graded(name) else 2) * math.prod(graph.populations[name].shape)
+
     per_row = steps * (sum(8 * math.prod(graph.populations[n].shape) for n in graph.inputs)
-                       + sum(2 * math.prod(graph.populations[n].shape) for n in record))
+                       + sum(recorded(n) for n in record))
     return max(1, ROWS_PER_BUILD_BYTES // max(per_row, 1))
 
 

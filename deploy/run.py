@@ -159,10 +159,11 @@ def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
     from mksgn.deploy.lava_builder import run_lava_rows
 
     spiking = [n for n, p in sg.populations.items() if p.spiking]
+    relays = [n for n in sg.neurons() if sg.is_graded(n)]  # graded spikes: each non-zero payload is an event
     counter = Emulator(sg, tag)  # its fan-outs: quantised weights in fixed point, as the emulator counts
     fans = {s.name: counter.fanout(s.name).numpy() for s in sg.synapses}
     rows = {k: v.numpy() for k, v in inputs.items()}
-    res = run_lava_rows(sg, tag, rows, record=spiking)
+    res = run_lava_rows(sg, tag, rows, record=spiking + relays)
     counts = {n: int(res.spikes[n].sum()) for n in spiking}
     if tag == "fixed_pt":  # graded inputs count where their integer is non-zero, as in the emulator
         rows = {k: sg.fixed.inputs[k].encode(v).numpy() for k, v in inputs.items()}

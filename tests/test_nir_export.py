@@ -57,8 +57,10 @@ def test_graph_structure_and_metadata_survive_a_file_round_trip(tmp_path):
         assert isinstance(back.nodes[node_name(path_)], nir.LIF)
     # node types used
     kinds = {type(n).__name__ for n in back.nodes.values()}
-    assert kinds == {"Input", "Scale", "Linear", "Affine", "Conv2d", "LIF", "AvgPool2d", "Flatten", "I", "Output"}
-    # graph convolution: three Linear (joint mix) -> Conv2d pairs into the spatial LIF
+    assert kinds == {"Input", "Scale", "Linear", "Affine", "Conv2d", "LIF", "LI", "SumPool2d", "Flatten", "I", "Output"}
+    relays = [n for n, node in back.nodes.items() if isinstance(node, nir.LI)]  # graded relays: tau = dt
+    assert len(relays) == 7 * 3 + 7 + 1 and all(np.all(back.nodes[n].tau == 1e-4) for n in relays)
+    # graph convolution: three Linear (joint mix) -> relay -> Conv2d chains into the spatial LIF
     into = [s for s, d in back.edges if d == "blocks_0_lif_s"]
     assert sorted(into) == [f"blocks_0_gcn_conv_{k}" for k in range(3)]
     # identity residual and attention AND are summed edges

@@ -46,7 +46,7 @@ def _usage_error(capsys, code: int, *needles: str) -> None:
 def test_quantize_writes_graph_and_reports(files):
     report = json.loads((files / "student.q.quantization.json").read_text())
     assert report["calibrated_on"].startswith("16 training samples of")
-    assert len(report["layers"]) == 30
+    assert len(report["layers"]) == 30 + 29  # neurons and graded relays
     assert (files / "student.q.quantization.md").read_text().startswith("# Quantisation of")
     assert "quantization" in nir.read(str(files / "student.q.nir"), type_check=False).metadata
 
@@ -58,7 +58,7 @@ def test_run_emulator_fixed_and_reference(files, capsys):
     fixed = json.loads(out.read_text())
     assert fixed["tag"] == "fixed_pt" and fixed["samples"] == 6 and len(fixed["predictions"]) == 6
     assert fixed["measured_on"].startswith("6 test samples of")
-    assert len(fixed["spikes_per_population"]) == 29 and len(fixed["synops_per_synapse"]) == 43
+    assert len(fixed["spikes_per_population"]) == 29 and len(fixed["synops_per_synapse"]) == 86
     assert fixed["synops_per_sample"] > 0
     ref_out, emu_out = files / "ref.json", files / "float.json"
     assert run_main([str(files / "student.nir"), "--backend", "reference", "--limit", "6", "--out", str(ref_out),
