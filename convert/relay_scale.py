@@ -6,9 +6,12 @@ it become ``w_in / s`` (the finer ``s``, the more bits they keep, down to the fl
 largest reaches the 8-bit limit) and the weights out of it ``w_out * s / s_target`` (the
 coarser ``s``, the more bits they keep, up to the ceiling where the largest reaches the
 limit). Every power of two between floor and ceiling is tried (and the floor itself unless
-``dyadic``); the one with the smallest sum of the two sets' RMS rounding errors, each
-relative to its largest weight, is taken (the coarser of equal ones: a whole-number input,
-such as a spike count, rounds exactly at any scale). Where the floor is above the ceiling the
+``dyadic``); the one with the smallest sum of the two sets' rounding errors is taken, each
+the RMS error of the non-zero weights relative to their RMS (zeros round exactly: counting
+them would favour a sparse adjacency's coarse rounding), the coarser of equal ones (a
+whole-number input, such as a spike count, rounds exactly at any scale). On the trained
+``tiny`` student this keeps the snapped top-1 within 0.2 points of the float one; the error
+relative to the largest weight instead cost 2.7 points, nearly all of it in the joint mixes. Where the floor is above the ceiling the
 floor is taken and the target's scale rises to fit the weights, as for any synapse.
 """
 
@@ -22,10 +25,10 @@ from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED
 
 
 def _relative_rms(w: np.ndarray, step: float) -> float:
-    peak = float(np.abs(w).max()) if w.size else 0.0
-    if peak == 0:
+    nz = w[w != 0]
+    if nz.size == 0:
         return 0.0
-    return float(np.sqrt(np.mean((np.round(w / step) * step - w) ** 2))) / peak
+    return float(np.sqrt(np.mean((np.round(nz / step) * step - nz) ** 2) / np.mean(nz ** 2)))
 
 
 def relay_scale(floor: float, w_in: list[np.ndarray], w_out: list[tuple[np.ndarray, float]], dyadic: bool) -> float:
