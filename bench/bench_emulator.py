@@ -1,4 +1,5 @@
-"""Emulator throughput (samples per second) in fixed point, at batch 1 and 64, ``tiny`` and ``ntu``.
+"""Emulator throughput (samples per second) in fixed point, at batch 1 and 64, ``tiny`` and ``ntu``,
+beside the float student's own torch forward at batch 64 in the same run.
 
 Models: random students with random BatchNorm statistics, activity calibrated on built-in
 samples (every population fires; :mod:`mksgn.train.calibrate`), exported, fused and
@@ -28,6 +29,9 @@ from mksgn.train.student import MKSGN
 
 BATCHES = (1, 64)
 CALIBRATION = 16
+BEFORE_SAMPLES_PER_S = {"ntu": 0.60}
+"""Fixed-point samples/s at batch 64 of the fused deployment form (one joints x channels map per graph
+convolution), the best of the 0.48-0.60 measured in issue 18 on this machine."""
 
 
 def _model(name: str, splits, classes: int):
@@ -49,8 +53,20 @@ def _model_and_graph(name: str, splits, classes: int):
     return model, export_student(model, cfg.data.frames, 25, list(splits.train.class_names), "ntu25")
 
 
+def _student_forward(model: MKSGN, name: str, splits, b: int) -> dict:
+    """The float student's own torch forward (all persons, T steps) on ``b`` test samples."""
+    cfg = preset(name)
+    x, _ = SkeletonInputs(splits.test, cfg.data.frames, cfg.data.modalities, None).batch(np.arange(b))
+    with torch.no_grad():
+        model(x[:1])  # warm-up
+        start = time.perf_counter()
+        model(x)
+        seconds = time.perf_counter() - start
+    return {"samples": b, "seconds": round(seconds, 3), "samples_per_s": round(b / seconds, 2)}
+
+
 def _measure(name: str, splits) -> dict:
-    graph = _model(name, splits, len(splits.train.class_names))
+    model, graph = _model_and_graph(name, splits, len(splits.train.class_names))
     spec = InputSpec.of(graph)
     start = time.perf_counter()
     sg = fuse(graph)
@@ -69,6 +85,13 @@ def _measure(name: str, splits) -> dict:
         result[f"batch_{b}"] = {"samples": b, "person_rows": int(batch.sample_index.numel()),
                                 "seconds": round(seconds, 3), "samples_per_s": round(b / seconds, 2),
                                 "synops_per_sample": int(sum(res.synops.values()) / b)}
+    student = _student_forward(model, name, splits, BATCHES[-1])
+    emulated = result[f"batch_{BATCHES[-1]}"]["samples_per_s"]
+    result["student_forward"] = student
+    result["emulator_vs_student"] = round(emulated / student["samples_per_s"], 3)
+    if name in BEFORE_SAMPLES_PER_S:
+        result["emulator_vs_fused_form"] = round(emulated / BEFORE_SAMPLES_PER_S[name], 1)
+        result["targets"] = {"emulator_vs_fused_form": 10.0, "emulator_vs_student": 0.5}
     return result
 
 

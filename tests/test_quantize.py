@@ -246,3 +246,19 @@ def test_delays_average_pooling_scales_and_a_leaky_readout():
     assert sg.outputs == {"output": "li"} and not sg.populations["li"].spiking
     x = torch.as_tensor(rng.random((12, 5, 3, 6, 6)) * 1.5, dtype=torch.float64)
     _check_generic(graph, {"input": x})
+
+
+def test_a_batch_run_in_row_chunks_gives_the_same_numbers(student, monkeypatch):
+    import mksgn.core.emulator as emulator_module
+
+    graph, inputs = student
+    sg, _ = quantize(fuse(graph), inputs)
+    whole = Emulator(sg, "fixed_pt").run(inputs, record_spikes=True)
+    monkeypatch.setattr(emulator_module, "CHUNK_BYTES", 1)  # one row per chunk
+    em = Emulator(sg, "fixed_pt")
+    assert em.rows_per_chunk() == 1 < next(iter(inputs.values())).shape[1]
+    chunked = em.run(inputs, record_spikes=True)
+    assert torch.equal(chunked.outputs["output"], whole.outputs["output"])
+    assert all(torch.equal(chunked.spikes[k], whole.spikes[k]) for k in whole.spikes)
+    assert chunked.spike_counts == whole.spike_counts and chunked.synops == whole.synops
+    assert chunked.saturation == whole.saturation and chunked.peaks == whole.peaks
