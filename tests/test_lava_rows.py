@@ -15,6 +15,9 @@ from mksgn.core.fuse import fuse
 from mksgn.deploy.lava_builder import LavaBuildError, LavaNetwork, rows_blocker, run_lava, run_lava_rows
 
 pytestmark = pytest.mark.lava
+PER_ROW = (1, 2)
+"""Rows also run one build each (a row cut short after a full one, an absent person after it):
+each such build costs about 20 s on 2 cores, so not every row is rebuilt."""
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +47,13 @@ def test_rows_in_one_build_equal_one_build_per_row_and_the_emulator(tiny, tag):
     assert many.builds == 1 and many.steps_run == 4 * 4 + many.latency
     emu = Emulator(sg, tag).run(inputs, record_spikes=True)
     for r in range(4):
-        one = run_lava(sg, tag, {k: v[:, r] for k, v in xs.items()}, record=spiking, reset=False)
         for name in spiking:
-            np.testing.assert_array_equal(many.spikes[name][:, r], one.spikes[name].astype(bool), err_msg=name)
             np.testing.assert_array_equal(many.spikes[name][:, r], emu.spikes[name][:, r].numpy(), err_msg=name)
-        np.testing.assert_array_equal(many.outputs[out][:, r], one.outputs[out])
+        if r in PER_ROW:
+            one = run_lava(sg, tag, {k: v[:, r] for k, v in xs.items()}, record=spiking, reset=False)
+            for name in spiking:
+                np.testing.assert_array_equal(many.spikes[name][:, r], one.spikes[name].astype(bool), err_msg=name)
+            np.testing.assert_array_equal(many.outputs[out][:, r], one.outputs[out])
         if tag == "fixed_pt":
             np.testing.assert_array_equal(many.outputs[out][-1, r], emu.outputs[out][-1, r].numpy())
         else:  # the same float operations in another order (numpy in Lava, torch here): equal to ~1e-13

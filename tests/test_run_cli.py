@@ -111,14 +111,15 @@ def test_run_on_lava_equals_the_emulator_and_one_build_per_row(files, tmp_path, 
 
     model = str(files / "student.q.nir")
     outs = {name: tmp_path / f"{name}.json" for name in ("lava", "per_row", "emu")}
-    assert run_main([model, "--backend", "lava", "--limit", "3", "--out", str(outs["lava"]), "--quiet"]) == 0
-    assert run_main([model, "--limit", "3", "--out", str(outs["emu"]), "--quiet"]) == 0
+    # 2 samples: one build per row (below) costs about 20 s a row on 2 cores
+    assert run_main([model, "--backend", "lava", "--limit", "2", "--out", str(outs["lava"]), "--quiet"]) == 0
+    assert run_main([model, "--limit", "2", "--out", str(outs["emu"]), "--quiet"]) == 0
     with monkeypatch.context() as patch:  # the path before many rows per build: one build per row, gated LIF
         patch.setattr(lava_builder, "run_lava_rows",
                       functools.partial(lava_builder.run_lava_rows, per_build=1, reset=False))
-        assert run_main([model, "--backend", "lava", "--limit", "3", "--out", str(outs["per_row"]), "--quiet"]) == 0
+        assert run_main([model, "--backend", "lava", "--limit", "2", "--out", str(outs["per_row"]), "--quiet"]) == 0
     lava, per_row, emu = (json.loads(outs[name].read_text()) for name in ("lava", "per_row", "emu"))
-    assert lava["backend"] == "lava" and lava["tag"] == "fixed_pt" and lava["person_rows"] >= 3
+    assert lava["backend"] == "lava" and lava["tag"] == "fixed_pt" and lava["person_rows"] >= 2
     assert {k: v for k, v in lava.items() if k != "seconds"} == {k: v for k, v in per_row.items() if k != "seconds"}
     for key in ("predictions", "spikes_per_population", "synops_per_synapse"):
         assert lava[key] == emu[key], key
