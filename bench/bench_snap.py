@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bench.bench_emulator import CALIBRATION, _model_and_graph
-from bench.memory import PeakMemory
+from bench.memory import PeakMemory, tree_pss_bytes
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import quantize
 from mksgn.convert.snap import snap
@@ -48,6 +48,7 @@ def _one(name: str) -> dict:
     calib = next(batches(spec, splits.train, np.arange(CALIBRATION), CALIBRATION))
     rows = torch.stack([calib.inputs[n][0] for n in spec.inputs], dim=1)
     start = time.perf_counter()
+    before_gib = round(tree_pss_bytes() / 2**30, 2)
     with PeakMemory() as mem:
         snapped, report = snap(model, rows, cfg.data.frames, classes, "ntu25")
     snap_s = time.perf_counter() - start
@@ -84,6 +85,7 @@ def _one(name: str) -> dict:
                                   / sum(p.numel() for p in model.parameters()), 3),
         "parameters_ratio_target": PARAMETERS_RATIO_TARGET,
         "snap_peak_gib": mem.peak_gib, "snap_peak_gib_target": SNAP_PEAK_GIB_TARGET[name],
+        "before_snap_gib": before_gib,
         "synapse_kinds": dict(sorted(Counter(s.kind for s in sg.synapses).items())),
         "nodes": len(graph.nodes), "nodes_deployment_form": len(sgraph.nodes),
         "weights_changed": report.weights_changed, "weights_zeroed": report.weights_zeroed,

@@ -50,11 +50,13 @@ from mksgn.errors import MksgnError
 
 TAGS = ("floating_pt", "fixed_pt")
 TIMINGS = ("aligned", "lava")
-CHUNK_BYTES = 1 << 24
-"""Bytes of one population's int64 state that a chunk of rows may hold (16 MiB: a larger batch
-allocates and faults in more memory per step than the arithmetic costs; random calibrated
-``ntu``, fixed point, 64 samples: 104 s in one chunk, 26 s in chunks of 40 rows, 21 s of 10,
-24 s of 2)."""
+CHUNK_BYTES = 1 << 27
+"""Bytes of one value per neuron of every population that a chunk of rows may hold (128 MiB;
+the state, outputs and history take a few times that). A larger batch runs in chunks: it
+would allocate and fault in more memory per step than the arithmetic costs, and calibrating
+the random ``ntu`` student (21 rows, 4.9 M neurons) held 2.7 GiB in one chunk, 1.2 GiB in
+chunks of 3 rows. Random calibrated ``ntu``, fixed point, 64 samples (87 rows): 104 s in one
+chunk, 26 s in chunks of 40 rows, 21 s of 10, 22 s of 3 (this budget), 24 s of 2."""
 EXACT_FLOAT32 = float(1 << 24)
 """Integers (and every partial sum of them) below this are exact in float32."""
 
@@ -238,10 +240,10 @@ class Emulator:
         return kind.fixed_output(torch.round(y).to(torch.int64), self.graph.fixed.synapses[syn.name])
 
     def rows_per_chunk(self) -> int:
-        """Rows run together: as many as keep the largest population's state within
+        """Rows run together: as many as keep one 8-byte value per neuron of the graph within
         :data:`CHUNK_BYTES` (a larger batch runs in chunks, the results joined: the same numbers)."""
-        largest = max((p.size for p in self.graph.populations.values()), default=1)
-        return max(1, CHUNK_BYTES // (8 * largest))
+        neurons = sum(p.size for p in self.graph.populations.values())
+        return max(1, CHUNK_BYTES // (8 * max(neurons, 1)))
 
     def run(self, inputs: dict[str, torch.Tensor], record_spikes: bool = False) -> EmulatorResult:
         """Run ``T`` aligned steps on ``inputs`` (input name -> ``(T, B, *shape)``), in chunks of
