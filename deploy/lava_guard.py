@@ -204,7 +204,8 @@ def _handlers(make: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def guarded_run(process: Any, timeout: float = STOP_TIMEOUT) -> Iterator[RunGuard]:
-    """Run Lava inside; stop it as before on exit, or abort it cleanly on an interrupt.
+    """Run Lava inside; stop it as before on exit, or abort it cleanly on an interrupt or an error
+    (Lava's ``stop`` after a child raised waits forever on its runtime channel).
 
     Call the yielded guard's :meth:`RunGuard.check` after each Lava call (a Ctrl-C during
     Lava's forks is otherwise lost; the block's end checks too).
@@ -225,8 +226,9 @@ def guarded_run(process: Any, timeout: float = STOP_TIMEOUT) -> Iterator[RunGuar
             try:
                 yield guard
                 guard.check()
-            except Exception:
-                process.stop()
+            except Exception:  # a Lava child that raised can leave stop() waiting forever: end them instead
+                with _handlers(lambda previous: signal.SIG_IGN):
+                    abort_runtime(process, before, timeout)
                 raise
             process.stop()
         except Exception:
