@@ -179,6 +179,19 @@ class SynapseKind:
         raise NotImplementedError(f"synapse kind {self.name!r} has no Lava process")
 
 
+class ConvSemantics(SynapseKind):
+    """A synapse kind Lava realises as a stock ``Conv``: its fixed-point model uses the integer
+    weights as given (no exponent, no truncation) and wraps the sum to 24 signed bits."""
+
+    exponent: ClassVar[bool] = False
+
+    def fixed_weights(self, q: QuantizedSynapse) -> np.ndarray:
+        return np.asarray(q.weight, dtype=np.int64)
+
+    def fixed_output(self, y: torch.Tensor, q: QuantizedSynapse) -> torch.Tensor:
+        return loihi.wrap_signed(y, loihi.CONV_OUTPUT_BITS)
+
+
 class PopulationKind:
     """Base of every population kind; subclasses set :attr:`name` and override what differs."""
 

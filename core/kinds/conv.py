@@ -14,15 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mksgn.core import fields, loihi
-from mksgn.core.fixed_point import QuantizedSynapse
-from mksgn.core.kinds.base import ChainView, SynapseKind, per_channel
+from mksgn.core import fields
+from mksgn.core.kinds.base import ChainView, ConvSemantics, per_channel
 from mksgn.core.synapse_graph import Synapse
 
 
-class Conv(SynapseKind):
+class Conv(ConvSemantics):
     name = "conv"
-    exponent = False
     shared = True  # one kernel at every position
 
     def match(self, chain: ChainView) -> dict[str, Any] | None:
@@ -62,12 +60,6 @@ class Conv(SynapseKind):
     def forward(self, syn: Synapse, x: torch.Tensor, w: torch.Tensor, target_shape: tuple[int, ...]) -> torch.Tensor:
         fn = F.conv1d if w.dim() == 3 else F.conv2d
         return fn(x, w, None, syn.stride, syn.padding, syn.dilation, syn.groups)
-
-    def fixed_weights(self, q: QuantizedSynapse) -> np.ndarray:
-        return np.asarray(q.weight, dtype=np.int64)  # Lava's Conv uses them as given
-
-    def fixed_output(self, y: torch.Tensor, q: QuantizedSynapse) -> torch.Tensor:
-        return loihi.wrap_signed(y, loihi.CONV_OUTPUT_BITS)
 
     def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
         ConvProcess = ctx.lava("lava.proc.conv.process").Conv

@@ -21,19 +21,16 @@ import nir
 import numpy as np
 import torch
 
-from mksgn.core import loihi
-from mksgn.core.fixed_point import QuantizedSynapse
-from mksgn.core.kinds.base import ChainView, SynapseKind
+from mksgn.core.kinds.base import ChainView, ConvSemantics
 from mksgn.core.synapse_graph import Synapse
 
 JOINTS_LAST = (0, 2, 1)
 """Lava ``(H, W, C)`` <-> ``(H, C, W)``: the last NIR axis as a convolution's channels."""
 
 
-class JointMix(SynapseKind):
+class JointMix(ConvSemantics):
     name = "jointmix"
     shared = True  # one (V, V) map for every channel and frame
-    exponent = False
 
     def match(self, chain: ChainView) -> dict[str, Any] | None:
         if len(chain.ops) != 1 or len(chain.source_shape) != 3:
@@ -59,12 +56,6 @@ class JointMix(SynapseKind):
     def fanout(self, syn: Synapse, source_shape: tuple[int, ...], target_shape: tuple[int, ...],
                nonzero: torch.Tensor) -> torch.Tensor:
         return nonzero.sum(dim=0).expand(source_shape).contiguous()
-
-    def fixed_weights(self, q: QuantizedSynapse) -> np.ndarray:
-        return np.asarray(q.weight, dtype=np.int64)  # Lava's Conv uses them as given
-
-    def fixed_output(self, y: torch.Tensor, q: QuantizedSynapse) -> torch.Tensor:
-        return loihi.wrap_signed(y, loihi.CONV_OUTPUT_BITS)
 
     def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any, Any]:
         """A stock ``Conv`` (1x1 kernel, joints as channels) between two transposes of the layout."""

@@ -21,19 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mksgn.core import fields, loihi
-from mksgn.core.fixed_point import QuantizedSynapse
-from mksgn.core.kinds.base import ChainView, SynapseKind
+from mksgn.core import fields
+from mksgn.core.kinds.base import ChainView, ConvSemantics
 from mksgn.core.synapse_graph import Synapse
 
 CHANNELS_FIRST = (2, 0, 1)
 """Lava ``(H, W, C)`` -> NIR ``(C, H, W)``."""
 
 
-class SumPool(SynapseKind):
+class SumPool(ConvSemantics):
     name = "sumpool"
     shared = True  # one kernel of ones at every position
-    exponent = False
 
     def match(self, chain: ChainView) -> dict[str, Any] | None:
         ops = list(chain.ops)
@@ -57,12 +55,6 @@ class SumPool(SynapseKind):
     def forward(self, syn: Synapse, x: torch.Tensor, w: torch.Tensor, target_shape: tuple[int, ...]) -> torch.Tensor:
         y = F.conv2d(x, w[:, None], None, syn.stride, syn.padding, 1, syn.groups)
         return y.reshape(y.shape[0], *target_shape)
-
-    def fixed_weights(self, q: QuantizedSynapse) -> np.ndarray:
-        return np.asarray(q.weight, dtype=np.int64)
-
-    def fixed_output(self, y: torch.Tensor, q: QuantizedSynapse) -> torch.Tensor:
-        return loihi.wrap_signed(y, loihi.CONV_OUTPUT_BITS)
 
     def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
         """A stock depthwise ``Conv``; a flattened target reads its output in NIR's channel-first order."""
