@@ -65,8 +65,35 @@ GRADED_MESSAGE_BITS = loihi.GRADED_MESSAGE_BITS
 """Payload bits of graded input spikes."""
 
 
+LAVA_CONV_FIELD_MAX = (1 << 7) - 1
+"""The largest kernel size, stride, padding, dilation and group count a stock Lava 0.10 ``Conv``
+holds: its process models keep them in ``int8`` Vars (``lava/proc/conv/models.py``), so 256
+groups wrap to 0 and the model divides by zero."""
+
+
 class LavaBuildError(MksgnError, ValueError):
     """A synapse graph that cannot be mapped to Lava; names the population or synapse."""
+
+
+def merged_groups(weight: np.ndarray, groups: int, limit: int = LAVA_CONV_FIELD_MAX) -> tuple[np.ndarray, int]:
+    """The same grouped convolution with at most ``limit`` groups: ``m`` neighbouring groups merged
+    into one whose kernel is block-diagonal (zeros between the merged groups).
+
+    ``weight`` is ``(C_out, kH, kW, C_in / groups)``; the result has ``groups / m`` groups, ``m``
+    the smallest divisor of ``groups`` that brings it within ``limit``, and ``m`` times the
+    input channels per group. A depthwise convolution over 256 channels becomes 64 groups of 4
+    channels (4x the weights, three quarters of them zero); the sums are the same integers.
+    """
+    if groups <= limit:
+        return weight, groups
+    m = next(d for d in range(2, groups + 1) if groups % d == 0 and groups // d <= limit)
+    c_out, kh, kw, ci = weight.shape
+    per_out = c_out // groups
+    merged = np.zeros((c_out, kh, kw, m * ci), dtype=weight.dtype)
+    for j in range(groups):
+        p = j % m
+        merged[j * per_out:(j + 1) * per_out, :, :, p * ci:(p + 1) * ci] = weight[j * per_out:(j + 1) * per_out]
+    return merged, groups // m
 
 
 def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -158,6 +185,28 @@ class BuildContext:
 
     def weight_exp(self, syn: Synapse) -> int:
         return int(self.graph.fixed.synapses[syn.name].weight_exp) if self.fixed else 0
+
+    def conv(self, syn: Synapse, weight: np.ndarray, input_shape: tuple[int, ...], padding: tuple[int, int] = (0, 0),
+             stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1), groups: int = 1) -> Any:
+        """A stock Lava ``Conv`` for ``syn`` (``weight`` in Lava's ``(C_out, kH, kW, C_in / groups)``
+        convolution order), its groups merged within :data:`LAVA_CONV_FIELD_MAX` (:func:`merged_groups`).
+
+        Raises
+        ------
+        LavaBuildError
+            A kernel size, stride, padding or dilation above what the Conv's ``int8`` fields hold,
+            naming the synapse.
+        """
+        fields = {"kernel size": weight.shape[1:3], "stride": stride, "padding": padding, "dilation": dilation}
+        for field_name, values in fields.items():
+            if max(values) > LAVA_CONV_FIELD_MAX:
+                raise LavaBuildError(f"synapse {syn.name!r}: {field_name} {tuple(values)} exceeds "
+                                     f"{LAVA_CONV_FIELD_MAX}, the most a stock Lava Conv holds (int8)")
+        weight, groups = merged_groups(weight, groups)
+        ConvProcess = self.lava("lava.proc.conv.process").Conv
+        return ConvProcess(weight=weight, input_shape=tuple(input_shape), padding=tuple(padding),
+                           stride=tuple(stride), dilation=tuple(dilation), groups=groups,
+                           weight_exp=self.weight_exp(syn), num_message_bits=self.message_bits(syn))
 
     def message_bits(self, syn: Synapse) -> int:
         source = self.graph.populations[syn.source]

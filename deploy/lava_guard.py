@@ -15,7 +15,10 @@ parent alone orphaned the children.
   parent handles Ctrl-C; for the moment between the fork and that reset, the parent's
   SIGINT and SIGTERM handlers are wrapped for the run so that, in a child, they ignore
   SIGINT and exit quietly on SIGTERM (in the parent they act as before);
-- a normal exit, or an ordinary exception, stops the runtime as before (``process.stop()``);
+- a normal exit stops the runtime as before (``process.stop()``); an ordinary exception ends
+  the children as an interrupt does (below: ``stop()`` after a child raised waits forever),
+  and a child's own exception, which Lava reports only as "1 Exception(s) occurred", comes
+  back as a :class:`LavaChildError` naming it;
 - an interrupt (any ``BaseException`` that is not an ``Exception``: ``KeyboardInterrupt``,
   ``SystemExit``, a CLI's SIGTERM exception) does not talk to the children at all (their
   channels may be half-written): it terminates them (SIGTERM, then SIGKILL after
@@ -40,11 +43,47 @@ from multiprocessing.managers import SharedMemoryManager
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
+from mksgn.errors import MksgnError
+
 STOP_TIMEOUT = 2.0
 """Seconds a terminated child gets to exit before it is killed."""
 
 RESIGNAL_DELAY = 0.05
 """Seconds after which a signal that arrived in a critical section is sent again."""
+
+
+class LavaChildError(MksgnError, RuntimeError):
+    """A Lava process raised in its own OS process; names the exception and where it was raised.
+
+    Lava 0.10.0 reports it only as ``RuntimeError: 1 Exception(s) occurred. See output above``
+    and logs the child's traceback at INFO level, which nobody sees. ``tracebacks`` holds the
+    children's tracebacks in full.
+    """
+
+    def __init__(self, message: str, tracebacks: list[str]) -> None:
+        super().__init__(message)
+        self.tracebacks = tracebacks
+
+
+def child_errors(process: Any) -> list[tuple[BaseException, str]]:
+    """The exceptions (and formatted tracebacks) the Lava processes of ``process``'s runtime raised."""
+    runtime = getattr(process, "runtime", None)
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    found = []
+    for actor in list(getattr(infra, "actors", None) or []):
+        with contextlib.suppress(Exception):
+            error = actor.exception  # Lava's SystemProcess: (exception, traceback text) or None
+            if error:
+                found.append(error)
+    return found
+
+
+def _child_error(errors: list[tuple[BaseException, str]]) -> LavaChildError:
+    exc, tb = errors[0]
+    frames = [line.strip() for line in tb.splitlines() if line.strip().startswith("File ")]
+    where = f" ({frames[-1]})" if frames else ""
+    more = f"; {len(errors) - 1} more Lava process(es) raised too" if len(errors) > 1 else ""
+    return LavaChildError(f"a Lava process raised {type(exc).__name__}: {exc}{where}{more}", [t for _, t in errors])
 
 
 class _ForkToken:
@@ -226,9 +265,12 @@ def guarded_run(process: Any, timeout: float = STOP_TIMEOUT) -> Iterator[RunGuar
             try:
                 yield guard
                 guard.check()
-            except Exception:  # a Lava child that raised can leave stop() waiting forever: end them instead
+            except Exception as exc:  # a Lava child that raised can leave stop() waiting forever: end them instead
+                errors = child_errors(process)
                 with _handlers(lambda previous: signal.SIG_IGN):
                     abort_runtime(process, before, timeout)
+                if errors:
+                    raise _child_error(errors) from exc
                 raise
             process.stop()
         except Exception:

@@ -191,3 +191,54 @@ def test_lava_runs_the_factorised_kinds_on_stock_processes(tag, inputs):
     np.testing.assert_array_equal(res.outputs["out"], expected["out"])
     np.testing.assert_array_equal(res.outputs["pooled"], expected["pooled"])
     assert res.outputs["pooled"].shape == (STEPS, ROWS, C_OUT) and float(np.abs(expected["pooled"]).sum()) > 0
+
+
+def test_merged_groups_sum_the_same_integers_within_lavas_127_groups():
+    from mksgn.deploy.lava_builder import LAVA_CONV_FIELD_MAX, merged_groups
+    from mksgn.deploy.lava_procs.models import _conv_hwc
+
+    rng = np.random.default_rng(3)
+    for groups, per_out, per_in in ((256, 1, 1), (254, 2, 3), (131, 1, 2)):
+        weight = rng.integers(-8, 8, size=(groups * per_out, 2, 3, per_in))
+        x = rng.integers(-4, 5, size=(4, 5, groups * per_in))
+        merged, g = merged_groups(weight, groups)
+        assert g <= LAVA_CONV_FIELD_MAX and groups % g == 0 and merged.shape[3] == per_in * groups // g
+        np.testing.assert_array_equal(_conv_hwc(x, merged, (1, 1), (1, 1), (1, 1), g),
+                                      _conv_hwc(x, weight, (1, 1), (1, 1), (1, 1), groups))
+    assert merged_groups(weight[:4], 4)[1] == 4  # within the limit: unchanged
+
+
+def _pool_graph(channels: int, frames: int, joints: int) -> nir.NIRGraph:
+    """``x (C, F, V) -> sum pool over (F, V) -> relay -> out``."""
+    nodes = {
+        "x": nir.Input(input_type={"input": np.array([channels, frames, joints])}),
+        "pool": nir.SumPool2d(kernel_size=np.array([frames, joints]), stride=np.array([frames, joints]),
+                              padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([channels, 1, 1])}, start_dim=0, end_dim=-1),
+        "relay": _relay((channels,)),
+        "out": nir.Output(output_type={"output": np.array([channels])}),
+    }
+    edges = [("x", "pool"), ("pool", "flat"), ("flat", "relay"), ("relay", "out")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": DT}, type_check=False)
+
+
+@pytest.mark.lava
+def test_lava_pools_more_channels_than_a_stock_conv_has_groups():
+    """``ntu``'s read-out pools 256 channels: Lava's Conv keeps ``groups`` in an int8 (256 -> 0)."""
+    channels = 130
+    x = {"x": torch.as_tensor(np.random.default_rng(5).integers(0, 16, size=(2, 2, channels, 3, 2)) / 16.0)}
+    sg, _ = quantize(fuse(_pool_graph(channels, 3, 2)), x, dyadic=True)
+    expected = Emulator(sg, "fixed_pt", "lava").run(x).outputs["out"].numpy()
+    net = LavaNetwork(sg, "fixed_pt", {"x": x["x"].numpy()}, rows=True)
+    assert int(np.asarray(net.ctx.synapses["x->relay"].groups.init).reshape(-1)[0]) == 65
+    np.testing.assert_array_equal(net.run().outputs["out"], expected)
+    assert float(np.abs(expected).sum()) > 0
+
+
+def test_a_pool_kernel_beyond_lavas_int8_fields_is_refused_naming_the_synapse():
+    from mksgn.deploy.lava_builder import LavaBuildError
+
+    x = {"x": torch.ones(1, 1, 1, 128, 1)}
+    sg, _ = quantize(fuse(_pool_graph(1, 128, 1)), x, dyadic=True)
+    with pytest.raises(LavaBuildError, match=r"synapse 'x->relay': kernel size \(128, 1\) exceeds 127"):
+        LavaNetwork(sg, "fixed_pt", {"x": x["x"].numpy()}, rows=True)

@@ -184,3 +184,29 @@ def test_guarded_run_stops_lava_as_before_and_on_an_interrupt_ends_its_processes
     assert segments & set(os.listdir(SHM)) == set()
     assert not lif.runtime._is_started
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+
+
+@pytest.mark.lava
+def test_a_lava_process_that_raises_comes_back_named_and_leaves_nothing_running():
+    """Lava says only "1 Exception(s) occurred"; guarded_run names the child's exception and where."""
+    from mksgn.deploy.lava_compat import lava_import
+    from mksgn.deploy.lava_guard import LavaChildError
+
+    lif_models = lava_import("lava.proc.lif.models")
+    LIF = lava_import("lava.proc.lif.process").LIF
+
+    class RaisingLif(lif_models.PyLifModelFloat):
+        def run_spk(self) -> None:
+            raise ZeroDivisionError("division by zero in a test model")
+
+    lif = LIF(shape=(3,), bias_mant=1.0, vth=10.0)
+    run_cfg = lava_import("lava.magma.core.run_configs").Loihi2SimCfg(
+        select_tag="floating_pt", exception_proc_model_map={LIF: RaisingLif})
+    steps = lava_import("lava.magma.core.run_conditions").RunSteps(num_steps=2)
+    with pytest.raises(LavaChildError, match=r"ZeroDivisionError: division by zero in a test model \(File .*test_interrupt"
+                       ) as caught:
+        with guarded_run(lif) as guard:
+            lif.run(condition=steps, run_cfg=run_cfg)
+            guard.check()
+    assert "\n" not in str(caught.value) and "run_spk" in caught.value.tracebacks[0]
+    assert multiprocessing.active_children() == [] and not lif.runtime._is_started

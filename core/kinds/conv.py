@@ -62,7 +62,6 @@ class Conv(ConvSemantics):
         return fn(x, w, None, syn.stride, syn.padding, syn.dilation, syn.groups)
 
     def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
-        ConvProcess = ctx.lava("lava.proc.conv.process").Conv
         src = ctx.graph.populations[syn.source]
         w = ctx.weights(syn)
         if w.ndim == 3:  # Conv1d on (C, L) -> (L, 1, C) with a (k, 1) kernel
@@ -73,7 +72,6 @@ class Conv(ConvSemantics):
             return (v[0], v[1]) if len(v) == 2 else (v[0], 1 if len(v) == 1 else v[0])
 
         padding = pair(syn.padding) if len(syn.padding) == 2 else (syn.padding[0], 0)
-        proc = ConvProcess(weight=w_lava, input_shape=ctx.lava_shape(src.shape), padding=padding,
-                           stride=pair(syn.stride), dilation=pair(syn.dilation), groups=syn.groups,
-                           weight_exp=ctx.weight_exp(syn), num_message_bits=ctx.message_bits(syn))
+        proc = ctx.conv(syn, w_lava, ctx.lava_shape(src.shape), padding=padding, stride=pair(syn.stride),
+                        dilation=pair(syn.dilation), groups=syn.groups)
         return proc, proc.s_in, proc.a_out

@@ -59,9 +59,7 @@ class JointMix(ConvSemantics):
 
     def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any, Any]:
         """A stock ``Conv`` (1x1 kernel, joints as channels) between two transposes of the layout."""
-        ConvProcess = ctx.lava("lava.proc.conv.process").Conv
         f, v_in, c = ctx.lava_shape(ctx.graph.populations[syn.source].shape)
         w = ctx.weights(syn)
-        proc = ConvProcess(weight=w[:, None, None, :].copy(), input_shape=(f, c, v_in), padding=(0, 0),
-                           stride=(1, 1), dilation=(1, 1), groups=1, num_message_bits=ctx.message_bits(syn))
+        proc = ctx.conv(syn, w[:, None, None, :].copy(), (f, c, v_in))
         return proc, proc.s_in, proc.a_out.transpose(JOINTS_LAST), lambda port: port.transpose(JOINTS_LAST)

@@ -8,7 +8,8 @@ Fused from a chain holding one ``SumPool2d``, optionally followed by a ``Flatten
 The read-out of a factorised student pools a layer's spikes over frames and joints this way
 (the ``1 / (frames * joints)`` of an average pool folded into the classifier after it, so that
 the pooled value is a whole number of spikes). Fixed point: Conv semantics (weights as given,
-no exponent, the sum wrapped to 24 bits); in Lava a stock ``Conv`` with ``groups = C``, its
+no exponent, the sum wrapped to 24 bits); in Lava a stock ``Conv`` with ``groups = C`` (merged
+below Lava's limit of 127 groups: :func:`mksgn.deploy.lava_builder.merged_groups`), its
 output transposed from Lava's ``(H, W, C)`` to NIR's ``(C, H, W)`` order when flattened.
 """
 
@@ -58,11 +59,9 @@ class SumPool(ConvSemantics):
 
     def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
         """A stock depthwise ``Conv``; a flattened target reads its output in NIR's channel-first order."""
-        ConvProcess = ctx.lava("lava.proc.conv.process").Conv
         kernel = np.flip(ctx.weights(syn), axis=(1, 2))[..., None].copy()  # (C, kH, kW, 1); Lava convolves
         src = ctx.graph.populations[syn.source]
-        proc = ConvProcess(weight=kernel, input_shape=ctx.lava_shape(src.shape), padding=syn.padding,
-                           stride=syn.stride, dilation=(1, 1), groups=syn.groups,
-                           num_message_bits=ctx.message_bits(syn))
+        proc = ctx.conv(syn, kernel, ctx.lava_shape(src.shape), padding=syn.padding, stride=syn.stride,
+                        groups=syn.groups)
         flat = len(ctx.graph.populations[syn.target].shape) == 1
         return proc, proc.s_in, proc.a_out.transpose(CHANNELS_FIRST) if flat else proc.a_out
