@@ -9,10 +9,12 @@ from ``v``); ``dense`` -> ``Dense``; ``elementwise`` -> ``Sparse`` (diagonal; bo
 ``DelayDense``/``DelaySparse`` when lagged); ``conv`` -> ``Conv`` (Lava's ``(H, W, C)`` layout,
 kernel flipped: Lava convolves); ``jointmix`` -> ``Conv`` with a 1x1 kernel on the source's
 ``s_out`` transposed to ``(H, C, W)`` (joints as channels), its ``a_out`` transposed back;
-``sumpool`` -> depthwise ``Conv``; graded ``relay`` -> ``GradedVec`` (``vth = 0``; its graded
-spikes are recorded like spikes); ``mix`` -> mksgn's ``FrameDense``
-(:mod:`mksgn.deploy.lava_procs`). Spikes to record go to mksgn's ``FileSink`` (a
-memory-mapped file; Lava's ``Var.get`` on a ring buffer takes minutes at this size).
+``sumpool`` -> depthwise ``Conv``; ``mix`` -> ``Conv`` with a ``(1, W)`` kernel over the joints,
+its output reshaped; graded ``relay`` -> ``GradedVec`` (``vth = 0``; its graded spikes are
+recorded like spikes). Every ``Conv``'s groups are merged below the 127 that its ``int8`` field
+holds (:func:`merged_groups`). Spikes to record go to mksgn's ``FileSink``
+(:mod:`mksgn.deploy.lava_procs`: a memory-mapped file; Lava's ``Var.get`` on a ring buffer takes
+minutes at this size), the only process in the network that is not Lava's.
 
 Layout: a NIR population ``(C, H, W)`` is a Lava population ``(H, W, C)``; ``(C, L)`` is
 ``(L, 1, C)``; 1-D stays 1-D. Dense and Sparse weights are permuted to Lava's flattening.

@@ -242,3 +242,37 @@ def test_a_pool_kernel_beyond_lavas_int8_fields_is_refused_naming_the_synapse():
     sg, _ = quantize(fuse(_pool_graph(1, 128, 1)), x, dyadic=True)
     with pytest.raises(LavaBuildError, match=r"synapse 'x->relay': kernel size \(128, 1\) exceeds 127"):
         LavaNetwork(sg, "fixed_pt", {"x": x["x"].numpy()}, rows=True)
+
+
+def _fused_graph(seed: int = 1) -> nir.NIRGraph:
+    """``x -> Linear(A) -> 1x1 Conv2d(W) -> s``: a graph convolution with no relay (the ``mix`` kind)."""
+    rng = np.random.default_rng(seed)
+    nodes = {
+        "x": nir.Input(input_type={"input": np.array([C_IN, F, V])}),
+        "A": nir.Linear(weight=rng.integers(-2, 5, size=(V, V)) / 4.0),
+        "W": nir.Conv2d(input_shape=(F, V), weight=rng.integers(-6, 8, size=(C_OUT, C_IN, 1, 1)) / 8.0, stride=1,
+                        padding=0, dilation=1, groups=1, bias=np.full(C_OUT, 0.125)),
+        "s": _lif((C_OUT, F, V), 0.5),
+        "out": nir.Output(output_type={"output": np.array([C_OUT, F, V])}),
+    }
+    edges = [("x", "A"), ("A", "W"), ("W", "s"), ("s", "out")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": DT}, type_check=False)
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
+def test_lava_runs_a_fused_graph_convolution_mix_as_a_stock_conv(tag, inputs):
+    """A foreign graph's fused graph convolution (``mix``) is a stock ``Conv`` with a ``(1, V)`` kernel."""
+    graph = _fused_graph()
+    sg = fuse(graph)
+    assert [s.kind for s in sg.synapses] == ["mix"]
+    if tag == "fixed_pt":
+        sg, _ = quantize(sg, inputs, dyadic=True)
+        expected = Emulator(sg, "fixed_pt", "lava").run(inputs, record_spikes=True).spikes["s"].numpy()
+    else:
+        expected = NIRExecutor(graph).run(inputs).records["s"].numpy().astype(bool)
+    net = LavaNetwork(sg, tag, {"x": inputs["x"].numpy()}, record=["s"], rows=True)
+    assert type(net.ctx.synapses["x->s"]).__name__ == "Conv"
+    got = net.run().spikes["s"]
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < expected.sum() < expected.size

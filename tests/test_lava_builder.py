@@ -50,41 +50,6 @@ def _feed(proc, port):
     return proc.a_out
 
 
-@pytest.mark.parametrize("tag,graded", [("fixed_pt", False), ("fixed_pt", True), ("floating_pt", True)])
-def test_frame_dense_equals_stock_sparse_on_the_block_diagonal_matrix(tag, graded):
-    from scipy.sparse import csr_matrix
-
-    from mksgn.deploy.lava_procs.process import FrameDense
-
-    Sparse = lava_import("lava.proc.sparse.process").Sparse
-    rng = np.random.default_rng(0)
-    f, wi, ci, wo, co = 3, 4, 2, 3, 2
-    w = rng.integers(-300, 300, size=(wo * co, wi * ci))  # clipped and truncated in fixed point
-    if tag == "floating_pt":
-        w = w / 97.0
-    if graded:
-        data = rng.integers(-20, 40, size=(f, wi, ci, STEPS)).astype(np.int32 if tag == "fixed_pt" else float)
-    else:
-        data = (rng.random((f, wi, ci, STEPS)) < 0.5).astype(np.int32)
-    bits = 24 if graded else 0
-    exp = -3 if graded else 1
-    kron = np.kron(np.eye(f), w)
-
-    def frame(source):
-        proc = FrameDense(weights=w, in_shape=(f, wi, ci), out_shape=(f, wo, co), weight_exp=exp,
-                          num_message_bits=bits)
-        return _feed(proc, source.s_out)
-
-    def sparse(source):
-        proc = Sparse(weights=csr_matrix(kron), weight_exp=exp, num_message_bits=bits)
-        return _feed(proc, source.s_out.reshape((f * wi * ci,))).reshape((f, wo, co))
-
-    got = _through_lif(frame, tag, data, (f, wo, co))
-    ref = _through_lif(sparse, tag, data, (f, wo, co))
-    assert 0 < ref.sum() < ref.size
-    np.testing.assert_array_equal(got, ref)
-
-
 @pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
 def test_fast_sparse_model_equals_the_stock_sparse_model(tag):
     from scipy.sparse import csr_matrix

@@ -3,8 +3,7 @@
 Every process connected to a built network must be a stock compute process (``LIF``,
 ``LIFReset``, ``Dense``, ``DelayDense``, ``Sparse``, ``DelaySparse``, ``Conv``, ``GradedVec``)
 or I/O (a ``RingBuffer`` source, a ``Monitor`` or mksgn's ``FileSink``: no input port, or no
-output port); the few mksgn processes not yet replaced are named in :data:`TEMPORARY` with the
-reason. Every model the builder swaps in for a stock one is proven equal to it by a named
+output port). Every model the builder swaps in for a stock one is proven equal to it by a named
 test (:data:`mksgn.deploy.lava_procs.models.PROVEN`). Lagged ``elementwise`` and ``dense``
 synapses are stock ``DelaySparse``/``DelayDense`` (no delay line) and run bit-exact.
 """
@@ -32,8 +31,6 @@ from mksgn.deploy.run import load_model
 
 pytestmark = pytest.mark.lava
 TAGS = ["fixed_pt", "floating_pt"]
-TEMPORARY = {"FrameDense": "issue 18: mix synapses (foreign graphs only) become stock Conv"}
-"""mksgn processes still allowed in a built network, each with the change that removes it."""
 
 
 def _stock_classes() -> tuple[set[type], set[type]]:
@@ -60,7 +57,7 @@ def _walk(net: LavaNetwork) -> list:
         if cls in io:
             if p.in_ports.members and p.out_ports.members:
                 wrong.append(f"I/O process {cls.__name__} ({cls.__module__}) has input and output ports")
-        elif cls not in compute and not (cls.__name__ in TEMPORARY and cls.__module__.startswith("mksgn.")):
+        elif cls not in compute:
             wrong.append(f"{cls.__name__} ({cls.__module__})")
     assert not wrong, f"processes that are neither stock Lava nor I/O: {sorted(set(wrong))}"
     return procs
@@ -172,7 +169,6 @@ def test_the_snapped_tiny_student_is_stock_lava(snapped, tag):  # noqa: F811
     finally:
         net._tmp.cleanup()
     assert {"LIFReset", "Conv", "DelaySparse", "GradedVec", "RingBuffer", "FileSink", "Monitor"} <= names
-    assert not names & set(TEMPORARY), names & set(TEMPORARY)  # factorised: no mksgn process at all
     kinds = {s.kind for s in sg.synapses if s.name in net.ctx.delays}
     assert kinds == {"conv"}, kinds  # the strided residual: a delayed relay in front, the kernel shared
 

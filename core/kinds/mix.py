@@ -8,7 +8,10 @@ the last axis and a 1x1 convolution over channels, composed into ``weight``
 
 Fused from last-axis Linear/Affine, 1x1 Conv2d, per-(channel, joint) Scale and, in the
 deployment form, per output column a ``(1, W)`` Conv2d over all columns followed by a Linear
-placing it. In Lava mksgn's ``FrameDense`` (Lava Dense semantics, once per frame).
+placing it. Fixed point: Conv semantics (weights as given, no exponent, the sum wrapped to 24
+bits). In Lava a stock ``Conv`` on Lava's ``(H, W_in, C_in)`` layout with a ``(1, W_in)`` kernel
+and ``W_out * C_out`` output channels, its ``(H, 1, W_out * C_out)`` output read as
+``(H, W_out, C_out)``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 
 from mksgn.core import fields
-from mksgn.core.kinds.base import ChainView, SynapseKind
+from mksgn.core.kinds.base import ChainView, ConvSemantics
 from mksgn.core.synapse_graph import Synapse
 
 
@@ -47,7 +50,7 @@ def _channel_map(node: nir.Conv2d, in_channels: int) -> np.ndarray | None:
     return full
 
 
-class Mix(SynapseKind):
+class Mix(ConvSemantics):
     name = "mix"
     shared = True  # one map at every frame
 
@@ -104,11 +107,10 @@ class Mix(SynapseKind):
         return float(w_abs.sum(axis=(2, 3)).max())
 
     def lava_process(self, syn: Synapse, ctx: Any) -> tuple[Any, Any, Any]:
-        FrameDense = ctx.mksgn_process("FrameDense")
+        """A stock ``Conv`` whose ``(1, W_in)`` kernel spans the joints; the frames are its rows."""
         src, dst = ctx.graph.populations[syn.source], ctx.graph.populations[syn.target]
         w = ctx.weights(syn)  # (W_out, C_out, W_in, C_in)
         wo, co, wi, ci = w.shape
-        proc = FrameDense(weights=w.reshape(wo * co, wi * ci), in_shape=ctx.lava_shape(src.shape),
-                          out_shape=ctx.lava_shape(dst.shape), weight_exp=ctx.weight_exp(syn),
-                          num_message_bits=ctx.message_bits(syn), exact_in_float32=syn.name in ctx.exact_float32)
-        return proc, proc.s_in, proc.a_out
+        kernel = np.flip(w.reshape(wo * co, 1, wi, ci), axis=2).copy()  # Lava convolves: flip the joints
+        proc = ctx.conv(syn, kernel, ctx.lava_shape(src.shape))
+        return proc, proc.s_in, proc.a_out.reshape(ctx.lava_shape(dst.shape))

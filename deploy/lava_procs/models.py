@@ -8,7 +8,7 @@ import numpy as np
 
 from mksgn.core import loihi
 from mksgn.deploy.lava_compat import lava_import
-from mksgn.deploy.lava_procs.process import FileSink, FrameDense
+from mksgn.deploy.lava_procs.process import FileSink
 
 _decorator = lava_import("lava.magma.core.decorator")
 implements, requires, tag = _decorator.implements, _decorator.requires, _decorator.tag
@@ -46,64 +46,6 @@ class PyFileSinkFloat(_FileSinkModel):
 @tag("fixed_pt")
 class PyFileSinkFixed(_FileSinkModel):
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-
-
-class _FrameDenseModel(PyLoihiProcessModel):
-    def _accumulate(self, s_in: np.ndarray) -> np.ndarray:
-        f = s_in.shape[0]
-        m = self._matrix()
-        x = s_in.reshape(f, -1).astype(m.dtype)
-        return (x @ m.T).reshape(self.a_buff.shape)
-
-    def run_spk(self) -> None:
-        self.a_out.send(self.a_buff)
-        s_in = self.s_in.recv()
-        if self.num_message_bits.item() == 0:
-            s_in = s_in.astype(bool)
-        self.a_buff = self._finish(self._accumulate(s_in))
-
-
-@implements(proc=FrameDense, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyFrameDenseFloat(_FrameDenseModel):
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    a_buff: np.ndarray = LavaPyType(np.ndarray, float)
-    weights: np.ndarray = LavaPyType(np.ndarray, float)
-    num_message_bits: np.ndarray = LavaPyType(np.ndarray, int, precision=5)
-
-    def _matrix(self) -> np.ndarray:
-        return self.weights
-
-    def _finish(self, a: np.ndarray) -> np.ndarray:
-        return a
-
-
-@implements(proc=FrameDense, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyFrameDenseFixed(_FrameDenseModel):
-    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    a_buff: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    weights: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
-    num_message_bits: np.ndarray = LavaPyType(np.ndarray, int, precision=5)
-
-    def __init__(self, proc_params) -> None:
-        super().__init__(proc_params)
-        self._conditioned = None
-
-    def _matrix(self) -> np.ndarray:
-        if self._conditioned is None:  # Dense's clipping and truncation, once (the weights are static)
-            bits = self.proc_params.get("num_weight_bits", loihi.WEIGHT_BITS)
-            dtype = np.float32 if self.proc_params.get("exact_in_float32", False) else np.float64
-            self._conditioned = loihi.dense_weights(self.weights, bits).astype(dtype)
-            self.weights = self.weights[:0]  # the conditioned copy is all that is needed from here on
-        return self._conditioned
-
-    def _finish(self, a: np.ndarray) -> np.ndarray:
-        return loihi.shift(np.rint(a).astype(np.int64), int(self.proc_params.get("weight_exp", 0)))
 
 
 # --------------------------------------------------------------------------- a fast model for stock Conv
