@@ -32,13 +32,18 @@ Two timings:
     too: that differs only outside the windows, which are never compared; see
     :mod:`mksgn.deploy.lava_builder`.)
 
-The integer arithmetic runs as float64 matrix products and convolutions on integer values
-(float32 where the largest possible sum of a synapse stays below 2**24, else float64: exact
-either way) and is rounded back to int64.
+The integer arithmetic runs as matrix products and convolutions on integer values, in float32
+where the largest possible sum of a synapse stays below 2**24, else in float64: exact either
+way. Where every synapse into a population provably neither wraps nor shifts its sum and the
+population's whole input stays below 2**24 (:meth:`Emulator.float_input`), its input is summed
+in float32 and handed to the population as is (a graded relay passes it on, a neuron converts
+it to int64 once); elsewhere each synapse's sum is converted to int64 and wrapped or shifted as
+its kind's fixed-point model does. Spikes are float32 0/1 values in fixed point.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,8 +60,8 @@ CHUNK_BYTES = 1 << 27
 the state, outputs and history take a few times that). A larger batch runs in chunks: it
 would allocate and fault in more memory per step than the arithmetic costs, and calibrating
 the random ``ntu`` student (21 rows, 4.9 M neurons) held 2.7 GiB in one chunk, 1.2 GiB in
-chunks of 3 rows. Random calibrated ``ntu``, fixed point, 64 samples (87 rows): 104 s in one
-chunk, 26 s in chunks of 40 rows, 21 s of 10, 22 s of 3 (this budget), 24 s of 2."""
+chunks of 3 rows. Random calibrated ``ntu``, fixed point, 64 samples (87 rows), float32 input
+sums: 11.1 s in chunks of 1 row, 9.3 s of 3 (this budget), 9.4 s of 6 and of 13."""
 EXACT_FLOAT32 = float(1 << 24)
 """Integers (and every partial sum of them) below this are exact in float32."""
 
@@ -199,10 +204,40 @@ class Emulator:
         self._params = {name: self._kinds[name].params(p, graph.fixed.populations[name] if self.fixed else None,
                                                        self.dtype, self.device)
                         for name, p in graph.populations.items() if not self._kinds[name].source}
+        self._float_input: dict[str, bool] = {}
+        for name in self._params:
+            bound = self._input_bound(name, bounds)
+            self._float_input[name] = bound is not None and bound < EXACT_FLOAT32
+            if self.fixed:
+                self._params[name]["input_bound"] = math.inf if bound is None else bound
+        self.spike_dtype = torch.float32 if self.fixed else self.dtype
         self._lag = {syn.name: synapse_lag(syn, self.depth, timing) for syn in graph.synapses}
         self.history = max(self._lag.values(), default=0) + 1
 
     # ------------------------------------------------------------------ set-up
+
+    def _input_bound(self, name: str, bounds: dict[str, float]) -> float | None:
+        """The largest ``|a_in|`` population ``name`` can receive in fixed point, where every synapse
+        into it passes its integer sum on unchanged (no wrap, no shift); else ``None``."""
+        if not self.fixed:
+            return None
+        total = 0.0
+        for syn in self.graph.incoming(name):
+            kind = self.graph.kinds.synapse(syn.kind)
+            source = output_bound(self.graph, syn.source, bounds)
+            if source is None:
+                return None
+            w = self._weights[syn.name].to(torch.float64).abs().numpy()
+            bound = kind.row_bound(w) * source
+            if not kind.passes_sum(self.graph.fixed.synapses[syn.name], bound):
+                return None
+            total += bound
+        return total
+
+    def float_input(self, population: str) -> bool:
+        """Whether ``population``'s fixed-point input is summed in float32 (exact: below 2**24, and
+        no synapse into it wraps or shifts its sum)."""
+        return self._float_input.get(population, False)
 
     def weight(self, synapse: str) -> torch.Tensor:
         """The weights the emulator uses for ``synapse`` (Lava's integers in fixed point)."""
@@ -235,9 +270,10 @@ class Emulator:
     def _synapse(self, syn: Synapse, x: torch.Tensor) -> torch.Tensor:
         kind = self.graph.kinds.synapse(syn.kind)
         y = kind.forward(syn, x, self._weights[syn.name], self.graph.populations[syn.target].shape)
-        if not self.fixed:
+        if not self.fixed or self._float_input[syn.target]:
             return y
-        return kind.fixed_output(torch.round(y).to(torch.int64), self.graph.fixed.synapses[syn.name])
+        # integer weights and inputs: every sum is already a whole number (exact in its float dtype)
+        return kind.fixed_output(y.to(torch.int64), self.graph.fixed.synapses[syn.name])
 
     def rows_per_chunk(self) -> int:
         """Rows run together: as many as keep one 8-byte value per neuron of the graph within
@@ -305,6 +341,9 @@ class _RunState:
         self.synops = dict.fromkeys((s.name for s in g.synapses), 0)
         self.saturation = dict.fromkeys(self.state, 0)
         self.incoming = {name: g.incoming(name) for name in self.state}
+        self.events: dict[str, torch.Tensor] = {}
+        """Per synapse: presynaptic events per source neuron, summed over its window and the batch."""
+        self.step_events: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.peaks = {name: {"a_in": 0.0, "v": 0.0} for name in g.populations}
         self.constant = {name for name, x in xs.items() if bool((x == x[:1]).all())}
         self.zeros: dict[str, torch.Tensor] = {}
@@ -334,6 +373,15 @@ class _RunState:
             self.cache[syn.name] = (src_out, contrib)
         return contrib
 
+    def _events(self, source: str, src_out: torch.Tensor) -> torch.Tensor:
+        """Presynaptic events per neuron of ``src_out`` summed over the batch (once per output tensor)."""
+        cached = self.step_events.get(source)
+        if cached is not None and cached[0] is src_out:
+            return cached[1]
+        events = src_out.sum(dim=0) if self.em.graph.populations[source].spiking else src_out.sign().abs_().sum(dim=0)
+        self.step_events[source] = (src_out, events)
+        return events
+
     def _a_in(self, name: str, k: int, current: dict[str, torch.Tensor]) -> torch.Tensor | None:
         a_in = None
         for syn in self.incoming[name]:
@@ -343,8 +391,8 @@ class _RunState:
             if src_out is None:
                 continue
             if 0 <= k < self.steps:
-                events_per_neuron = src_out.ne(0).sum(dim=0)  # presynaptic events, summed over the batch
-                self.synops[syn.name] += int((events_per_neuron.to(torch.float64) * self.em._fanout[syn.name]).sum())
+                events = self._events(syn.source, src_out)
+                self.events[syn.name] = events if syn.name not in self.events else self.events[syn.name] + events
             contrib = self._contribution(syn, src_out)
             a_in = contrib if a_in is None else a_in + contrib
         return a_in
@@ -369,11 +417,15 @@ class _RunState:
             if window:
                 self.peaks[name]["a_in"] = max(self.peaks[name]["a_in"], float(a_in.abs().max()))
                 self.peaks[name]["v"] = max(self.peaks[name]["v"], peak)
-        if window and pop.spiking:
-            self.counts[name] += int(out.sum())
+        if not pop.spiking:
+            return out
+        spikes = out.to(em.spike_dtype)  # 0/1: what the synapses out of it multiply
+        if window:
+            exact = spikes.numel() < EXACT_FLOAT32  # a float32 count below 2**24 is exact
+            self.counts[name] += int(spikes.sum() if exact else spikes.sum(dtype=torch.float64))
             if self.record_spikes:
                 self.spikes.setdefault(name, []).append(out)
-        return out.to(em.dtype) if pop.spiking else out
+        return spikes
 
     def advance(self, tau: int, current: dict[str, torch.Tensor]) -> None:
         """Keep this step's outputs for later steps and read the outputs."""
@@ -386,6 +438,8 @@ class _RunState:
                 self.outputs[out_name].append(self.em._readout(pop_name, current[pop_name]))
 
     def result(self) -> EmulatorResult:
+        for name, events in self.events.items():
+            self.synops[name] = int((events.to(torch.float64) * self.em._fanout[name]).sum())
         return EmulatorResult(
             outputs={o: torch.stack(v) for o, v in self.outputs.items()},
             spikes={n: torch.stack(v) for n, v in self.spikes.items()},

@@ -192,3 +192,31 @@ def test_dense_weight_conditioning_matches_lava_utils():
         for bits in (8, 6):
             ref = weightutils.truncate_weights(weightutils.clip_weights(w, mode, num_bits=8), mode, bits)
             np.testing.assert_array_equal(loihi.dense_weights(w, bits), ref)
+
+
+@pytest.mark.parametrize("du,dv", [(4095, 300), (1000, 0), (0, 4096 - 1), (2, 4096), (4095, 4096)])
+def test_torch_lif_step_equals_the_reference_integer_step(du, dv):
+    """``lif_fixed_step_torch`` (the emulator's) and ``lif_fixed_step`` (proven against Lava above)
+    give the same integers, wraps of the current and clips of the voltage included."""
+    rng = np.random.default_rng(du + dv)
+    shape = (4, 300)
+    limit = loihi.STATE_LIMIT
+    u = torch.as_tensor(rng.integers(-limit + 1, limit, size=shape))
+    v = torch.as_tensor(rng.integers(-limit + 1, limit, size=shape))
+    bias = torch.as_tensor(rng.integers(-5000, 5000, size=shape[1:]))
+    vth = 20000
+    for a_in in (rng.integers(-300, 300, size=shape), rng.integers(-limit // 8, limit // 8, size=shape)):
+        for as_float in (False, True):
+            x = torch.as_tensor(a_in)
+            x = x.to(torch.float32) if as_float else x
+            for b in (bias, None):
+                want = loihi.lif_fixed_step(torch.as_tensor(a_in), u, v, torch.tensor(du), torch.tensor(dv),
+                                            torch.tensor(vth), bias if b is not None else torch.zeros_like(bias),
+                                            count_events=True)
+                u0, v0 = u.clone(), v.clone()
+                got = loihi.lif_fixed_step_torch(x, u, v, du, dv, vth, b)
+                for w, g in zip(want[:3], got[:3]):
+                    assert torch.equal(w, g)
+                assert want[3] == got[3]
+                assert torch.equal(u, u0) and torch.equal(v, v0)  # the state passed in is not modified
+    assert want[3] > 0  # the large inputs wrapped currents or clipped voltages

@@ -124,3 +124,26 @@ def test_registry_order_and_unknown_kinds(kinds):
     assert list(default_kinds().populations) == ["input", "neuron", "relay"]
     with pytest.raises(UnknownKindError, match="unknown synapse kind 'nope'"):
         kinds.synapse("nope")
+
+
+def test_the_emulator_skips_a_kinds_fixed_output_only_where_it_provably_changes_nothing():
+    from mksgn.core.fixed_point import QuantizedSynapse
+    from mksgn.core.kinds.conv import Conv
+    from mksgn.core.kinds.dense import Dense
+
+    kinds = default_kinds()
+    w = np.ones((2, 2), dtype=np.int64)
+    dense, conv = kinds.synapse("dense"), kinds.synapse("conv")
+    assert dense.passes_sum(QuantizedSynapse(w, 0), 1e9) and not dense.passes_sum(QuantizedSynapse(w, -2), 10)
+    assert conv.passes_sum(QuantizedSynapse(w), 2**23 - 1) and not conv.passes_sum(QuantizedSynapse(w), 2**23)
+
+    class Saturating(Dense):  # a user kind with its own output rule: never skipped
+        def fixed_output(self, y, q):
+            return y.clamp(-100, 100)
+
+    class Halving(Conv):
+        def fixed_output(self, y, q):
+            return y >> 1
+
+    assert not Saturating().passes_sum(QuantizedSynapse(w, 0), 1.0)
+    assert not Halving().passes_sum(QuantizedSynapse(w), 1.0)

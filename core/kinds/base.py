@@ -150,6 +150,12 @@ class SynapseKind:
         """What the model delivers from the integer sum ``y`` (Dense/Sparse: shifted by ``weight_exp``)."""
         return loihi.shift(y, int(q.weight_exp))
 
+    def passes_sum(self, q: QuantizedSynapse, bound: float) -> bool:
+        """Whether :meth:`fixed_output` returns every integer sum of magnitude at most ``bound``
+        unchanged (then the emulator may skip it). A kind that overrides :meth:`fixed_output`
+        and not this method is never skipped."""
+        return type(self).fixed_output is SynapseKind.fixed_output and int(q.weight_exp) == 0
+
     def scale_floor(self, w_eff: np.ndarray) -> float:
         """The smallest target scale the weights allow (a kind without exponent must fit 8 bits)."""
         return 0.0 if self.exponent else float(np.abs(w_eff).max()) / WEIGHT_LIMIT_MIXED
@@ -190,6 +196,9 @@ class ConvSemantics(SynapseKind):
 
     def fixed_output(self, y: torch.Tensor, q: QuantizedSynapse) -> torch.Tensor:
         return loihi.wrap_signed(y, loihi.CONV_OUTPUT_BITS)
+
+    def passes_sum(self, q: QuantizedSynapse, bound: float) -> bool:
+        return type(self).fixed_output is ConvSemantics.fixed_output and bound < (1 << (loihi.CONV_OUTPUT_BITS - 1))
 
 
 class PopulationKind:
@@ -239,7 +248,12 @@ class PopulationKind:
 
     def step_fixed(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool
                    ) -> tuple[torch.Tensor, int]:
-        """One integer step; updates ``state``; returns the output and the overflow events."""
+        """One integer step; updates ``state``; returns the output and the overflow events.
+
+        ``a_in`` holds whole numbers: int64, or float32 where the emulator proved the sum exact
+        (:meth:`mksgn.core.emulator.Emulator.float_input`). ``params`` are :meth:`params`'s, plus
+        ``input_bound``: the largest ``|a_in|`` possible (``inf`` where unknown).
+        """
         raise NotImplementedError
 
     def readout(self, value: torch.Tensor, params: dict, fixed: bool) -> torch.Tensor:

@@ -105,9 +105,10 @@ class Neuron(PopulationKind):
 
         if q is not None:
             i64 = torch.int64
+            bias = loihi.effective_bias(t(q.bias_mant, i64), t(q.bias_exp, i64))
             return {"du": torch.tensor(int(q.du), dtype=i64), "dv": torch.tensor(int(q.dv), dtype=i64),
-                    "vth": torch.tensor(int(q.vth), dtype=i64),
-                    "bias": loihi.effective_bias(t(q.bias_mant, i64), t(q.bias_exp, i64)),
+                    "vth": torch.tensor(int(q.vth), dtype=i64), "bias": bias,
+                    "du_int": int(q.du), "dv_int": int(q.dv), "vth_int": int(q.vth), "has_bias": bool(bias.any()),
                     "scale": torch.tensor(float(q.scale), dtype=torch.float64)}
         return {"du": t(pop.du), "dv": t(pop.dv), "bias": t(pop.bias), "vth": t(pop.threshold) if pop.spiking else None}
 
@@ -124,11 +125,11 @@ class Neuron(PopulationKind):
 
     def step_fixed(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool
                    ) -> tuple[torch.Tensor, int]:
-        bias = params["bias"] if bias_on else params["bias"] * 0
-        s, u, v, events = loihi.lif_fixed_step(a_in, state["u"], state["v"], params["du"], params["dv"], params["vth"],
-                                               bias, count_events=True)
+        bias = params["bias"] if bias_on and params["has_bias"] else None
+        s, u, v, events = loihi.lif_fixed_step_torch(a_in, state["u"], state["v"], params["du_int"], params["dv_int"],
+                                                     params["vth_int"], bias)
         if not pop.spiking:  # a read-out crossing the largest threshold resets: an overflow
-            events += int(s.sum())
+            events += int(torch.count_nonzero(s))
         state["u"], state["v"] = u, v
         return (s if pop.spiking else v), events
 
