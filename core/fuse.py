@@ -149,6 +149,12 @@ def _synapse(fuser: _Fuser, chain: _Chain, pop: Population, gain: np.ndarray, so
     bias = fuser.chain_bias(ops, source_shape) if ops else np.zeros(pop.shape)
     if bias.shape != pop.shape:
         raise FusionError(f"{where}: delivers shape {bias.shape}, population has {pop.shape}")
+    if np.any(bias != 0) and np.any(np.asarray(pop.du) != 1):
+        carriers = [o for o in ops if np.any(np.asarray(getattr(fuser.nodes[o], "bias", 0)) != 0)]
+        raise FusionError(f"{where}: the bias of {', '.join(map(repr, carriers)) or 'the chain'} enters the "
+                          f"synaptic current of {pop.name!r} ({pop.nir_type}: NIR adds it to I, whose decay "
+                          f"shapes it over time); a population's bias is its membrane's, so folding it there "
+                          f"would change the result: refused (not supported yet)")
     pop.bias = pop.bias + gain * bias
     view = ChainView(tuple(ops), fuser.nodes, fuser.ex.input_shapes, source_shape, pop.shape, fuser.program, where)
     for kind in fuser.kinds.synapses.values():
