@@ -105,25 +105,29 @@ def output_bound(graph: SynapseGraph, name: str, memo: dict[str, float] | None =
         bound: float | None = float(1 << (graph.fixed.inputs[name].bits - 1))
     elif graph.is_graded(name):
         memo[name] = float(1 << (loihi.GRADED_MESSAGE_BITS - 1))  # a cycle through relays: the payload limit
-        total = 0.0
-        for syn in graph.incoming(name):
-            w = graph.kinds.synapse(syn.kind).fixed_weights(graph.fixed.synapses[syn.name])
-            source = output_bound(graph, syn.source, memo)
-            if source is None:
-                total = memo[name]
-                break
-            total += graph.kinds.synapse(syn.kind).row_bound(np.abs(w)) * source
-        bound = min(total, memo[name])
+        terms = [synapse_bound(graph, syn, memo) for syn in graph.incoming(name)]
+        bound = memo[name] if None in terms else min(sum(terms), memo[name])
     else:
         bound = 1.0 if pop.spiking else None
     memo[name] = bound
     return bound
 
 
-def exact_in_float32(graph: SynapseGraph, syn: Synapse, w: np.ndarray, memo: dict[str, float] | None = None) -> bool:
-    """Whether every partial sum of ``syn``'s integer weights ``w`` and its inputs stays below 2**24."""
-    x_max = output_bound(graph, syn.source, memo)
-    return x_max is not None and graph.kinds.synapse(syn.kind).row_bound(np.abs(w)) * x_max < EXACT_FLOAT32
+def synapse_bound(graph: SynapseGraph, syn: Synapse, memo: dict[str, float] | None = None) -> float | None:
+    """The largest ``|integer sum|`` synapse ``syn`` can deliver in fixed point before its kind's
+    output rule (``None``: its source is unbounded): its integer weights' row bound times the
+    source's :func:`output_bound`."""
+    source = output_bound(graph, syn.source, memo)
+    if source is None:
+        return None
+    kind = graph.kinds.synapse(syn.kind)
+    return kind.row_bound(np.abs(kind.fixed_weights(graph.fixed.synapses[syn.name]))) * source
+
+
+def exact_in_float32(graph: SynapseGraph, syn: Synapse, memo: dict[str, float] | None = None) -> bool:
+    """Whether every partial sum of ``syn``'s integer weights and its inputs stays below 2**24."""
+    bound = synapse_bound(graph, syn, memo)
+    return bound is not None and bound < EXACT_FLOAT32
 
 
 def synapse_lag(syn: Synapse, depth: dict[str, int], timing: str) -> int:
@@ -196,7 +200,7 @@ class Emulator:
             w = np.asarray(syn.weight, dtype=np.float64)
             if self.fixed:
                 w = graph.kinds.synapse(syn.kind).fixed_weights(graph.fixed.synapses[syn.name]).astype(np.float64)
-            exact = self.fixed and exact_in_float32(graph, syn, w, bounds)
+            exact = self.fixed and exact_in_float32(graph, syn, bounds)
             dtype = torch.float32 if exact else (torch.float64 if self.fixed else self.dtype)
             self._weights[syn.name] = torch.as_tensor(w, dtype=dtype, device=self.device)
             self._fanout[syn.name] = fanout(graph, syn, w if self.fixed else None).to(self.device)
@@ -223,13 +227,9 @@ class Emulator:
             return None
         total = 0.0
         for syn in self.graph.incoming(name):
-            kind = self.graph.kinds.synapse(syn.kind)
-            source = output_bound(self.graph, syn.source, bounds)
-            if source is None:
-                return None
-            w = self._weights[syn.name].to(torch.float64).abs().numpy()
-            bound = kind.row_bound(w) * source
-            if not kind.passes_sum(self.graph.fixed.synapses[syn.name], bound):
+            bound = synapse_bound(self.graph, syn, bounds)
+            if bound is None or not self.graph.kinds.synapse(syn.kind).passes_sum(self.graph.fixed.synapses[syn.name],
+                                                                                    bound):
                 return None
             total += bound
         return total

@@ -153,8 +153,6 @@ class BuildContext:
     procs: dict[str, Any] = field(default_factory=dict)
     synapses: dict[str, Any] = field(default_factory=dict)
     delays: dict[str, Any] = field(default_factory=dict)
-    exact_float32: set[str] = field(default_factory=set)
-    """Synapses whose integer sums provably stay below 2**24 (fixed point)."""
 
     lava_shape = staticmethod(lava_shape)
     to_lava = staticmethod(to_lava)
@@ -294,7 +292,7 @@ class LavaNetwork:
                  record: list[str] | None = None, rows: bool = False, reset: bool | None = None) -> None:
         import time
 
-        from mksgn.core.emulator import exact_in_float32, synapse_lag
+        from mksgn.core.emulator import synapse_lag
 
         start = time.perf_counter()
         if tag == "fixed_pt" and graph.fixed is None:
@@ -313,8 +311,6 @@ class LavaNetwork:
         self.total = self.rows * self.steps + self.latency
         ctx = BuildContext(graph, tag, {k: _rows_first(x, self.rows) for k, x in xs.items()}, self.total,
                            period=self.steps if self.reset else None)
-        if ctx.fixed:
-            ctx.exact_float32 = {s.name for s in graph.synapses if exact_in_float32(graph, s, ctx.weights(s))}
         for name, pop in graph.populations.items():
             ctx.procs[name] = graph.kinds.population(pop.kind).lava_process(pop, ctx, self.depth[name])
         for syn in graph.synapses:
