@@ -206,7 +206,7 @@ class BuildContext:
         ConvProcess = self.lava("lava.proc.conv.process").Conv
         return ConvProcess(weight=weight, input_shape=tuple(input_shape), padding=tuple(padding),
                            stride=tuple(stride), dilation=tuple(dilation), groups=groups,
-                           weight_exp=self.weight_exp(syn), num_message_bits=self.message_bits(syn))
+                           num_message_bits=self.message_bits(syn))  # Conv has no weight exponent
 
     def message_bits(self, syn: Synapse) -> int:
         source = self.graph.populations[syn.source]

@@ -65,12 +65,15 @@ class LavaChildError(MksgnError, RuntimeError):
         self.tracebacks = tracebacks
 
 
+def _infrastructure(process: Any) -> Any:
+    """The multiprocessing message infrastructure of ``process``'s runtime (``None`` before compilation)."""
+    return getattr(getattr(process, "runtime", None), "_messaging_infrastructure", None)
+
+
 def child_errors(process: Any) -> list[tuple[BaseException, str]]:
     """The exceptions (and formatted tracebacks) the Lava processes of ``process``'s runtime raised."""
-    runtime = getattr(process, "runtime", None)
-    infra = getattr(runtime, "_messaging_infrastructure", None)
     found = []
-    for actor in list(getattr(infra, "actors", None) or []):
+    for actor in list(getattr(_infrastructure(process), "actors", None) or []):
         with contextlib.suppress(Exception):
             error = actor.exception  # Lava's SystemProcess: (exception, traceback text) or None
             if error:
@@ -145,7 +148,7 @@ def abort_runtime(process: Any, before: set[int], timeout: float = STOP_TIMEOUT)
         Seconds each group of children gets to exit before it is killed.
     """
     runtime = getattr(process, "runtime", None)
-    infra = getattr(runtime, "_messaging_infrastructure", None)
+    infra = _infrastructure(process)
     _stop_children(list(getattr(infra, "actors", None) or []), timeout)
     smm = getattr(infra, "smm", None)
     if smm is not None:
