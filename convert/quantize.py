@@ -187,7 +187,8 @@ def _quantize_population(sg: SynapseGraph, name: str, fixed: FixedPoint, peaks: 
              if sg.is_graded(s.source) else 1.0 for s in incoming}
     eff = {s.name: np.asarray(s.weight, dtype=np.float64) * units[s.name] for s in incoming}
     for s in incoming:
-        if not sg.populations[s.source].spiking and not sg.is_graded(s.source):
+        source = sg.populations[s.source]
+        if not (source.spiking or sg.is_graded(s.source) or sg.kinds.population(source.kind).always_on):
             raise QuantizeError(f"synapse {s.name}: its source is a non-spiking population; Lava neurons "
                                 f"send spikes only")
     state_peak = max(peaks[name]["a_in"], peaks[name]["v"])

@@ -103,6 +103,8 @@ def output_bound(graph: SynapseGraph, name: str, memo: dict[str, float] | None =
     pop = graph.populations[name]
     if name in graph.fixed.inputs:
         bound: float | None = float(1 << (graph.fixed.inputs[name].bits - 1))
+    elif graph.kinds.population(pop.kind).always_on:
+        bound = 1.0
     elif graph.is_graded(name):
         memo[name] = float(1 << (loihi.GRADED_MESSAGE_BITS - 1))  # a cycle through relays: the payload limit
         terms = [synapse_bound(graph, syn, memo) for syn in graph.incoming(name)]
@@ -346,7 +348,10 @@ class _RunState:
         self.step_events: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.peaks = {name: {"a_in": 0.0, "v": 0.0} for name in g.populations}
         self.constant = {name for name, x in xs.items() if bool((x == x[:1]).all())}
-        self.zeros: dict[str, torch.Tensor] = {}
+        self.constant |= {name for name, kind in emulator._kinds.items() if kind.always_on}
+        self.batch = batch
+        self.filled: dict[str, torch.Tensor] = {}
+        """Source values that are the same at every step they are read: zeros after the input, ones of a constant."""
         self.cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def aligned(self, name: str, tau: int) -> int:
@@ -356,8 +361,11 @@ class _RunState:
     def _input(self, name: str, tau: int) -> torch.Tensor:
         """The input at step ``tau``: one tensor object for every step of a constant input (direct
         encoding), so that the synapses out of it are computed once (:meth:`_contribution`)."""
+        if self.em._kinds[name].always_on:  # one spike per neuron every step
+            shape = (self.batch, *self.em.graph.populations[name].shape)
+            return self.filled.setdefault(name, torch.ones(shape, dtype=self.em.spike_dtype, device=self.em.device))
         if tau >= self.steps:
-            x = self.zeros.setdefault(name, torch.zeros_like(self.xs[name][0]))
+            x = self.filled.setdefault(name, torch.zeros_like(self.xs[name][0]))
         else:
             x = self.xs[name][0] if name in self.constant else self.xs[name][tau]
         self.peaks[name]["v"] = max(self.peaks[name]["v"], float(x.abs().max()))

@@ -33,15 +33,19 @@ Nested graphs
     a node inside it with a dotted name, such as ``"sub.input"`` or ``"sub.output"``.
     ``records["sub"]`` repeats the output of the subgraph's Output node when it has
     exactly one.
-Time step and discretisation
-    ``dt`` is the constructor's ``dt``, else ``graph.metadata["dt"]``, else
-    :data:`DEFAULT_DT` (snnTorch's export convention; :mod:`mksgn.core.timestep`). A nested
-    graph's own ``"dt"``, if any, must agree with it unless the constructor's ``dt`` is
-    given, which overrides all. ``metadata["discretisation"]`` (default ``"forward-euler"``)
-    must be one of :data:`DISCRETISATIONS`, in every graph.
+Time step, discretisation and neuron semantics
+    ``dt`` is the constructor's ``dt``, else its ``semantics.dt``, else ``graph.metadata["dt"]``,
+    else :data:`DEFAULT_DT` (snnTorch's export convention; :mod:`mksgn.core.timestep`), with a
+    warning. A nested graph's own ``"dt"``, if any, must agree with it unless ``dt`` or
+    ``semantics`` is given, which overrides all. ``metadata["discretisation"]`` (default
+    ``"forward-euler"``) must be one of :data:`DISCRETISATIONS`, in every graph. How neurons
+    reset and spike, and what a back edge delivers at ``t = 0``, is the :class:`Semantics`
+    record's (:mod:`mksgn.core.semantics`; default the graph's, else NIR's reading): with
+    ``recurrent_initial = "bias"`` every back edge delivers at ``t = 0`` what its source computes
+    when every neuron and Delay outputs zeros (a recurrent layer's bias).
 Nodes
     What each node type computes in a step is its builder's (:mod:`mksgn.core.node_steps`):
-    neurons discretised by forward Euler, spiking strictly above threshold; Affine and
+    neurons discretised by forward Euler, reset and spiking as the semantics say; Affine and
     Linear on the last axis; convolutions, pooling, Flatten and Delay as torch and NIR define them.
 
 Validation happens in the constructor, before anything runs: unsupported node types,
@@ -71,6 +75,8 @@ import torch
 from mksgn.core import timestep
 from mksgn.core.fields import FieldError, declared_shape
 from mksgn.core.node_steps import DEFAULT_NODE_STEPS, STATEFUL_TYPES, BuildContext, NIRExecutionError, NodeBuilder, NodeProgram
+from mksgn.core.semantics import Semantics, SemanticsError
+from mksgn.core.semantics import resolve as resolve_semantics
 from mksgn.core.timestep import DEFAULT_DT, DISCRETISATIONS
 
 __all__ = [
@@ -191,9 +197,14 @@ class NIRExecutor:
     device
         Torch device of parameters, state and results.
     dt
-        Time step; overrides ``graph.metadata["dt"]`` (default :data:`DEFAULT_DT`).
+        Time step; overrides ``semantics.dt`` and ``graph.metadata["dt"]`` (default :data:`DEFAULT_DT`,
+        with a :class:`~mksgn.core.semantics.SemanticsWarning`).
     node_steps
         Extra or replacement builders, keyed by node class (see :data:`DEFAULT_NODE_STEPS`).
+    semantics
+        How the neurons step beyond what NIR states (:mod:`mksgn.core.semantics`: reset, threshold
+        test, multi-spike, floor, back edges at ``t = 0``, current order); default what the graph's
+        metadata states, else NIR's.
 
     Attributes
     ----------
@@ -218,7 +229,8 @@ class NIRExecutor:
     """
 
     def __init__(self, graph: nir.NIRGraph, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
-                 dt: float | None = None, node_steps: Mapping[type, NodeBuilder] | None = None) -> None:
+                 dt: float | None = None, node_steps: Mapping[type, NodeBuilder] | None = None,
+                 semantics: Semantics | None = None) -> None:
         if not isinstance(graph, nir.NIRGraph):
             raise NIRExecutionError(f"expected a nir.NIRGraph, got {_type_name(graph)}")
         if dtype not in (torch.float32, torch.float64):
@@ -227,12 +239,18 @@ class NIRExecutor:
         self.dtype = dtype
         self.device = torch.device(device)
         self.registry: dict[type, NodeBuilder] = {**DEFAULT_NODE_STEPS, **(node_steps or {})}
+        self._dt_given = dt is not None or semantics is not None
         try:
-            self.discretisation = timestep.discretisation(graph, "graph")
-            self.dt: float = timestep.graph_dt(graph, dt)
-        except FieldError as exc:
+            timestep.discretisation(graph, "graph")
+            if semantics is None:
+                semantics = resolve_semantics(getattr(graph, "metadata", None), dt=dt)
+            elif dt is not None and dt != semantics.dt:
+                semantics = dataclasses.replace(semantics, dt=float(dt))
+        except (FieldError, SemanticsError) as exc:
             raise NIRExecutionError(str(exc)) from exc
-        self._dt_given = dt is not None
+        self.semantics: Semantics = semantics
+        self.dt: float = float(semantics.dt)
+        self.discretisation: str = semantics.discretisation
 
         self._flat = _FlatGraph()
         self._flatten(graph, "")
@@ -354,6 +372,8 @@ class NIRExecutor:
     def _check_cycles_have_state(self) -> None:
         """Refuse a cycle of stateless nodes (an algebraic loop): it needs a neuron or a Delay."""
         back = set(self.back_edges)
+        self.cyclic: set[str] = set()
+        """Nodes on a cycle (a neuron there is ``recurrent`` for the semantics' ``by_type``)."""
         forward: dict[str, list[str]] = {name: [] for name in self._flat.nodes}
         for src, dst in self._flat.edges:
             if (src, dst) not in back:
@@ -369,6 +389,7 @@ class NIRExecutor:
             if src not in reach:
                 continue
             cycle = [n for n in self.order if n in reach and self._reaches(n, src, forward)]
+            self.cyclic.update(cycle)
             if not any(isinstance(self._flat.nodes[n], STATEFUL_TYPES) for n in cycle):
                 raise NIRExecutionError(f"a cycle through {cycle} has no neuron and no Delay (an algebraic loop); "
                                         f"put a neuron or a Delay on it", src, _type_name(self._flat.nodes[src]))
@@ -406,7 +427,8 @@ class NIRExecutor:
                             f"{shape} and {self._describe(other)} delivers {out_shapes[other]}", name, _type_name(node))
                 origin = " + ".join(self._describe(s) for s in sources)
             ctx = BuildContext(name=name, node_type=_type_name(node), input_shape=tuple(shape), sources=origin,
-                               dt=self.dt, dtype=self.dtype, device=self.device)
+                               dt=self.dt, dtype=self.dtype, device=self.device, semantics=self.semantics,
+                               recurrent=name in self.cyclic)
             try:
                 program = self._builder(name, node)(node, ctx)
             except FieldError as exc:
@@ -461,6 +483,27 @@ class NIRExecutor:
         assert steps_batch is not None
         return checked, steps_batch[0], steps_batch[1]
 
+    def _initial_back_values(self, back_sources: list[str], batch: int) -> dict[str, torch.Tensor]:
+        """What the back edges deliver at ``t = 0``: zeros, or (``recurrent_initial = "bias"``) what their
+        sources compute when every Input, neuron and Delay outputs zeros."""
+        zeros = {name: torch.zeros((batch, *self.output_shapes[name]), dtype=self.dtype, device=self.device)
+                 for name in self.order}
+        if self.semantics.recurrent_initial == "zero" or not back_sources:
+            return {src: zeros[src] for src in back_sources}
+        value: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for name in self.order:
+                node = self._flat.nodes[name]
+                if name in self.inputs or isinstance(node, STATEFUL_TYPES):
+                    value[name] = zeros[name]
+                    continue
+                x = zeros[name] if name not in self.input_shapes else torch.zeros(
+                    (batch, *self.input_shapes[name]), dtype=self.dtype, device=self.device)
+                for src in self._forward_sources[name]:
+                    x = x + value[src]
+                value[name] = self.programs[name].step(self.programs[name].initial_state(batch), x)[0]
+        return {src: value[src] for src in back_sources}
+
     def run(self, inputs: Mapping[str, torch.Tensor] | torch.Tensor,
             record: bool | Collection[str] = True) -> ExecutionResult:
         """Run the graph from zero state.
@@ -498,8 +541,7 @@ class NIRExecutor:
         traces: dict[str, list[torch.Tensor]] = {name: [] for name in kept}
         membranes: dict[str, list[torch.Tensor]] = {}
         back_sources = sorted({src for src, _ in self.back_edges})
-        previous = {src: torch.zeros((batch, *self.output_shapes[src]), dtype=self.dtype, device=self.device)
-                    for src in back_sources}
+        previous = self._initial_back_values(back_sources, batch)
         with torch.no_grad():
             for t in range(steps):
                 current: dict[str, torch.Tensor] = {}

@@ -5,8 +5,9 @@ populations, Inputs ``input`` sources) is a population; every chain of linear no
 two populations becomes one synapse, of the first synapse kind whose ``match`` accepts it
 (built in: ``elementwise``, ``conv``, ``mix``, then ``dense`` as the fallback); the chains
 between the same two populations with the same geometry are summed. A chain's bias goes
-into its target's bias, its target's input gain into its weights, its Delay nodes into its
-``delay``. Linear nodes feeding an Output directly become a memoryless, non-spiking read-out
+into its target's bias where that computes the same (else a ``constant`` source carries it:
+into a synaptic current, after a Delay, or on a cycle's back edge), its target's input gain
+into its weights, its Delay nodes into its ``delay``. Linear nodes feeding an Output directly become a memoryless, non-spiking read-out
 population ``<output>.readout``. The graph is validated by the reference executor first.
 """
 
@@ -22,6 +23,8 @@ import torch
 from mksgn.core.executor import NIRExecutionError, NIRExecutor
 from mksgn.core.kinds import Kinds, default_kinds
 from mksgn.core.kinds.base import ChainView
+from mksgn.core.kinds.constant import SUFFIX as CONSTANT_SUFFIX
+from mksgn.core.semantics import Semantics
 from mksgn.core.synapse_graph import FusionError, Population, Synapse, SynapseGraph
 
 LINEAR_TYPES = (nir.Affine, nir.Linear, nir.Scale, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d,
@@ -38,12 +41,15 @@ class _Chain:
 
 
 class _Fuser:
-    def __init__(self, graph: nir.NIRGraph, kinds: Kinds) -> None:
+    def __init__(self, graph: nir.NIRGraph, kinds: Kinds, semantics: Semantics | None) -> None:
         try:
-            self.ex = NIRExecutor(graph, dtype=torch.float64, node_steps=kinds.node_steps())
+            self.ex = NIRExecutor(graph, dtype=torch.float64, node_steps=kinds.node_steps(), semantics=semantics)
         except NIRExecutionError as exc:
             raise FusionError(f"invalid graph: {exc}") from exc
         self.kinds = kinds
+        self.semantics = self.ex.semantics
+        self.claimed: set[tuple[tuple[str, ...], str]] = set()
+        """Paths (nodes, target) whose biases a chain has already counted (:meth:`chain_biases`)."""
         self.nodes = self.ex._flat.nodes
         self.back = set(self.ex.back_edges)
         self.sources: dict[str, list[str]] = {n: [] for n in self.ex.order}
@@ -51,13 +57,13 @@ class _Fuser:
             self.sources[dst].append(src)
         for name in self.ex.order:
             node = self.nodes[name]
-            if kinds.for_node(node, self.ex.dt) is None and not isinstance(node, (*LINEAR_TYPES, nir.Input, nir.Output)):
+            if kinds.for_node(node, self.semantics) is None and not isinstance(node, (*LINEAR_TYPES, nir.Input, nir.Output)):
                 raise FusionError(f"node {name!r}: type {type(node).__name__} cannot be deployed")
 
     def neuron_kind(self, name: str):
         """The population kind of a non-Input node, or None for a linear or pass-through node."""
         node = self.nodes[name]
-        return None if isinstance(node, nir.Input) else self.kinds.for_node(node, self.ex.dt)
+        return None if isinstance(node, nir.Input) else self.kinds.for_node(node, self.semantics)
 
     def is_population(self, name: str) -> bool:
         return self.neuron_kind(name) is not None or name in self.ex.inputs or (
@@ -86,11 +92,32 @@ class _Fuser:
         step = self.ex.programs[name].step
         return lambda x: step({}, x)[0]
 
-    def chain_bias(self, ops: list[str], src_shape: tuple[int, ...]) -> np.ndarray:
-        y = torch.zeros((1, *src_shape), dtype=torch.float64)
-        for o in ops:
-            y = self.program(o)(y)
-        return y[0].numpy()
+    def chain_biases(self, chain: _Chain, target: str) -> dict[tuple[int, bool], np.ndarray]:
+        """The constant part of a chain's output, by the Delay steps that follow it and whether a back
+        edge follows it (then it misses ``t = 0`` where back edges start at zero).
+
+        Each node adds its output on zeros; Delay nodes hold back what entered before them (zeros
+        until then). A node's bias reaches ``target`` once per path: chains that share the path
+        from a node on (several populations feeding one Affine) count its bias once.
+        """
+        hops = [chain.source, *chain.nodes, target]
+        parts: dict[tuple[int, bool], torch.Tensor] = {}
+        for i, name in enumerate(chain.nodes):
+            node = self.nodes[name]
+            if isinstance(node, nir.Delay):
+                steps = self.delay_steps(name)
+                parts = {(d + steps, crossed): y for (d, crossed), y in parts.items()}
+            elif not isinstance(node, (nir.Input, nir.Output)):
+                f = self.program(name)
+                zero = f(torch.zeros((1, *self.ex.input_shapes[name]), dtype=torch.float64))
+                parts = {key: f(y) - zero for key, y in parts.items()}
+                suffix = (tuple(chain.nodes[i:]), target)
+                if suffix not in self.claimed and bool(torch.any(zero != 0)):
+                    self.claimed.add(suffix)
+                    parts[(0, False)] = parts[(0, False)] + zero if (0, False) in parts else zero
+            if (name, hops[i + 2]) in self.back:
+                parts = {(d, True): y for (d, _), y in parts.items()}
+        return {key: y[0].numpy() for key, y in parts.items()}
 
     def delay_steps(self, name: str) -> int:
         steps = np.round(np.asarray(self.nodes[name].delay, dtype=np.float64) / self.ex.dt).astype(int)
@@ -109,7 +136,8 @@ def _populations(fuser: _Fuser) -> tuple[dict[str, Population], dict[str, np.nda
         if name in ex.inputs:
             pops[name] = Population(name, ex.output_shapes[name], kind="input", nir_type="Input")
         elif kind is not None:
-            pops[name], gains[name] = kind.from_nir(name, fuser.nodes[name], ex.input_shapes[name], ex.dt)
+            pops[name], gains[name] = kind.from_nir(name, fuser.nodes[name], ex.input_shapes[name], fuser.semantics,
+                                                    name in ex.cyclic)
             pops[name].kind = kind.name
     outputs: dict[str, str] = {}
     for out in ex.outputs:
@@ -139,23 +167,18 @@ def _fold_gain(fuser: _Fuser, kind: str, weight: np.ndarray, gain: np.ndarray, s
 
 
 def _synapse(fuser: _Fuser, chain: _Chain, pop: Population, gain: np.ndarray, source_shape: tuple[int, ...]
-             ) -> Synapse:
-    """The synapse of one chain into ``pop`` (its bias added to the population's)."""
+             ) -> tuple[Synapse, dict[tuple[int, bool], np.ndarray]]:
+    """The synapse of one chain into ``pop`` and the chain's non-zero biases times ``pop``'s input gain,
+    by the Delay steps and the back edge that follow them (:meth:`_Fuser.chain_biases`)."""
     delays = [o for o in chain.nodes if isinstance(fuser.nodes[o], nir.Delay)]
     ops = [o for o in chain.nodes if o not in delays and not isinstance(fuser.nodes[o], (nir.Input, nir.Output))]
     where = f"chain {chain.source!r} -> {pop.name!r}"
     if any(fuser.ex.input_shapes.get(o) is None for o in ops):
         raise FusionError(f"{where}: unknown shapes")
-    bias = fuser.chain_bias(ops, source_shape) if ops else np.zeros(pop.shape)
-    if bias.shape != pop.shape:
-        raise FusionError(f"{where}: delivers shape {bias.shape}, population has {pop.shape}")
-    if np.any(bias != 0) and np.any(np.asarray(pop.du) != 1):
-        carriers = [o for o in ops if np.any(np.asarray(getattr(fuser.nodes[o], "bias", 0)) != 0)]
-        raise FusionError(f"{where}: the bias of {', '.join(map(repr, carriers)) or 'the chain'} enters the "
-                          f"synaptic current of {pop.name!r} ({pop.nir_type}: NIR adds it to I, whose decay "
-                          f"shapes it over time); a population's bias is its membrane's, so folding it there "
-                          f"would change the result: refused (not supported yet)")
-    pop.bias = pop.bias + gain * bias
+    biases = fuser.chain_biases(chain, pop.name[: -len(READOUT_SUFFIX)] if pop.nir_type == "Output" else pop.name)
+    for bias in biases.values():
+        if bias.shape != pop.shape:
+            raise FusionError(f"{where}: delivers shape {bias.shape}, population has {pop.shape}")
     view = ChainView(tuple(ops), fuser.nodes, fuser.ex.input_shapes, source_shape, pop.shape, fuser.program, where)
     for kind in fuser.kinds.synapses.values():
         spec = kind.match(view)
@@ -164,12 +187,65 @@ def _synapse(fuser: _Fuser, chain: _Chain, pop: Population, gain: np.ndarray, so
     else:
         raise FusionError(f"{where}: no synapse kind matches the chain {ops}")
     spec["weight"] = _fold_gain(fuser, kind.name, spec["weight"], gain, pop.shape)
-    return Synapse(name=f"{chain.source}->{pop.name}", source=chain.source, target=pop.name, kind=kind.name,
-                   delay=sum(fuser.delay_steps(d) for d in delays), recurrent=chain.recurrent,
-                   nodes=tuple(chain.nodes), **spec)
+    syn = Synapse(name=f"{chain.source}->{pop.name}", source=chain.source, target=pop.name, kind=kind.name,
+                  delay=sum(fuser.delay_steps(d) for d in delays), recurrent=chain.recurrent,
+                  nodes=tuple(chain.nodes), **spec)
+    return syn, {d: gain * b for d, b in biases.items() if np.any(b != 0)}
 
 
-def fuse(graph: nir.NIRGraph, kinds: Kinds | None = None) -> SynapseGraph:
+def _place_biases(pop: Population, biases: dict[tuple[int, bool], np.ndarray], constants: dict[str, Population],
+                  recurrent_initial: str) -> list[Synapse]:
+    """Add a chain's biases (by the Delay steps and back edge after them, times the input gain) to
+    ``pop``'s bias where that is the same, else return ``elementwise`` synapses from ``pop``'s
+    ``constant`` source (:mod:`mksgn.core.kinds.constant`, made on first use) that carry them: a
+    bias entering a synaptic current (``du != 1``, whose decay shapes it), one held back by a Delay
+    (zeros until it arrives), or one before a back edge that starts at zero (``recurrent_initial``)."""
+    carried = []
+    for (delay, crossed), bias in biases.items():
+        recurrent = crossed and recurrent_initial == "zero"
+        if delay == 0 and not recurrent and np.all(np.asarray(pop.du) == 1):
+            pop.bias = pop.bias + bias
+            continue
+        name = f"{pop.name}{CONSTANT_SUFFIX}"
+        constants.setdefault(name, Population(name, pop.shape, kind="constant", nir_type="bias"))
+        carried.append(Synapse(name=f"{name}->{pop.name}", source=name, target=pop.name, kind="elementwise",
+                               weight=np.broadcast_to(bias, pop.shape).copy(), delay=delay, recurrent=recurrent))
+    return carried
+
+
+def _grouped(synapses: list[Synapse]) -> list[Synapse]:
+    """Synapses with the same geometry summed into one, then named uniquely (``name#k``)."""
+    grouped: dict[tuple, Synapse] = {}
+    for syn in synapses:
+        key = syn.geometry()
+        if key in grouped:
+            grouped[key].weight = grouped[key].weight + syn.weight
+            grouped[key].nodes += syn.nodes
+        else:
+            grouped[key] = syn
+    named: dict[str, int] = {}
+    for syn in grouped.values():
+        k = named.get(syn.name, 0)
+        named[syn.name] = k + 1
+        if k:
+            syn.name = f"{syn.name}#{k}"
+    return list(grouped.values())
+
+
+def _incoming(fuser: _Fuser, pop: Population, gain: np.ndarray, pops: dict[str, Population],
+              constants: dict[str, Population]) -> list[Synapse]:
+    """Every synapse into ``pop``: its chains' and its bias carriers'."""
+    target = pop.name[: -len(READOUT_SUFFIX)] if pop.nir_type == "Output" else pop.name
+    synapses: list[Synapse] = []
+    carriers: list[Synapse] = []
+    for chain in fuser.chains_into(target):
+        syn, biases = _synapse(fuser, chain, pop, gain, pops[chain.source].shape)
+        synapses.append(syn)
+        carriers += _place_biases(pop, biases, constants, fuser.semantics.recurrent_initial)
+    return _grouped(synapses) + _grouped(carriers)
+
+
+def fuse(graph: nir.NIRGraph, kinds: Kinds | None = None, semantics: Semantics | None = None) -> SynapseGraph:
     """Fuse a NIR graph into populations and synapses (see the module docstring).
 
     Parameters
@@ -179,6 +255,9 @@ def fuse(graph: nir.NIRGraph, kinds: Kinds | None = None) -> SynapseGraph:
     kinds
         The synapse and population kinds (default :func:`~mksgn.core.kinds.default_kinds`); the
         returned graph carries them.
+    semantics
+        The neuron semantics (:mod:`mksgn.core.semantics`; default what the graph's metadata
+        states, else NIR's); each spiking population carries its type's rule.
 
     Raises
     ------
@@ -187,28 +266,17 @@ def fuse(graph: nir.NIRGraph, kinds: Kinds | None = None) -> SynapseGraph:
         reset, a chain too large to be a dense synapse, or a cycle without a neuron.
     """
     kinds = kinds or default_kinds()
-    fuser = _Fuser(graph, kinds)
+    fuser = _Fuser(graph, kinds, semantics)
     pops, gains, outputs = _populations(fuser)
     synapses: list[Synapse] = []
+    constants: dict[str, Population] = {}
     for pop_name, pop in pops.items():
-        if fuser.kinds.population(pop.kind).source:
-            continue
-        target = pop_name[: -len(READOUT_SUFFIX)] if pop_name.endswith(READOUT_SUFFIX) else pop_name
-        grouped: dict[tuple, Synapse] = {}
-        for chain in fuser.chains_into(target):
-            syn = _synapse(fuser, chain, pop, gains[pop_name], pops[chain.source].shape)
-            key = syn.geometry()
-            if key in grouped:
-                grouped[key].weight = grouped[key].weight + syn.weight
-                grouped[key].nodes += syn.nodes
-            else:
-                grouped[key] = syn
-        named: dict[str, int] = {}
-        for syn in grouped.values():
-            k = named.get(syn.name, 0)
-            named[syn.name] = k + 1
-            if k:
-                syn.name = f"{syn.name}#{k}"
-            synapses.append(syn)
-    return SynapseGraph(pops, synapses, list(fuser.ex.inputs), outputs, fuser.ex.dt, dict(graph.metadata or {}),
-                        kinds=kinds)
+        if not fuser.kinds.population(pop.kind).source:
+            synapses += _incoming(fuser, pop, gains[pop_name], pops, constants)
+    clashes = sorted(set(constants) & set(pops))
+    if clashes:
+        raise FusionError(f"node {clashes[0]!r}: its name is taken for a bias source; rename it")
+    populations = {**{n: p for n, p in pops.items() if kinds.population(p.kind).source}, **constants,
+                   **{n: p for n, p in pops.items() if not kinds.population(p.kind).source}}
+    return SynapseGraph(populations, synapses, list(fuser.ex.inputs), outputs, fuser.ex.dt,
+                        dict(graph.metadata or {}), kinds=kinds, semantics=fuser.semantics)

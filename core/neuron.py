@@ -142,6 +142,71 @@ def lif_step(x: torch.Tensor, v: torch.Tensor, params: LeakyParams | LIFParams, 
 
 
 @dataclass(frozen=True)
+class SpikeRule:
+    """How a membrane becomes spikes and is reset (:mod:`mksgn.core.semantics` names the modes).
+
+    Attributes
+    ----------
+    threshold
+        The firing threshold ``theta`` (a number or a tensor broadcastable to the state).
+    reset
+        ``"to-v-reset"``, ``"zero"``, ``"subtract"`` or ``"subtract-next"``.
+    v_reset
+        The membrane after a spike for ``"to-v-reset"``.
+    test
+        ``">"`` or ``">="``.
+    multi
+        Several spikes per step: as many as whole thresholds the membrane holds.
+    v_min
+        A floor under the membrane after the reset (None: none).
+    """
+
+    threshold: Any
+    reset: str = "to-v-reset"
+    v_reset: Any = 0.0
+    test: str = ">"
+    multi: bool = False
+    v_min: Any = None
+
+    @property
+    def delayed(self) -> bool:
+        """Whether the reset acts on the next step's membrane (``"zero"``, ``"subtract-next"``)."""
+        return self.reset in ("zero", "subtract-next")
+
+
+def spike_count(v: torch.Tensor, rule: SpikeRule) -> torch.Tensor:
+    """Spikes of the membrane ``v``: 0 or 1 (``v > theta`` or ``v >= theta``), or with ``multi`` as many
+    as the thresholds ``v`` holds (``floor(v / theta)`` for ``>=``, ``ceil(v / theta) - 1`` for ``>``, at least 0)."""
+    if not rule.multi:
+        return (v >= rule.threshold if rule.test == ">=" else v > rule.threshold).to(v.dtype)
+    ratio = v / rule.threshold
+    count = torch.floor(ratio) if rule.test == ">=" else torch.ceil(ratio) - 1
+    return count.clamp_(min=0)
+
+
+def apply_pending_reset(v: torch.Tensor, fired: torch.Tensor, rule: SpikeRule) -> torch.Tensor:
+    """A delayed reset on this step's membrane ``v`` (``fired``: the previous step's spikes): ``"zero"``
+    makes it 0 where the neuron fired, ``"subtract-next"`` takes ``theta`` per spike from it."""
+    if rule.reset == "zero":
+        return torch.where(fired > 0, torch.zeros_like(v), v)
+    if rule.reset == "subtract-next":
+        return v - fired * rule.threshold
+    return v
+
+
+def reset_membrane(v: torch.Tensor, spikes: torch.Tensor, rule: SpikeRule) -> torch.Tensor:
+    """The membrane after this step's spikes: ``v_reset`` where fired (``"to-v-reset"``), ``v - theta s``
+    (``"subtract"``), or ``v`` (the delayed resets); then floored at ``v_min``."""
+    if rule.reset == "to-v-reset":
+        v = torch.where(spikes > 0, torch.as_tensor(rule.v_reset, dtype=v.dtype, device=v.device), v)
+    elif rule.reset == "subtract":
+        v = v - spikes * rule.threshold
+    if rule.v_min is not None:
+        v = torch.clamp(v, min=rule.v_min) if not torch.is_tensor(rule.v_min) else torch.maximum(v, rule.v_min)
+    return v
+
+
+@dataclass(frozen=True)
 class CurrentParams:
     """Coefficients of :func:`current_step`: decay ``a`` and input gain ``b`` (None: 1)."""
 

@@ -12,9 +12,10 @@ Every signal is ``(B, *shape)`` within a step, ``shape`` the per-sample shape NI
 Neurons (forward Euler, see :mod:`mksgn.core.timestep`)
     LIF and LI ``v <- a v + b I + c``; I and IF ``v <- v + r dt I``; CubaLI and CubaLIF
     first ``i <- a_syn i + b_syn I``, then the LIF update with ``i``. Spiking nodes (LIF, IF,
-    CubaLIF, Threshold) fire when ``v > v_threshold`` (strictly), and LIF, IF, CubaLIF then
-    set ``v = v_reset``. Their output is the spike (0 or 1 in the run's dtype); the recorded
-    membrane is ``v`` *before* the reset (for Threshold: its input). Neuron, Threshold and
+    CubaLIF) fire and reset as the graph's semantics say (:mod:`mksgn.core.semantics`; NIR's
+    reading: fire when ``v > v_threshold``, then ``v = v_reset``); Threshold fires when its input
+    is ``> threshold``. Their output is the spike count (0 or 1, or more with multi-spike, in the
+    run's dtype); the recorded membrane is ``v`` *before* the reset (for Threshold: its input). Neuron, Threshold and
     Delay parameters are elementwise: each must broadcast to the input shape without
     changing it (a scalar parameter applies to every element).
 Affine and Linear
@@ -58,7 +59,10 @@ import torch
 import torch.nn.functional as F
 
 from mksgn.core import fields, timestep
-from mksgn.core.neuron import CurrentParams, LeakyParams, current_step, lif_fire, lif_membrane
+from mksgn.core.neuron import (
+    CurrentParams, LeakyParams, SpikeRule, apply_pending_reset, current_step, lif_membrane, reset_membrane, spike_count,
+)
+from mksgn.core.semantics import NeuronRule, Semantics
 from mksgn.errors import MksgnError
 
 _DELAY_TOLERANCE = 1e-6  # how far (in steps) a delay may be from a whole number of steps
@@ -134,6 +138,10 @@ class BuildContext:
         Time step.
     dtype, device
         Where the parameters must live.
+    semantics
+        The graph's neuron semantics (:mod:`mksgn.core.semantics`).
+    recurrent
+        Whether the node lies on a cycle.
     """
 
     name: str
@@ -143,6 +151,13 @@ class BuildContext:
     dt: float
     dtype: torch.dtype
     device: torch.device
+    semantics: Semantics = Semantics()
+    recurrent: bool = False
+
+    @property
+    def rule(self) -> NeuronRule:
+        """How a neuron of this node's type resets and spikes (:meth:`~mksgn.core.semantics.Semantics.for_type`)."""
+        return self.semantics.for_type(self.node_type, self.recurrent)
 
     def error(self, message: str) -> NIRExecutionError:
         """An error naming this node."""
@@ -214,10 +229,11 @@ def _window_output(ctx: BuildContext, size: tuple[int, ...], kernel: tuple[int, 
 
 
 def _leaky(ctx: BuildContext, node: Any, tau_field: str = "tau", threshold: bool = True) -> LeakyParams:
-    """The forward-Euler LIF coefficients of ``node`` (:func:`mksgn.core.timestep.leaky_coefficients`), cast."""
+    """The LIF coefficients of ``node`` (:func:`mksgn.core.timestep.leaky_coefficients`), cast."""
     a, b, c = timestep.leaky_coefficients(ctx.param(node, tau_field, elementwise=True, positive=True),
                                           ctx.param(node, "r", elementwise=True),
-                                          ctx.param(node, "v_leak", elementwise=True), ctx.dt)
+                                          ctx.param(node, "v_leak", elementwise=True), ctx.dt,
+                                          ctx.semantics.discretisation)
     return LeakyParams(ctx.tensor(a, "a = 1 - dt/tau"), ctx.tensor(b, "b = r*dt/tau"),
                        ctx.tensor(c, "c = v_leak*dt/tau"), *(_firing(ctx, node) if threshold else ()))
 
@@ -228,25 +244,38 @@ def _firing(ctx: BuildContext, node: Any) -> tuple[torch.Tensor, torch.Tensor]:
             ctx.tensor(ctx.param(node, "v_reset", elementwise=True), "v_reset"))
 
 
-def _strict(x: torch.Tensor) -> torch.Tensor:
-    """``x > 0`` (the spike decision of every NIR node), as a boolean mask."""
-    return x > 0
-
-
 def _neuron_program(ctx: BuildContext, params: LeakyParams, current: CurrentParams | None = None) -> NodeProgram:
-    """A neuron node: :func:`~mksgn.core.neuron.lif_membrane` and :func:`~mksgn.core.neuron.lif_fire`,
-    after :func:`~mksgn.core.neuron.current_step` for a current-based one."""
+    """A neuron node: :func:`~mksgn.core.neuron.lif_membrane`, then spikes and reset as the semantics
+    say (:class:`~mksgn.core.neuron.SpikeRule`), after :func:`~mksgn.core.neuron.current_step` for a
+    current-based one."""
+    rule = ctx.rule
     spiking = params.threshold is not None
+    spike = SpikeRule(params.threshold, rule.reset, params.reset, rule.threshold, rule.spikes == "multi",
+                      rule.v_min) if spiking else None
+    delayed = spike is not None and spike.delayed
 
     def step(state: State, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if current is not None:
             x = state["i"] = current_step(x, state["i"], current)
         v = lif_membrane(x, state["v"], params)
-        spikes, state["v"] = lif_fire(v, params, _strict)
-        return (spikes.to(ctx.dtype), v) if spiking else (v, None)
+        if spike is None:
+            state["v"] = v
+            return v, None
+        if delayed:
+            v = apply_pending_reset(v, state["fired"], spike)
+        spikes = spike_count(v, spike)
+        state["v"] = reset_membrane(v, spikes, spike)
+        if delayed:
+            state["fired"] = spikes
+        return spikes.to(ctx.dtype), v
 
     def initial_state(batch: int) -> State:
-        return {"v": ctx.zeros(batch)} if current is None else {"i": ctx.zeros(batch), "v": ctx.zeros(batch)}
+        state = {"v": ctx.zeros(batch)}
+        if current is not None:
+            state["i"] = ctx.zeros(batch)
+        if delayed:
+            state["fired"] = ctx.zeros(batch)
+        return state
 
     return NodeProgram(ctx.input_shape, step, initial_state)
 
@@ -451,7 +480,8 @@ def _build_lif(node: nir.LIF, ctx: BuildContext) -> NodeProgram:
 
 def _current(node: Any, ctx: BuildContext) -> CurrentParams:
     a_syn, b_syn = timestep.synaptic_coefficients(ctx.param(node, "tau_syn", elementwise=True, positive=True),
-                                                  ctx.param(node, "w_in", elementwise=True), ctx.dt)
+                                                  ctx.param(node, "w_in", elementwise=True), ctx.dt,
+                                                  ctx.semantics.discretisation, ctx.rule.current_input == "jump")
     return CurrentParams(ctx.tensor(a_syn, "1 - dt/tau_syn"), ctx.tensor(b_syn, "dt/tau_syn*w_in"))
 
 

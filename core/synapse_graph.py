@@ -13,9 +13,12 @@ Populations (``kind``: a population kind of :mod:`mksgn.core.kinds`)
 
     Every NIR neuron node (LIF, IF, LI, I, CubaLIF, CubaLI, Threshold) becomes one; its input
     gain (``r dt / tau``, ``w_in dt / tau_syn``...) is folded into the weights of its synapses,
-    ``v_leak`` and the synapses' biases into ``bias``. A non-spiking one (LI, I, CubaLI, or
-    linear nodes feeding an Output directly: a memoryless readout) has no threshold and
-    outputs ``v``. ``input``: a graph Input, a source of graded values.
+    ``v_leak`` and the synapses' biases into ``bias`` (a bias into a synaptic current: a
+    ``constant`` source's synapse). A non-spiking one (LI, I, CubaLI, or linear nodes feeding
+    an Output directly: a memoryless readout) has no threshold and
+    outputs ``v``. ``input``: a graph Input, a source of graded values. ``constant``: a source of
+    one spike per neuron every step, which carries a bias into a synaptic current (CubaLIF,
+    CubaLI: :mod:`mksgn.core.kinds.constant`).
 Synapses (``kind``: a synapse kind of :mod:`mksgn.core.kinds`)
     ``elementwise``: a weight per neuron (an edge, possibly scaled) - ``y = w x``;
     ``conv``: one Conv1d/Conv2d with per-channel scales folded in - torch's ``conv`` on
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mksgn.core.semantics import NeuronRule, Semantics
 from mksgn.errors import MksgnError
 
 if TYPE_CHECKING:
@@ -69,6 +73,9 @@ class Population:
     bias: np.ndarray = field(default_factory=lambda: np.zeros(()))
     threshold: np.ndarray | None = None
     nir_type: str = ""
+    rule: NeuronRule = field(default_factory=NeuronRule)
+    """How a spiking population fires and resets (:mod:`mksgn.core.semantics`; default NIR's and Lava's:
+    ``v > threshold``, one spike, reset to 0)."""
 
     @property
     def size(self) -> int:
@@ -117,9 +124,11 @@ class SynapseGraph:
     """The fixed-point records of a quantised graph (:func:`mksgn.convert.quantize.quantize`)."""
     kinds: Kinds = field(default_factory=_default_kinds)
     """The synapse and population kinds its ``kind`` fields name (:mod:`mksgn.core.kinds`)."""
+    semantics: Semantics = field(default_factory=Semantics)
+    """The neuron semantics it was fused under (``dt`` equals :attr:`dt`)."""
 
     def is_source(self, name: str) -> bool:
-        """Whether population ``name`` is a graph input (its kind has no neurons)."""
+        """Whether population ``name`` is a source (its kind has no neurons): a graph input or a constant."""
         return self.kinds.population(self.populations[name].kind).source
 
     def is_graded(self, name: str) -> bool:
@@ -127,7 +136,7 @@ class SynapseGraph:
         return self.kinds.population(self.populations[name].kind).graded
 
     def neurons(self) -> list[str]:
-        """The populations that are not graph inputs, in evaluation order."""
+        """The populations that are not sources, in evaluation order."""
         return [name for name in self.populations if not self.is_source(name)]
 
     def incoming(self, target: str) -> list[Synapse]:
@@ -138,7 +147,7 @@ class SynapseGraph:
 
     def depth(self) -> dict[str, int]:
         """Synaptic layers from the inputs: ``depth(p) = max over forward synapses (depth(src) + 1)``."""
-        depth = dict.fromkeys(self.inputs, 0)
+        depth = {name: 0 for name in self.populations if self.is_source(name)}
         for name in self.populations:
             if name in depth:
                 continue

@@ -5,7 +5,7 @@ time step and a discretisation, which NIR does not store. mksgn reads both from 
 graph's metadata (``"dt"``, ``"discretisation"``) and writes them into every graph it
 exports; a graph without ``"dt"`` runs at :data:`DEFAULT_DT`, snnTorch's export convention.
 
-Forward Euler (the one discretisation implemented) gives, per step::
+Forward Euler gives, per step (``"exponential"`` replaces ``dt/tau`` by ``1 - exp(-dt/tau)``)::
 
     LIF, LI          v <- a v + b I + c,   a = 1 - dt/tau,   b = r dt/tau,   c = v_leak dt/tau
     I, IF            v <- v + r dt I
@@ -28,7 +28,7 @@ from mksgn.core.fields import FieldError, as_text
 DEFAULT_DT: float = 1e-4
 """Time step of a graph whose metadata gives none (snnTorch's NIR export convention)."""
 
-DISCRETISATIONS: tuple[str, ...] = ("forward-euler",)
+DISCRETISATIONS: tuple[str, ...] = ("forward-euler", "exponential")
 """The values of ``metadata["discretisation"]`` mksgn implements."""
 
 
@@ -49,7 +49,11 @@ def discretisation(graph: Any, label: str = "graph") -> str:
 
 def metadata_dt(graph: Any, label: str = "graph") -> float | None:
     """``metadata["dt"]`` as a float, or None when absent; raises :class:`FieldError` if not a positive number."""
-    value = _metadata(graph).get("dt")
+    return parse_dt(_metadata(graph).get("dt"), label)
+
+
+def parse_dt(value: Any, label: str = "graph") -> float | None:
+    """A stored ``dt`` value (a number or a one-element array) as a float; None stays None."""
     if value is None:
         return None
     try:
@@ -72,10 +76,20 @@ def graph_dt(graph: Any, dt: float | None = None) -> float:
     return DEFAULT_DT if stored is None else stored
 
 
-def leaky_coefficients(tau: np.ndarray, r: np.ndarray, v_leak: np.ndarray, dt: float
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Forward-Euler ``(a, b, c)`` of ``tau dv/dt = v_leak - v + r I`` (LIF, LI; CubaLIF's membrane)."""
-    return 1.0 - dt / tau, r * dt / tau, v_leak * dt / tau
+def decay_step(tau: np.ndarray, dt: float, discretisation: str = "forward-euler") -> np.ndarray:
+    """``1 - a``, the part of the state that leaks in one step: ``dt / tau`` (forward Euler) or
+    ``1 - exp(-dt / tau)`` (exponential, the exact solution for an input held over the step)."""
+    if discretisation == "exponential":
+        return -np.expm1(-dt / np.asarray(tau, dtype=np.float64))
+    return dt / np.asarray(tau, dtype=np.float64)
+
+
+def leaky_coefficients(tau: np.ndarray, r: np.ndarray, v_leak: np.ndarray, dt: float,
+                       discretisation: str = "forward-euler") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, b, c)`` of ``tau dv/dt = v_leak - v + r I`` (LIF, LI; CubaLIF's membrane): with
+    ``k = 1 - a`` (:func:`decay_step`), ``a = 1 - k``, ``b = r k``, ``c = v_leak k``."""
+    k = decay_step(tau, dt, discretisation)
+    return 1.0 - k, r * k, v_leak * k
 
 
 def integrator_gain(r: np.ndarray, dt: float) -> np.ndarray:
@@ -83,9 +97,12 @@ def integrator_gain(r: np.ndarray, dt: float) -> np.ndarray:
     return r * dt
 
 
-def synaptic_coefficients(tau_syn: np.ndarray, w_in: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Forward-Euler ``(a_syn, b_syn)`` of ``tau_syn di/dt = -i + w_in I`` (CubaLIF, CubaLI)."""
-    return 1.0 - dt / tau_syn, dt / tau_syn * w_in
+def synaptic_coefficients(tau_syn: np.ndarray, w_in: np.ndarray, dt: float, discretisation: str = "forward-euler",
+                          jump: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(a_syn, b_syn)`` of ``tau_syn di/dt = -i + w_in I`` (CubaLIF, CubaLI): ``a_syn = 1 - k``,
+    ``b_syn = w_in k`` (:func:`decay_step`), or ``b_syn = w_in`` where the input jumps into the current."""
+    k = decay_step(tau_syn, dt, discretisation)
+    return 1.0 - k, (np.asarray(w_in, dtype=np.float64) if jump else k * w_in)
 
 
 def tau_of_beta(beta: float, dt: float) -> float:

@@ -121,7 +121,7 @@ def test_lava_runs_the_toy_kinds_spike_for_spike(kinds, inputs):
 
 def test_registry_order_and_unknown_kinds(kinds):
     assert list(kinds.synapses) == ["elementwise", "conv", "jointmix", "sumpool", "mix", "dense"]
-    assert list(default_kinds().populations) == ["input", "neuron", "relay"]
+    assert list(default_kinds().populations) == ["input", "constant", "neuron", "relay"]
     with pytest.raises(UnknownKindError, match="unknown synapse kind 'nope'"):
         kinds.synapse("nope")
 

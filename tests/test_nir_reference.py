@@ -482,7 +482,7 @@ def test_structure_errors():
         NIRExecutor(two_outputs)
     with pytest.raises(NIRExecutionError, match="discretisation 'exact'.*forward-euler"):
         NIRExecutor(wrap(lin, [2], [2], metadata={"discretisation": "exact"}))
-    assert DISCRETISATIONS == ("forward-euler",)
+    assert DISCRETISATIONS == ("forward-euler", "exponential")
 
 
 def test_unsupported_node_type_is_named():

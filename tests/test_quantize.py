@@ -206,10 +206,11 @@ def test_unsupported_and_unfusable_graphs_are_named():
         fuse(nir.NIRGraph(nodes={"input": nir.Input(np.array([3]))}, edges=[], type_check=False))
 
 
-def test_a_bias_into_a_cubalif_current_is_refused_not_folded_into_its_membrane():
+def test_a_bias_into_a_cubalif_current_is_held_in_the_current_not_folded_into_its_membrane():
     """NIR adds an Affine bias before a CubaLIF to its synaptic current I (the reference executor
     does); a population's bias is its membrane's. Folding it there gave Lava and the emulator
-    another answer than the executor; it is refused by name until it can be held."""
+    another answer than the executor; a ``constant`` source now carries it into the current
+    (more cases: tests/test_current_bias.py)."""
     def graph(bias):
         return nir.NIRGraph(nodes={"input": nir.Input(np.array([3])), "fc": nir.Affine(weight=np.eye(3), bias=bias),
                                    "cuba": nir.CubaLIF(tau_syn=np.full(3, 4e-4), tau_mem=np.full(3, 2e-4),
@@ -220,14 +221,13 @@ def test_a_bias_into_a_cubalif_current_is_refused_not_folded_into_its_membrane()
                             type_check=False)
 
     x = torch.rand(6, 2, 3, dtype=torch.float64)
-    biased = graph(np.array([0.3, 0.0, -0.2]))
-    with pytest.raises(FusionError, match="bias of 'fc' enters the synaptic current of 'cuba' \\(CubaLIF"):
-        fuse(biased)
-    NIRExecutor(biased).run({"input": x})  # the reference still runs it exactly
-    sg = fuse(graph(np.zeros(3)))  # no bias: fused as before, equal to the executor
-    ref = NIRExecutor(graph(np.zeros(3))).run({"input": x})
-    np.testing.assert_array_equal(Emulator(sg).run({"input": x}).outputs["output"].numpy(),
-                                  ref.outputs["output"].numpy())
+    for bias in (np.array([0.3, 0.0, -0.2]), np.zeros(3)):
+        sg = fuse(graph(bias))
+        assert np.all(sg.populations["cuba"].bias == 0)
+        assert ("cuba:current-bias" in sg.populations) == bool(np.any(bias))
+        ref = NIRExecutor(graph(bias)).run({"input": x})
+        np.testing.assert_array_equal(Emulator(sg).run({"input": x}).outputs["output"].numpy(),
+                                      ref.outputs["output"].numpy())
 
 
 def test_per_neuron_thresholds_are_refused_by_the_quantizer():

@@ -41,7 +41,8 @@ class GradedRelay(PopulationKind):
     node_steps = {Relay: _relay_step}
     graded = True
 
-    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], dt: float) -> tuple[Population, np.ndarray]:
+    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], semantics: Any,
+                 recurrent: bool = False) -> tuple[Population, np.ndarray]:
         ones = np.ones(shape)
         return Population(name, shape, kind=self.name, du=ones, dv=ones, bias=np.zeros(shape), nir_type="Relay"), ones
 

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from mksgn.core.kinds.base import PopulationKind, SynapseKind
+from mksgn.core.kinds.constant import ConstantSource
 from mksgn.core.kinds.conv import Conv
 from mksgn.core.kinds.dense import Dense
 from mksgn.core.kinds.elementwise import Elementwise
@@ -23,6 +24,7 @@ from mksgn.core.kinds.neuron import Neuron
 from mksgn.core.kinds.pool import SumPool
 from mksgn.core.kinds.relay import GradedRelay
 from mksgn.core.kinds.source import Source
+from mksgn.core.semantics import Semantics
 from mksgn.errors import MksgnError
 
 
@@ -61,11 +63,11 @@ class Kinds:
         """A registry with ``kind`` added (its NIR types take precedence over earlier kinds')."""
         return Kinds(self.synapses, MappingProxyType({**self.populations, kind.name: kind}))
 
-    def for_node(self, node: Any, dt: float) -> PopulationKind | None:
-        """The population kind a NIR node becomes at time step ``dt`` (the last registered that
+    def for_node(self, node: Any, semantics: Semantics) -> PopulationKind | None:
+        """The population kind a NIR node becomes under ``semantics`` (the last registered that
         claims it: its type, then :meth:`~mksgn.core.kinds.base.PopulationKind.claims`), or None."""
         for kind in reversed(list(self.populations.values())):
-            if isinstance(node, kind.nir_types) and kind.claims(node, dt):
+            if isinstance(node, kind.nir_types) and kind.claims(node, semantics):
                 return kind
         return None
 
@@ -77,5 +79,5 @@ class Kinds:
 def default_kinds() -> Kinds:
     """The built-in kinds: one registration line each."""
     synapses = [Elementwise(), Conv(), JointMix(), SumPool(), Mix(), Dense()]  # tried in order; dense: the fallback
-    populations = [Source(), Neuron(), GradedRelay()]  # the last that claims a node takes it
+    populations = [Source(), ConstantSource(), Neuron(), GradedRelay()]  # the last that claims a node takes it
     return Kinds(MappingProxyType({k.name: k for k in synapses}), MappingProxyType({k.name: k for k in populations}))

@@ -29,6 +29,7 @@ from mksgn.core import loihi
 
 if TYPE_CHECKING:
     from mksgn.core.fixed_point import FixedPoint, QuantizedPopulation, QuantizedSynapse
+    from mksgn.core.semantics import Semantics
     from mksgn.core.synapse_graph import Population, Synapse
 
 WEIGHT_LIMIT_MIXED = (1 << loihi.WEIGHT_BITS) - 2
@@ -212,17 +213,24 @@ class PopulationKind:
     graded: ClassVar[bool] = False
     """Whether its output is a graded value (sent as a graded spike) rather than a binary spike."""
     source: ClassVar[bool] = False
-    """Whether it is a graph input (no neurons, no incoming synapses)."""
+    """Whether it is a source (no neurons, no incoming synapses): a graph input, or a constant."""
+    always_on: ClassVar[bool] = False
+    """Whether it is a source that sends one spike per neuron every step, whatever the inputs
+    (a current bias's carrier, :mod:`mksgn.core.kinds.constant`)."""
     state_bits: ClassVar[int] = loihi.STATE_BITS - loihi.ACTIVATION_SHIFT
     """Signed bits its state holds in units of its scale (a LIF's current wraps at 24 bits after
     ``a_in << 6``; a graded relay's payload is 24 bits): quantisation keeps headroom below it."""
 
-    def claims(self, node: Any, dt: float) -> bool:
-        """Whether this kind takes ``node`` (one of :attr:`nir_types`) at time step ``dt``."""
+    def claims(self, node: Any, semantics: Semantics) -> bool:
+        """Whether this kind takes ``node`` (one of :attr:`nir_types`) under ``semantics`` (its ``dt``,
+        discretisation...)."""
         return True
 
-    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], dt: float) -> tuple[Population, np.ndarray]:
-        """The population of a NIR node and its input gain (folded into incoming weights)."""
+    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], semantics: Semantics,
+                 recurrent: bool = False) -> tuple[Population, np.ndarray]:
+        """The population of a NIR node and its input gain (folded into incoming weights), under
+        ``semantics`` (``recurrent``: the node lies on a cycle, see
+        :meth:`~mksgn.core.semantics.Semantics.for_type`)."""
         raise NotImplementedError
 
     def output_unit(self, name: str, fixed: FixedPoint) -> float:

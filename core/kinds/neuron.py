@@ -26,18 +26,17 @@ import nir
 import numpy as np
 import torch
 
-from mksgn.core import loihi
+from mksgn.core import loihi, timestep
 from mksgn.core.fixed_point import QuantizedPopulation, QuantizeError
 from mksgn.core.kinds.base import PopulationKind
-from mksgn.core.neuron import CurrentParams, LeakyParams, current_step, lif_fire, lif_membrane
+from mksgn.core.neuron import (
+    CurrentParams, LeakyParams, SpikeRule, apply_pending_reset, current_step, lif_membrane, reset_membrane, spike_count,
+)
+from mksgn.core.semantics import Semantics
 from mksgn.core.synapse_graph import FusionError, Population
 
 FLOAT_NEVER = 1e300
 """Float threshold of a non-spiking population in Lava."""
-
-
-def _strict(x: torch.Tensor) -> torch.Tensor:
-    return x > 0
 
 
 def uniform(values: np.ndarray, what: str, pop: str) -> float:
@@ -70,30 +69,36 @@ class Neuron(PopulationKind):
 
     # ------------------------------------------------------------------ fusion
 
-    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], dt: float) -> tuple[Population, np.ndarray]:
+    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], semantics: Semantics,
+                 recurrent: bool = False) -> tuple[Population, np.ndarray]:
         kind = type(node).__name__
 
         def arr(field_name: str) -> np.ndarray:
             return np.broadcast_to(np.asarray(getattr(node, field_name), dtype=np.float64), shape).copy()
 
+        def leak(field_name: str) -> np.ndarray:  # 1 - a: dt/tau, or 1 - exp(-dt/tau)
+            return timestep.decay_step(arr(field_name), semantics.dt, semantics.discretisation)
+
         zeros, ones = np.zeros(shape), np.ones(shape)
         if isinstance(node, nir.Threshold):
             return Population(name, shape, du=ones, dv=ones, bias=zeros, threshold=arr("threshold"),
                               nir_type=kind), ones
+        rule = semantics.for_type(kind, recurrent)
         if isinstance(node, (nir.LIF, nir.LI)):
-            k = dt / arr("tau")
+            k = leak("tau")
             pop, gain = Population(name, shape, du=ones, dv=k, bias=arr("v_leak") * k, nir_type=kind), arr("r") * k
         elif isinstance(node, (nir.IF, nir.I)):
-            pop, gain = Population(name, shape, du=ones, dv=zeros, bias=zeros, nir_type=kind), arr("r") * dt
+            pop, gain = Population(name, shape, du=ones, dv=zeros, bias=zeros, nir_type=kind), arr("r") * semantics.dt
         else:  # CubaLIF, CubaLI
-            k_syn, k_mem = dt / arr("tau_syn"), dt / arr("tau_mem")
+            k_syn, k_mem = leak("tau_syn"), leak("tau_mem")
             pop = Population(name, shape, du=k_syn, dv=k_mem, bias=arr("v_leak") * k_mem, nir_type=kind)
-            gain = arr("w_in") * k_syn * arr("r") * k_mem
+            gain = arr("w_in") * (1.0 if rule.current_input == "jump" else k_syn) * arr("r") * k_mem
         if isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF)):
-            if np.any(arr("v_reset") != 0):
+            if rule.reset == "to-v-reset" and np.any(arr("v_reset") != 0):
                 raise FusionError(f"node {name!r} ({kind}): v_reset must be 0 (Lava resets to zero), "
                                   f"got {np.unique(arr('v_reset'))[:5]}")
             pop.threshold = arr("v_threshold")
+            pop.rule = rule
         return pop, gain
 
     # ------------------------------------------------------------------ emulator
@@ -117,11 +122,26 @@ class Neuron(PopulationKind):
         bias = params["bias"] if bias_on else params["bias"] * 0
         u = current_step(a_in, state["u"], CurrentParams(a=1 - params["du"]))
         v = lif_membrane(u, state["v"], LeakyParams(a=1 - params["dv"], c=bias))
+        if not pop.spiking:
+            state["u"], state["v"] = u, v
+            return v, max(float(v.abs().max()), float(u.abs().max())) if track else 0.0
+        rule = SpikeRule(params["vth"], pop.rule.reset, 0.0, pop.rule.threshold, pop.rule.spikes == "multi",
+                         pop.rule.v_min)
+        if rule.delayed:
+            v = apply_pending_reset(v, state["fired"], rule)
         peak = max(float(v.abs().max()), float(u.abs().max())) if track else 0.0
-        if pop.spiking:
-            s, v = lif_fire(v, LeakyParams(threshold=params["vth"]), _strict)
-        state["u"], state["v"] = u, v
-        return (s if pop.spiking else v), peak
+        s = spike_count(v, rule)
+        state["u"], state["v"] = u, reset_membrane(v, s, rule)
+        if rule.delayed:
+            state["fired"] = s
+        return s, peak
+
+    def initial_state(self, pop: Population, batch: int, dtype: torch.dtype, device: torch.device) -> dict:
+        """``u``, ``v`` and, where the reset acts on the next step, the last spikes ``fired``."""
+        state = super().initial_state(pop, batch, dtype, device)
+        if pop.spiking and pop.rule.reset in ("zero", "subtract-next"):
+            state["fired"] = torch.zeros_like(state["v"])
+        return state
 
     def step_fixed(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool
                    ) -> tuple[torch.Tensor, int]:
@@ -144,6 +164,7 @@ class Neuron(PopulationKind):
         """Integers at ``scale`` (``mode``: ``calibrated``, ``dyadic`` or ``grid``); returns them and the
         count of clipped biases. Calibrated mode moves the scale so that the threshold is whole."""
         name = pop.name
+        self.check_lava_rule(pop, QuantizeError)
         du_f, dv_f = uniform(pop.du, "du", name), uniform(pop.dv, "dv", name)
         if pop.spiking:
             thr = uniform(pop.threshold, "threshold", name)
@@ -171,6 +192,15 @@ class Neuron(PopulationKind):
         mant, bexp, clipped = quantize_bias(np.broadcast_to(pop.bias, pop.shape), scale)
         return QuantizedPopulation(scale, vth, du, dv, mant, bexp), clipped
 
+    @staticmethod
+    def check_lava_rule(pop: Population, error: type[Exception]) -> None:
+        """Refuse (``error``, naming the population) a spike rule a stock Lava LIF does not compute."""
+        if pop.spiking and not pop.rule.spike_rule_is_lavas:
+            raise error(f"population {pop.name!r} ({pop.nir_type}): its semantics (reset {pop.rule.reset}, spike if "
+                        f"v {pop.rule.threshold} threshold, {pop.rule.spikes} spike, v_min {pop.rule.v_min}) are not "
+                        f"a Lava LIF's (reset to 0, v > threshold, one spike, no floor); the reference executor and "
+                        f"the float emulator run them, fixed point and Lava do not yet")
+
     def realised(self, pop: Population, q: QuantizedPopulation) -> Population:
         """``pop`` with the bias and decays its integers realise, in float units (the error budget)."""
         import dataclasses
@@ -184,6 +214,7 @@ class Neuron(PopulationKind):
         """A stock ``LIFReset`` zeroed when each row's first input reaches ``depth`` (``ctx.period``
         steps per row), or, for one row of a graph whose rows cannot share a build, a stock ``LIF``
         whose bias counts from Lava step ``depth`` on (mksgn's gated model)."""
+        self.check_lava_rule(pop, type(ctx.error("")))
         lif = ctx.lava("lava.proc.lif.process")
         if ctx.period:
             proc, when = lif.LIFReset, {"reset_interval": ctx.period, "reset_offset": (depth + 1) % ctx.period}

@@ -33,6 +33,7 @@ import torch
 from mksgn.core import loihi
 from mksgn.core.fixed_point import FixedPoint, QuantizedPopulation, QuantizeError
 from mksgn.core.kinds.base import PopulationKind
+from mksgn.core.semantics import Semantics
 from mksgn.core.synapse_graph import Population
 
 RELAY_VTH = 0
@@ -54,10 +55,11 @@ class GradedRelay(PopulationKind):
     graded = True
     state_bits = loihi.GRADED_MESSAGE_BITS
 
-    def claims(self, node: Any, dt: float) -> bool:
-        return memoryless_li(node, dt)
+    def claims(self, node: Any, semantics: Semantics) -> bool:
+        return semantics.discretisation == "forward-euler" and memoryless_li(node, semantics.dt)
 
-    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], dt: float) -> tuple[Population, np.ndarray]:
+    def from_nir(self, name: str, node: Any, shape: tuple[int, ...], semantics: Semantics,
+                 recurrent: bool = False) -> tuple[Population, np.ndarray]:
         ones = np.ones(shape)
         gain = np.broadcast_to(np.asarray(node.r, dtype=np.float64), shape).copy()
         return Population(name, shape, kind=self.name, du=ones, dv=ones, bias=np.zeros(shape), nir_type="LI"), gain

@@ -1,0 +1,81 @@
+"""Graphs written by snnTorch, sinabs and norse themselves, run under each producer's preset.
+
+The fixtures (``tests/fixtures/frameworks``: ``NAME.nir`` from the framework's own exporter,
+``NAME.npz`` with its ``input`` and its own ``output``) are made by ``make_fixtures.py`` there;
+the tests never need the frameworks. The reference executor in float32 must give the
+framework's outputs exactly (the same float32 arithmetic up to the order of sums: every
+fixture gives 0 mismatches); the float emulator of the fused graph must give the reference's.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mksgn.core.emulator import Emulator
+from mksgn.core.executor import NIRExecutor
+from mksgn.core.fuse import fuse
+from mksgn.core.nir_file import read_graph
+from mksgn.core.semantics import SemanticsWarning, preset
+
+FIXTURES = Path(__file__).parent / "fixtures" / "frameworks"
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
+
+PRESET = {
+    "snntorch_mlp": "snntorch", "snntorch_conv": "snntorch", "snntorch_per_neuron": "snntorch",
+    "snntorch_rsynaptic": "snntorch", "snntorch_mlp_zero": "snntorch-zero", "snntorch_rleaky_zero": "snntorch-zero",
+    "snntorch_synaptic_zero": "snntorch-zero", "sinabs_mlp": "sinabs-from-model", "sinabs_conv": "sinabs-from-model",
+    "sinabs_per_neuron": "sinabs-from-model", "sinabs_single_reset": "sinabs-single", "norse_mlp": "norse",
+    "norse_mlp_scalar": "norse", "norse_conv": "norse", "norse_per_neuron": "norse",
+}
+"""The preset each fixture's producer used (its manifest entry says why)."""
+
+
+def load(name: str) -> tuple:
+    data = np.load(FIXTURES / f"{name}.npz")
+    return read_graph(FIXTURES / f"{name}.nir"), torch.as_tensor(data["input"]), data["output"]
+
+
+def test_every_fixture_has_a_preset():
+    assert set(PRESET) == set(MANIFEST)
+    frameworks = {entry["framework"] for entry in MANIFEST.values()}
+    assert frameworks == {"snntorch", "sinabs", "norse"}
+
+
+@pytest.mark.parametrize("name", sorted(PRESET))
+def test_the_reference_executor_gives_the_frameworks_own_output(name):
+    graph, x, expected = load(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SemanticsWarning)  # a preset states dt: nothing assumed
+        ex = NIRExecutor(graph, dtype=torch.float32, semantics=preset(PRESET[name]))
+    out = ex.run(x).outputs[MANIFEST[name]["output_nodes"][0]].numpy()
+    assert out.shape == expected.shape
+    assert 0 < np.count_nonzero(expected) < expected.size, "the framework's own output spikes"
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("name", ["snntorch_mlp", "sinabs_mlp", "norse_mlp", "snntorch_rsynaptic"])
+def test_without_the_preset_the_output_differs(name):
+    """NIR's reading at the default dt: what mksgn did before presets (and warns about)."""
+    graph, x, expected = load(name)
+    with pytest.warns(SemanticsWarning, match="states no dt"):
+        out = NIRExecutor(graph, dtype=torch.float32).run(x).outputs["output"].numpy()
+    assert np.count_nonzero(out != expected) > 0
+
+
+@pytest.mark.parametrize("name", sorted(PRESET))
+def test_the_float_emulator_equals_the_reference(name):
+    graph, x, _ = load(name)
+    semantics = preset(PRESET[name])
+    ref = NIRExecutor(graph, semantics=semantics).run(x.double())
+    sg = fuse(graph, semantics=semantics)
+    res = Emulator(sg).run({sg.inputs[0]: x.double()}, record_spikes=True)
+    for pop, spikes in res.spikes.items():
+        np.testing.assert_array_equal(spikes.double().numpy(), ref.records[pop].numpy(), err_msg=pop)
+    out = next(iter(sg.outputs))
+    np.testing.assert_allclose(res.outputs[out].numpy(), ref.outputs[out].numpy(), rtol=0, atol=1e-9)
