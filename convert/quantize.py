@@ -60,6 +60,7 @@ from mksgn.core.fixed_point import (
 from mksgn.core.fuse import fuse
 from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED, PopulationKind
 from mksgn.core.nir_file import decode_metadata, read_graph, write_graph
+from mksgn.core.semantics import Semantics, from_metadata, same_semantics
 from mksgn.core.synapse_graph import FusionError, SynapseGraph
 
 HEADROOM_BITS = 1
@@ -242,16 +243,35 @@ def quantize(sg: SynapseGraph, calibration: dict[str, torch.Tensor],
     reports = [_quantize_population(sg, name, fixed, peaks, grid, dyadic)
                for name in sg.neurons()]
     out = dataclasses.replace(sg, fixed=fixed)
+    _refuse_vanished_synapses(out)
     saturation = Emulator(out, "fixed_pt").run(calibration).saturation
     for r in reports:
         r.saturated = saturation.get(r.population, 0)
     return out, reports
 
 
+def _refuse_vanished_synapses(sg: SynapseGraph) -> None:
+    """A synapse whose every non-zero float weight became a zero integer computes nothing: refused,
+    naming it, rather than a graph that silently outputs zeros (a wrong ``dt`` does this: it shrinks
+    the input gains folded into the weights)."""
+    for syn in sg.synapses:
+        q = sg.fixed.synapses[syn.name]
+        used = sg.kinds.synapse(syn.kind).fixed_weights(q)
+        if np.any(np.asarray(syn.weight) != 0) and not np.any(used != 0):
+            biggest = float(np.abs(syn.weight).max())
+            raise QuantizeError(
+                f"synapse {syn.name!r}: all {int(np.count_nonzero(syn.weight))} non-zero weights (largest |w| "
+                f"{biggest:.3g}) round to 0 at its target's scale {sg.fixed.populations[syn.target].scale:.3g}; the "
+                f"quantised graph would compute nothing there. Check the graph's dt ({sg.dt:g}) and neuron semantics "
+                f"({sg.semantics.preset}): they set the input gains folded into these weights")
+
+
 def write_quantized(graph: nir.NIRGraph, sg: SynapseGraph, reports: list[LayerReport],
                     path: str | os.PathLike[str]) -> None:
-    """Write the float graph with the fixed-point records in its metadata (atomically)."""
+    """Write the float graph with the fixed-point records and the semantics it was quantised under
+    (``dt``, ``neuron_semantics``) in its metadata (atomically)."""
     meta = dict(graph.metadata or {})
+    meta.update(sg.semantics.to_metadata())  # later commands run it as it was quantised
     meta[METADATA_KEY] = _to_storable(sg.fixed.to_metadata())
     meta[REPORT_KEY] = _to_storable({r.population: r.to_dict() for r in reports})
     out = nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata=meta, type_check=False)
@@ -279,7 +299,8 @@ def read_quantized(path: str | os.PathLike[str]) -> tuple[nir.NIRGraph, SynapseG
     return graph, quantized_synapse_graph(graph, path)
 
 
-def quantized_synapse_graph(graph: nir.NIRGraph, path: str | os.PathLike[str]) -> SynapseGraph:
+def quantized_synapse_graph(graph: nir.NIRGraph, path: str | os.PathLike[str],
+                            semantics: Semantics | None = None) -> SynapseGraph:
     """The synapse graph of a quantised graph already read from ``path``, with its :class:`FixedPoint` records.
 
     Parameters
@@ -288,11 +309,15 @@ def quantized_synapse_graph(graph: nir.NIRGraph, path: str | os.PathLike[str]) -
         The graph as read from its file (fused here, once).
     path
         Its file, for messages.
+    semantics
+        The neuron semantics to fuse it under (default: those it was quantised under, which its
+        metadata states); other semantics than those are refused (its integers would not fit them).
 
     Raises
     ------
     QuantizeError
-        If the graph is not a quantised mksgn graph, or its integers do not fit its synapses.
+        If the graph is not a quantised mksgn graph, its integers do not fit its synapses, or
+        ``semantics`` differ from those it was quantised under.
     """
     meta = graph.metadata or {}
     if not is_quantized(meta):
@@ -300,8 +325,12 @@ def quantized_synapse_graph(graph: nir.NIRGraph, path: str | os.PathLike[str]) -
     fixed = FixedPoint.from_metadata(meta[METADATA_KEY], str(path))
     if fixed.format != FORMAT:
         raise QuantizeError(f"{path}: quantization format {fixed.format!r}, expected {FORMAT!r}")
+    stored = from_metadata(meta, str(path))
+    if semantics is not None and stored is not None and not same_semantics(semantics, stored):
+        raise QuantizeError(f"{path}: quantised under {stored.describe()}; it cannot run under "
+                            f"{semantics.describe()}: quantise the float graph again under these")
     try:
-        sg = fuse(graph)
+        sg = fuse(graph, semantics=stored if semantics is None else semantics)
     except FusionError as exc:
         raise QuantizeError(f"{path}: {exc}") from exc
     for s in sg.synapses:

@@ -23,8 +23,11 @@ from mksgn.convert.defaults import QUANTIZE_SAMPLES as DEFAULT_SAMPLES
 from mksgn.convert.quantize import (
     INPUT_BITS, LayerReport, QuantizeError, fixed_point_grid, quantize, write_quantized,
 )
+from mksgn.convert.graph_inputs import ArrayInputs
 from mksgn.core.fuse import fuse
 from mksgn.core.nir_file import read_graph
+from mksgn.core.semantics import Semantics
+from mksgn.core.semantics import resolve as resolve_semantics
 from mksgn.core.synapse_graph import FusionError, SynapseGraph
 
 
@@ -63,7 +66,8 @@ def calibration_inputs(graph: nir.NIRGraph, sg: SynapseGraph, data: str | None, 
         g = torch.Generator().manual_seed(seed)
         inputs = {name: torch.randn(steps, samples, *sg.populations[name].shape, generator=g, dtype=torch.float64)
                   for name in sg.inputs}
-        return inputs, f"{samples} random standard-normal inputs x {steps} steps (no mksgn input metadata)"
+        return inputs, (f"{samples} random standard-normal inputs x {steps} steps (no mksgn input metadata; give "
+                        f"--input X.npz to calibrate on the graph's real inputs)")
     from mksgn.data.builtin import load_dataset
 
     splits = load_dataset(data)
@@ -103,7 +107,8 @@ def _check_input_bits(sg: SynapseGraph, model: Path, input_bits: int | None) -> 
 
 
 def quantize_file(model: Path, out: Path, data: str | None = None, samples: int = DEFAULT_SAMPLES, steps: int = 4,
-                  seed: int = 0, input_bits: int | None = None) -> QuantizeSummary:
+                  seed: int = 0, input_bits: int | None = None, semantics: Semantics | None = None,
+                  arrays: str | Path | None = None, graph: nir.NIRGraph | None = None) -> QuantizeSummary:
     """Quantise the graph file ``model`` into ``out`` with its reports.
 
     Parameters
@@ -118,6 +123,13 @@ def quantize_file(model: Path, out: Path, data: str | None = None, samples: int 
     input_bits
         Bits of the graded input payloads (``None``: :data:`~mksgn.convert.defaults.INPUT_BITS`).
         A snapped graph's grid fixes its own: asking for other bits is refused.
+    semantics
+        The neuron semantics to quantise under (default: the graph's, else NIR's, with a warning
+        where it states no ``dt``); written into the quantised graph's metadata.
+    arrays
+        An ``.npz`` of input arrays to calibrate on instead (``--input``: its first ``samples`` rows).
+    graph
+        The graph, when the caller has already read it from ``model``.
 
     Raises
     ------
@@ -125,13 +137,22 @@ def quantize_file(model: Path, out: Path, data: str | None = None, samples: int 
         If the graph cannot be fused or quantised.
     """
     start = time.perf_counter()
-    graph = read_graph(model)
+    graph = read_graph(model) if graph is None else graph
+    if semantics is None:
+        semantics = resolve_semantics(graph.metadata, where=str(model))
     try:
-        sg = fuse(graph)
+        sg = fuse(graph, semantics=semantics)
     except FusionError as exc:
         raise QuantizeError(f"{model}: {exc}") from exc
     _check_input_bits(sg, model, input_bits)
-    calib, measured_on = calibration_inputs(graph, sg, data, samples, steps, seed)
+    if arrays is not None:
+        if data is not None:
+            raise QuantizeError("--input and --data: calibrate on the arrays or on skeleton data, not both")
+        source = ArrayInputs.read(arrays, {name: sg.populations[name].shape for name in sg.inputs})
+        n = min(samples, len(source))
+        calib, measured_on = {k: v[:, :n] for k, v in source.arrays.items()}, source.describe(n)
+    else:
+        calib, measured_on = calibration_inputs(graph, sg, data, samples, steps, seed)
     sg, reports = quantize(sg, calib, INPUT_BITS if input_bits is None else input_bits)
     input_bits = max(v.bits for v in sg.fixed.inputs.values())  # a snapped grid's own
     write_quantized(graph, sg, reports, out)

@@ -173,8 +173,8 @@ def classify(compared: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor 
     ----------
     compared
         Node -> ``(reference spikes, other spikes, reference membrane or None, threshold)``,
-        spikes ``(T, R, ...)``; a mismatch with ``|membrane - threshold| / max(1, |threshold|)
-        < tol`` is a rounding tie (no membrane: never).
+        spikes ``(T, R, ...)``, the threshold a number or per neuron; a mismatch with
+        ``|membrane - threshold| / max(1, |threshold|) < tol`` is a rounding tie (no membrane: never).
     tol
         The tie tolerance.
     modules
@@ -202,7 +202,8 @@ def classify(compared: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor 
         node.per_step = diff.flatten(1).sum(dim=1).tolist()
         if node.mismatches:
             if mem is not None:
-                margin = (mem - threshold).abs() / max(1.0, abs(float(threshold)))
+                thr = torch.as_tensor(threshold, dtype=mem.dtype)  # a number, or per neuron
+                margin = (mem - thr).abs() / thr.abs().clamp(min=1.0)
                 tie = diff & (margin < tol)
             else:
                 tie = torch.zeros_like(diff)
@@ -216,7 +217,8 @@ def classify(compared: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor 
             where = diff.nonzero()[0].tolist()
             node.first = {
                 "step": where[0], "row": where[1], "neuron": where[2:],
-                "membrane": float(mem[tuple(where)]) if mem is not None else None, "threshold": float(threshold),
+                "membrane": float(mem[tuple(where)]) if mem is not None else None,
+                "threshold": float(torch.as_tensor(threshold).expand(ref.shape[2:])[tuple(where[2:])]),
                 f"{labels[0]}_spike": float(ref[tuple(where)]), f"{labels[1]}_spike": float(got[tuple(where)]),
             }
         nodes.append(node)

@@ -64,7 +64,7 @@ from typing import Any
 
 from mksgn.core import timestep
 from mksgn.core.fields import FieldError
-from mksgn.errors import MksgnError
+from mksgn.errors import MksgnError, MksgnWarning
 
 METADATA_KEY = "neuron_semantics"
 """Graph metadata entry holding the :class:`Semantics` record (JSON)."""
@@ -90,7 +90,7 @@ class SemanticsError(MksgnError, ValueError):
     """Semantics that are unknown or malformed; names the field or the preset."""
 
 
-class SemanticsWarning(UserWarning):
+class SemanticsWarning(MksgnWarning):
     """Something a result depends on was not stated and a default was assumed (named in the message)."""
 
 
@@ -230,6 +230,15 @@ PRESETS: Mapping[str, Semantics] = {
 """
 
 
+def same_semantics(a: Semantics, b: Semantics) -> bool:
+    """Whether two records run a graph the same way (their ``preset`` names aside)."""
+    return dataclasses.replace(a, preset="") == dataclasses.replace(b, preset="")
+
+
+def _listed(overrides: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+
+
 def _stored_dt(metadata: Mapping[str, Any], where: str) -> float | None:
     try:
         return timestep.parse_dt(metadata.get("dt"), where)
@@ -275,10 +284,24 @@ def preset(name: str) -> Semantics:
     return PRESETS[name]
 
 
+OVERRIDABLE = ("reset", "threshold", "spikes", "v_min", "recurrent_initial", "current_input", "discretisation")
+"""Fields a command line may set on top of a preset or the graph's semantics."""
+
+
+def same_semantics(a: Semantics, b: Semantics) -> bool:
+    """Whether two records run a graph the same way (their ``preset`` names aside)."""
+    return dataclasses.replace(a, preset="") == dataclasses.replace(b, preset="")
+
+
+def _listed(overrides: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+
+
 def resolve(metadata: Mapping[str, Any] | None, *, dt: float | None = None, preset_name: str | None = None,
-            where: str = "graph", warn: bool = True) -> Semantics:
+            overrides: Mapping[str, Any] | None = None, where: str = "graph", warn: bool = True) -> Semantics:
     """The semantics to run a graph with: preset ``preset_name`` if given, else what its metadata
-    states, else NIR's; and ``dt`` if given, else the graph's, else the preset's.
+    states, else NIR's, with ``overrides`` (fields of :data:`OVERRIDABLE`, for every neuron type) on
+    top; and ``dt`` if given, else the graph's, else the preset's.
 
     When none of them gives ``dt``, :data:`~mksgn.core.timestep.DEFAULT_DT` is used and (``warn``)
     a :class:`SemanticsWarning` names it and the semantics assumed: never silently.
@@ -287,6 +310,14 @@ def resolve(metadata: Mapping[str, Any] | None, *, dt: float | None = None, pres
     stored = from_metadata(metadata, where)
     chosen = preset(preset_name) if preset_name is not None else (stored or dataclasses.replace(
         PRESETS["nir"], discretisation=_stored_discretisation(metadata, where)))
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:
+        raise SemanticsError(f"neuron semantics: cannot set {unknown}; settable: {list(OVERRIDABLE)}")
+    if overrides:  # a field set here applies to every neuron type: the preset's by_type entries for it go
+        by_type = {k: {f: v for f, v in rule.items() if f not in overrides} for k, rule in chosen.by_type.items()}
+        chosen = dataclasses.replace(chosen, **overrides, by_type={k: v for k, v in by_type.items() if v},
+                                     preset=f"{chosen.preset} with {_listed(overrides)}")
     if dt is not None:
         _check_number("dt", dt, positive=True)
         step = float(dt)

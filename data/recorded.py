@@ -141,3 +141,13 @@ def choose_data(given: str | os.PathLike[str] | None, recorded: Mapping[str, Any
         raise DatasetError(f"{model} was trained on {rec_path}, which has changed since (its SHA-256 differs); "
                            "give --data X.npz to use it anyway")
     return DataChoice(rec_path, f"data: {rec_path} (recorded by {model})")
+
+
+def graph_test_split(given: str | os.PathLike[str] | None, graph: Any, model: str | os.PathLike[str]):
+    """The test split a command runs a graph on: of ``--data`` if ``given``, else of the data the
+    graph records, else of the built-in dataset (:func:`choose_data`, its note announced)."""
+    from mksgn.data.builtin import load_dataset
+
+    data = choose_data(given, graph_data_record(graph), model)
+    data.announce()
+    return load_dataset(data.path).test

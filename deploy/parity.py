@@ -36,10 +36,16 @@ from mksgn.convert.validate import NodeParity, classify
 
 FLOAT_TIE_TOLERANCE = 1e-9
 """Relative membrane distance to the threshold under which a float64 mismatch is a rounding tie."""
+FLOAT32_TIE_TOLERANCE = 1e-5
+"""The same for a float32 pair (the reference executor in float32 against a framework's own run)."""
+TIE_TOLERANCE = {"float": FLOAT_TIE_TOLERANCE, "float32": FLOAT32_TIE_TOLERANCE, "fixed": 0.0}
 MAX_TIE_FRACTION = 1e-5
 """Rounding ties allowed per exact pair (fraction of the compared spikes) unless ``--strict``."""
-EXACT_PAIRS = (("snntorch", "executor", "float"), ("executor", "lava_floating_pt", "float"),
+EXACT_PAIRS = (("executor_float32", "framework", "float32"), ("snntorch", "executor", "float"),
+               ("executor", "emulator_floating_pt", "float"), ("executor", "lava_floating_pt", "float"),
                ("emulator_fixed_pt", "lava_fixed_pt", "fixed"))
+"""``(a, b, arithmetic)``: pairs compared where both recordings exist (a's membranes triage ties);
+``framework`` and ``executor_float32`` come from a foreign graph's parity (:mod:`mksgn.deploy.graph_parity`)."""
 FLOAT_VS_FIXED = ("executor", "emulator_fixed_pt")
 
 
@@ -92,6 +98,8 @@ class ParityResult:
     latency: int | None
     seconds: dict[str, float]
     strict: bool = False
+    framework_outputs: dict[str, Any] = field(default_factory=dict)
+    """Per backend and Output node, agreement with a framework's recorded outputs (``--expected``)."""
 
     def exact_ok(self, name: str) -> bool:
         pair = self.pairs[name]
@@ -108,7 +116,8 @@ class ParityResult:
                 "steps": self.steps, "strict": self.strict, "passed": self.passed,
                 "float_tie_tolerance": FLOAT_TIE_TOLERANCE, "max_tie_fraction": MAX_TIE_FRACTION,
                 "lava_latency_steps": self.latency, "accuracy": self.accuracy, "seconds": self.seconds,
-                "pairs": self.pairs, "float_vs_fixed": self.float_vs_fixed}
+                "pairs": self.pairs, "float_vs_fixed": self.float_vs_fixed,
+                **({"framework_outputs": self.framework_outputs} if self.framework_outputs else {})}
 
 
 def _pair_summary(nodes: list[NodeParity], a: str, b: str, kind: str, steps: int) -> dict[str, Any]:
@@ -126,9 +135,11 @@ def _pair_summary(nodes: list[NodeParity], a: str, b: str, kind: str, steps: int
     }
 
 
-def compare_recordings(recs: dict[str, Recording], module_map: dict[str, str], thresholds: dict[str, float],
-                       labels: np.ndarray, steps: int) -> tuple[dict, dict | None, dict[str, float]]:
-    """The exact pairs, the float-vs-fixed pair and each backend's accuracy."""
+def compare_recordings(recs: dict[str, Recording], module_map: dict[str, str],
+                       thresholds: dict[str, float | torch.Tensor], labels: np.ndarray | None,
+                       steps: int) -> tuple[dict, dict | None, dict[str, float]]:
+    """The exact pairs, the float-vs-fixed pair and each backend's accuracy (``labels`` ``None``:
+    unlabelled rows, no accuracy). A threshold may be per neuron (a tensor of the layer's shape)."""
     pairs = {}
     for a, b, kind in EXACT_PAIRS:
         if a not in recs or b not in recs:
@@ -136,10 +147,12 @@ def compare_recordings(recs: dict[str, Recording], module_map: dict[str, str], t
         ra, rb = recs[a], recs[b]
         order = [n for n in ra.spikes if n in rb.spikes]
         compared = {n: (ra.spikes[n].double(), rb.spikes[n].double(),
-                        ra.membranes.get(n) if kind == "float" else None, thresholds[n]) for n in order}
-        nodes = classify(compared, FLOAT_TIE_TOLERANCE if kind == "float" else 0.0, module_map, (a, b))
+                        ra.membranes.get(n) if kind != "fixed" else None, thresholds[n]) for n in order}
+        nodes = classify(compared, TIE_TOLERANCE[kind], module_map, (a, b))
         pairs[f"{a} = {b}"] = _pair_summary(nodes, a, b, kind, steps)
     fvf = None
+    if labels is None:
+        return pairs, fvf, {}
     if all(k in recs for k in FLOAT_VS_FIXED):
         ra, rb = recs[FLOAT_VS_FIXED[0]], recs[FLOAT_VS_FIXED[1]]
         layers = {}
@@ -236,8 +249,9 @@ def render_markdown(result: ParityResult) -> str:
                 "so any difference is a fault." if snapped else
                 " The student is not snapped onto the fixed-point grid: the two differ by rounding (see the error "
                 "budget); `mksgn-snap` makes them compute the same integers.")
+        what = ("output agreement" if "output_agreement" in fv else "prediction agreement")
         lines += [f"Float vs fixed point (`{fv['a']}` vs `{fv['b']}`): spike agreement {fv['spike_agreement']:.4f}, "
-                  f"prediction agreement {fv['prediction_agreement']:.4f}.{note}", "",
+                  f"{what} {fv['prediction_agreement']:.4f}.{note}", "",
                   "| layer | agreement | spike rate float | spike rate fixed | difference |", "|---|---|---|---|---|"]
         for n, v in fv["layers"].items():
             lines.append(f"| `{n}` | {v['agreement']:.4f} | {v['rate_float']:.4f} | {v['rate_fixed']:.4f} | "
@@ -251,9 +265,19 @@ def render_markdown(result: ParityResult) -> str:
             for name, v in fv["error_budget"].items():
                 lines.append(f"| {name} | {v['spike_agreement']:.4f} | {v['prediction_agreement']:.4f} |")
             lines.append("")
-    lines += ["| backend | top-1 | seconds |", "|---|---|---|"]
-    for name, acc in result.accuracy.items():
-        lines.append(f"| {name} | {acc:.4f} | {result.seconds.get(name, 0.0):.1f} |")
+    if result.framework_outputs:
+        lines += ["The framework's own outputs (`--expected`) against each backend, per Output node:", "",
+                  "| backend | output | values compared | equal | agreement | max abs difference |",
+                  "|---|---|---|---|---|---|"]
+        for backend, per_output in result.framework_outputs.items():
+            for out, v in per_output.items():
+                lines.append(f"| {backend} | `{out}` | {v['values']} | {v['equal']} | {v['agreement']:.4f} | "
+                             f"{v['max_abs_diff']:.4g} |")
+        lines.append("")
+    if result.accuracy:
+        lines += ["| backend | top-1 | seconds |", "|---|---|---|"]
+        for name, acc in result.accuracy.items():
+            lines.append(f"| {name} | {acc:.4f} | {result.seconds.get(name, 0.0):.1f} |")
     lines += ["", "![mismatch rate per layer and step](parity_heatmap.png)", ""]
     return "\n".join(lines)
 

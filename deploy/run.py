@@ -25,11 +25,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from mksgn.convert.graph_inputs import InputSpec
-from mksgn.deploy.backends import BACKENDS, TAGS
+from mksgn.convert.graph_inputs import ArrayInputs, InputSpec
+from mksgn.core.semantics import Semantics
+from mksgn.core.semantics import resolve as resolve_semantics
 from mksgn.core.synapse_graph import SynapseGraph
+from mksgn.deploy.backends import BACKENDS, TAGS
 from mksgn.errors import MksgnError
-
 
 
 class RunError(MksgnError, ValueError):
@@ -63,8 +64,9 @@ class LoadedModel:
         return InputSpec.of(self.graph, str(self.path))
 
 
-def load_model(path: str | os.PathLike[str], backend: str = "emulator", tag: str | None = None) -> LoadedModel:
-    """Read a graph and fuse it, once, for ``backend`` and ``tag``.
+def load_model(path: str | os.PathLike[str], backend: str = "emulator", tag: str | None = None,
+               semantics: Semantics | None = None, graph: nir.NIRGraph | None = None) -> LoadedModel:
+    """Read a graph and fuse it, once, for ``backend`` and ``tag``, under ``semantics``.
 
     Parameters
     ----------
@@ -75,6 +77,11 @@ def load_model(path: str | os.PathLike[str], backend: str = "emulator", tag: str
     tag
         ``fixed_pt`` or ``floating_pt``; ``None``: ``fixed_pt`` for a quantised graph,
         ``floating_pt`` otherwise.
+    semantics
+        The neuron semantics (:mod:`mksgn.core.semantics`); ``None``: what the graph states,
+        else NIR's (a warning names the ``dt`` assumed when it states none).
+    graph
+        The graph, when the caller has already read it from ``path``.
 
     Raises
     ------
@@ -94,13 +101,15 @@ def load_model(path: str | os.PathLike[str], backend: str = "emulator", tag: str
     if backend not in BACKENDS or tag not in (*TAGS, None):
         raise RunError(f"backend {backend!r} / tag {tag!r}: expected one of {BACKENDS} / {TAGS}")
     path = Path(path)
-    graph = read_graph(path)
+    graph = read_graph(path) if graph is None else graph
     if tag is None:
         tag = "fixed_pt" if is_quantized(graph.metadata or {}) else "floating_pt"
+    if semantics is None:
+        semantics = resolve_semantics(graph.metadata, where=str(path))
     if backend in ("emulator", "lava") and tag == "fixed_pt":
-        return LoadedModel(path, graph, quantized_synapse_graph(graph, path), tag)
+        return LoadedModel(path, graph, quantized_synapse_graph(graph, path, semantics), tag)
     try:
-        sg = fuse(graph)
+        sg = fuse(graph, semantics=semantics)
     except FusionError as exc:
         raise RunError(f"{path}: {exc}") from exc
     return LoadedModel(path, graph, sg, tag)
@@ -120,7 +129,8 @@ class RunResult:
     samples: int
     person_rows: int
     time_steps: int
-    accuracy: float
+    accuracy: float | None
+    """Top-1 of the last step's output on labelled samples; ``None`` for unlabelled arrays (``--input``)."""
     predictions: list[int]
     labels: list[int]
     spikes_per_population: dict[str, int]
@@ -129,10 +139,19 @@ class RunResult:
     spikes_per_sample: float
     synops_per_sample: float
     seconds: float
+    semantics: str = ""
+    """The neuron semantics the graph ran with (:meth:`~mksgn.core.semantics.Semantics.describe`)."""
+    binary_inputs: dict[str, bool] = dataclasses.field(default_factory=dict)
+    """Per Input node whether its values were all 0 or 1 (spikes: accumulates, not MACs)."""
+    outputs: dict[str, np.ndarray] | None = None
+    """Output node -> ``(T, B, *shape)`` (Lava's non-spiking read-outs: the last step only), for runs on
+    arrays; not part of the JSON record."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready record."""
-        return dataclasses.asdict(self)
+        """The JSON-ready record (without :attr:`outputs`)."""
+        record = dataclasses.asdict(dataclasses.replace(self, outputs=None))
+        record.pop("outputs")
+        return record
 
 
 def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.device):
@@ -140,14 +159,16 @@ def _reference_run(graph, sg, inputs: dict[str, torch.Tensor], device: torch.dev
     from mksgn.core.emulator import EmulatorResult, fanout
     from mksgn.core.executor import NIRExecutor
 
-    res = NIRExecutor(graph, dtype=torch.float64, device=device).run(
+    res = NIRExecutor(graph, dtype=torch.float64, device=device, semantics=sg.semantics).run(
         {k: v.to(device) for k, v in inputs.items()},
         record=[p for p in sg.populations if not p.endswith(".readout")])
     counts = {name: int(res.records[name].sum()) for name, p in sg.populations.items() if p.spiking}
     synops = {}
     for syn in sg.synapses:
         fan = fanout(sg, syn).to(device)
-        synops[syn.name] = int((res.records[syn.source].ne(0).to(torch.float64) * fan).sum())
+        source = res.records[syn.source]  # a spike count is that many events; a graded value one
+        events = source.to(torch.float64) if sg.populations[syn.source].spiking else source.ne(0).to(torch.float64)
+        synops[syn.name] = int((events * fan).sum())
     outputs = {o: res.outputs[o] for o in res.outputs}
     return EmulatorResult(outputs=outputs, spike_counts=counts, synops=synops)
 
@@ -171,20 +192,27 @@ def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
     for syn in sg.synapses:
         src = res.spikes[syn.source] if syn.source in res.spikes else rows[syn.source]
         synops[syn.name] = int(((src != 0).sum(axis=(0, 1)) * fans[syn.name]).sum())
-    return EmulatorResult(outputs={o: torch.as_tensor(res.outputs[o][-1:]) for o in sg.outputs},
+    return EmulatorResult(outputs={o: torch.as_tensor(res.outputs[o]) for o in sg.outputs},
                           spike_counts=counts, synops=synops)
 
 
-def _run_share(loaded: LoadedModel, dataset, spec: InputSpec, mine: np.ndarray, backend: str, tag: str,
+def _source_batches(source, spec: InputSpec | None, mine: np.ndarray, batch: int):
+    """Batches of skeleton samples (``source`` a dataset split) or of arrays (:class:`ArrayInputs`)."""
+    from mksgn.convert.graph_inputs import batches
+
+    return source.batches(mine, batch) if isinstance(source, ArrayInputs) else batches(spec, source, mine, batch)
+
+
+def _run_share(loaded: LoadedModel, source, spec: InputSpec | None, mine: np.ndarray, backend: str, tag: str,
                timing: str, batch: int, ctx, progress: bool) -> dict[str, Any]:
     """This process's samples ``mine`` through the backend: its part of the result."""
-    from mksgn.convert.graph_inputs import batches
     from mksgn.core.emulator import Emulator
     from mksgn.train.blocks import sum_per_sample
 
     sg = loaded.sg
     emulator = Emulator(sg, tag, timing, device=ctx.device) if backend == "emulator" else None
     preds, labels, indices = [], [], []
+    outputs: dict[str, list[np.ndarray]] = {o: [] for o in sg.outputs}
     rows = 0
     spikes: dict[str, int] = {}
     synops: dict[str, int] = {}
@@ -192,7 +220,7 @@ def _run_share(loaded: LoadedModel, dataset, spec: InputSpec, mine: np.ndarray, 
     bar = tqdm(total=len(mine), desc=f"{backend} {tag if backend != 'reference' else 'float64'}",
                disable=not progress or not ctx.is_main, unit="sample")
     with bar:  # closed on Ctrl-C too, before the command's one line
-        for b in batches(spec, dataset, mine, batch):
+        for b in _source_batches(source, spec, mine, batch):
             if emulator is not None:
                 res = emulator.run(b.inputs)
             elif backend == "lava":
@@ -204,6 +232,9 @@ def _run_share(loaded: LoadedModel, dataset, spec: InputSpec, mine: np.ndarray, 
             preds.append(logits.argmax(dim=1).numpy())
             labels.append(b.labels)
             indices.append(b.indices)
+            if isinstance(source, ArrayInputs):
+                for name, value in res.outputs.items():
+                    outputs[name].append(value.cpu().numpy())
             for k, v in res.spike_counts.items():
                 spikes[k] = spikes.get(k, 0) + v
             for k, v in res.synops.items():
@@ -213,6 +244,7 @@ def _run_share(loaded: LoadedModel, dataset, spec: InputSpec, mine: np.ndarray, 
     return {"preds": np.concatenate(preds).tolist() if preds else [],
             "labels": np.concatenate(labels).tolist() if labels else [],
             "indices": np.concatenate(indices).tolist() if indices else [],
+            "outputs": {k: np.concatenate(v, axis=1) for k, v in outputs.items() if v},
             "spikes": spikes, "synops": synops, "seconds": time.perf_counter() - start, "rows": rows}
 
 
@@ -227,29 +259,35 @@ def _gathered(loaded: LoadedModel, parts: list[dict[str, Any]], n: int, source: 
     per_layer: dict[str, int] = {}
     for syn in loaded.sg.synapses:
         per_layer[syn.target] = per_layer.get(syn.target, 0) + total_synops.get(syn.name, 0)
+    labelled = n > 0 and bool((label >= 0).all())
+    outputs = None
+    if parts[0]["outputs"]:
+        outputs = {k: np.concatenate([p["outputs"][k] for p in parts], axis=1)[:, order] for k in parts[0]["outputs"]}
     return RunResult(
         model=str(loaded.path), backend=backend, tag=tag if backend != "reference" else "float64",
         timing={"emulator": timing, "lava": "lava (results aligned)"}.get(backend, "aligned"), processes=len(parts),
-        measured_on=f"{n} test samples of {source}", samples=int(n), person_rows=sum(p["rows"] for p in parts),
-        time_steps=time_steps, accuracy=float((pred == label).mean()) if n else 0.0,
+        measured_on=source, samples=int(n), person_rows=sum(p["rows"] for p in parts),
+        time_steps=time_steps, accuracy=float((pred == label).mean()) if labelled else None,
         predictions=pred.tolist(), labels=label.tolist(),
         spikes_per_population=total_spikes, synops_per_synapse=total_synops, synops_per_population=per_layer,
         spikes_per_sample=sum(total_spikes.values()) / max(n, 1),
         synops_per_sample=sum(total_synops.values()) / max(n, 1),
-        seconds=max(p["seconds"] for p in parts),
+        seconds=max(p["seconds"] for p in parts), semantics=loaded.sg.semantics.describe(), outputs=outputs,
     )
 
 
 def run(loaded: LoadedModel, dataset, backend: str = "emulator", tag: str | None = None, timing: str = "aligned",
         limit: int | None = None, batch: int = 64, device: str = "auto", progress: bool = True) -> RunResult | None:
-    """Run the first test samples of ``dataset`` through one backend.
+    """Run the first test samples of ``dataset`` (or the first rows of arrays) through one backend.
 
     Parameters
     ----------
     loaded
         The graph (:func:`load_model`).
     dataset
-        The samples to run (a dataset split, e.g. ``load_dataset(path).test``).
+        The samples to run: a dataset split (e.g. ``load_dataset(path).test``) for a graph written by
+        ``mksgn-export``, or :class:`~mksgn.convert.graph_inputs.ArrayInputs` for any graph (each row a
+        sample, unlabelled: the outputs are kept in :attr:`RunResult.outputs`).
     backend
         ``emulator``, ``reference`` (float64) or ``lava``.
     tag
@@ -274,7 +312,8 @@ def run(loaded: LoadedModel, dataset, backend: str = "emulator", tag: str | None
     tag = loaded.tag if tag is None else tag
     if backend != "reference" and tag == "fixed_pt" and loaded.sg.fixed is None:
         raise RunError(f"{loaded.path}: loaded without fixed-point records; load it for fixed_pt")
-    spec = loaded.input_spec()
+    arrays = isinstance(dataset, ArrayInputs)
+    spec = None if arrays else loaded.input_spec()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     ctx = init_context(device)
     try:
@@ -288,4 +327,25 @@ def run(loaded: LoadedModel, dataset, backend: str = "emulator", tag: str | None
             return None
     finally:
         close_context(ctx)
-    return _gathered(loaded, parts, n, dataset.source, backend, tag, timing, spec.time_steps)
+    source = dataset.describe(n) if arrays else f"{n} test samples of {dataset.source}"
+    result = _gathered(loaded, parts, n, source, backend, tag, timing,
+                       dataset.time_steps if arrays else spec.time_steps)
+    if arrays:
+        result.binary_inputs = {name: dataset.binary(name) for name in dataset.arrays}
+    return result
+
+
+def load_for_command(args: Any, backend: str, tag: str | None) -> tuple[LoadedModel, Any]:
+    """What ``mksgn-run`` and ``mksgn-energy`` run: ``args.model`` loaded under the command line's
+    semantics (:mod:`mksgn.convert.graph_options`), and its rows: the ``--input`` arrays
+    (:class:`~mksgn.convert.graph_inputs.ArrayInputs`), else the test split of ``--data`` (or of the
+    data the graph records, else the built-in dataset)."""
+    from mksgn.convert.graph_options import graph_semantics
+    from mksgn.core.nir_file import read_graph
+    from mksgn.data.recorded import graph_test_split
+
+    graph = read_graph(args.model)
+    loaded = load_model(args.model, backend, tag, graph_semantics(args, graph.metadata, str(args.model)), graph)
+    if args.input is not None:
+        return loaded, ArrayInputs.read(args.input, {n: loaded.sg.populations[n].shape for n in loaded.sg.inputs})
+    return loaded, graph_test_split(args.data, loaded.graph, args.model)

@@ -1,7 +1,15 @@
-"""``mksgn-run``: run an exported (or quantised) graph on skeleton data.
+"""``mksgn-run``: run an exported (or quantised) graph on skeleton data, or any NIR graph on arrays.
 
-    mksgn-run MODEL.nir [--data X.npz] [--backend emulator|reference|lava] [--tag fixed_pt|floating_pt]
+    mksgn-run MODEL.nir [--data X.npz | --input X.npz [--save-outputs Y.npz]]
+              [--backend emulator|reference|lava] [--tag fixed_pt|floating_pt]
               [--timing aligned|lava] [--limit N] [--batch B] [--device auto|cpu|cuda] [-o RUN.json]
+              [--dt DT] [--semantics PRESET] [--reset ...] [--threshold-test ...] [--spikes ...] [--v-min V]
+
+Any NIR graph (snnTorch, sinabs, norse...) runs on ``--input``: one ``(T, B, *shape)`` array per
+Input node; its outputs per Output node can be saved with ``--save-outputs``. The neuron
+semantics the file does not state (``dt``, reset, threshold test...) are the graph's own, a
+preset's (``--semantics``) or set one by one (:mod:`mksgn.convert.graph_options`); a graph that
+states no ``dt`` runs at the default with a warning naming it.
 
 Backends: ``reference`` is the reference NIR executor (float64) on the float graph;
 ``emulator`` the batched Lava emulator (:mod:`mksgn.core.emulator`); ``lava`` Lava itself
@@ -25,6 +33,7 @@ from mksgn.cli import (
     ArgumentParser, add_data_option, add_device_option, add_limit_option, add_out_option, add_quiet_option,
     check_at_least_one, check_lava_device, command_parser, run_cli,
 )
+from mksgn.convert.graph_options import add_graph_options
 from mksgn.deploy.backends import BACKENDS, TAGS
 
 PROG = "mksgn-run"
@@ -46,6 +55,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--batch", type=int, default=64, help="samples per batch (default %(default)s)")
     add_device_option(p)
     add_out_option(p, "write the result JSON to this file", "file")
+    add_graph_options(p)
+    p.add_argument("--save-outputs", type=Path, metavar="Y.npz",
+                   help="with --input: write each Output node's (T, B, *shape) values to this .npz")
     add_quiet_option(p)
     p.add_check(lambda args: check_at_least_one(p, "--batch", args.batch))
     p.add_check(lambda args: _check_backend_options(p, args))
@@ -58,6 +70,14 @@ def _check_backend_options(p: ArgumentParser, args) -> None:
         p.error("--tag: the reference executor computes in float64 only; --tag is for --backend emulator or lava")
     if args.backend != "emulator" and args.timing != "aligned":
         p.error("--timing is an emulator option")
+    if args.input is not None and args.data is not None:
+        p.error("--input and --data: give the arrays or the skeleton data, not both")
+    if args.save_outputs is not None:
+        from mksgn.paths import check_output_file
+
+        if args.input is None:
+            p.error("--save-outputs needs --input (skeleton runs report predictions)")
+        check_output_file(args.save_outputs, "--save-outputs")
     check_lava_device(p, args)
 
 
@@ -65,24 +85,25 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     # the heavy imports after parsing: --help and usage errors never load torch
     from mksgn.atomic import atomic_write_text
-    from mksgn.data.builtin import load_dataset
-    from mksgn.data.recorded import choose_data, graph_data_record
-    from mksgn.deploy.run import load_model, run
+    from mksgn.convert.graph_inputs import write_arrays
+    from mksgn.deploy.run import load_for_command, run
 
-    loaded = load_model(args.model, args.backend, args.tag)
-    data = choose_data(args.data, graph_data_record(loaded.graph), args.model)
-    data.announce()
-    result = run(loaded, load_dataset(data.path).test, args.backend, args.tag, args.timing, args.limit, args.batch,
-                 args.device, progress=not args.quiet)
+    loaded, source = load_for_command(args, args.backend, args.tag)
+    result = run(loaded, source, args.backend, args.tag, args.timing, args.limit, args.batch, args.device,
+                 progress=not args.quiet)
     if result is None:  # not rank 0 under torchrun
         return 0
     if args.out is not None:
         atomic_write_text(args.out, json.dumps(result.to_dict(), indent=1) + "\n")
-    print(f"{result.backend} {result.tag}: accuracy {result.accuracy:.4f} on {result.measured_on}; "
+    if args.save_outputs is not None:
+        write_arrays(args.save_outputs, result.outputs or {})
+    head = f"accuracy {result.accuracy:.4f}" if result.accuracy is not None else "outputs"
+    print(f"{result.backend} {result.tag}: {head} on {result.measured_on}; "
           f"{result.spikes_per_sample:.0f} spikes and {result.synops_per_sample:.4g} synaptic ops per sample "
-          f"({result.seconds:.1f} s)")
-    if args.out is not None:
-        print(f"wrote {args.out}")
+          f"({result.seconds:.1f} s); semantics {result.semantics}")
+    for path in (args.out, args.save_outputs):
+        if path is not None:
+            print(f"wrote {path}")
     return 0
 
 

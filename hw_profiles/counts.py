@@ -7,7 +7,9 @@ Spiking network (from a real run of the emulator or Lava, :func:`snn_counts`), p
   spikes of their non-zero fan-out (in fixed point the quantised weights: a weight rounded
   to zero is no synapse). These are accumulates (ACs).
 - ``graded_ops``: the same for synapses whose source is a real-valued graph input (the
-  encoding layer): every non-zero input value times its non-zero fan-out. These are MACs.
+  encoding layer) or a graded relay: every non-zero value times its non-zero fan-out. These
+  are MACs. An input whose values were all 0 or 1 in the run (spikes, ``--input``) counts
+  as ``synaptic_ops``.
 - ``neuron_updates``: neurons x ``T`` per person row (every neuron is updated at every step
   on a synchronous chip; a pipelined deployment overlaps rows, so the latency steps are not
   charged).
@@ -99,12 +101,13 @@ def snn_counts(sg, record: dict[str, Any]) -> SNNCounts:
     """Per-layer counts from ``record`` (an ``mksgn-run`` result on the synapse graph ``sg``)."""
     return count_layers(sg, record["spikes_per_population"], record["synops_per_synapse"], int(record["samples"]),
                         int(record["person_rows"]), int(record["time_steps"]), record["measured_on"],
-                        f"{record['backend']} {record['tag']}")
+                        f"{record['backend']} {record['tag']}", record.get("binary_inputs") or {})
 
 
 def count_layers(sg, spikes: dict[str, int], synops: dict[str, int], samples: int, rows: int, steps: int,
-                 measured_on: str, backend: str) -> SNNCounts:
-    """Per-layer counts per sample from a run's totals (spikes per population, synaptic ops per synapse)."""
+                 measured_on: str, backend: str, binary_inputs: dict[str, bool] | None = None) -> SNNCounts:
+    """Per-layer counts per sample from a run's totals (spikes per population, synaptic ops per synapse);
+    ``binary_inputs``: the graph inputs whose values were all 0 or 1 (counted as synaptic ops)."""
     n = max(samples, 1)
     layers = {name: LayerCounts(name, sg.populations[name].size) for name in sg.neurons()}
     for layer in layers.values():
@@ -112,7 +115,7 @@ def count_layers(sg, spikes: dict[str, int], synops: dict[str, int], samples: in
         layer.spikes = spikes.get(layer.name, 0) / n
     for syn in sg.synapses:
         ops = synops.get(syn.name, 0) / n
-        if sg.is_graded(syn.source):
+        if sg.is_graded(syn.source) and not (binary_inputs or {}).get(syn.source, False):
             layers[syn.target].graded_ops += ops
         else:
             layers[syn.target].synaptic_ops += ops

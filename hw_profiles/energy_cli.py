@@ -2,10 +2,13 @@
 
 Usage::
 
-    mksgn-energy MODEL.nir [--data X.npz] [--limit N] [--backend emulator|lava] [--tag fixed_pt|floating_pt]
+    mksgn-energy MODEL.nir [--data X.npz | --input X.npz] [--limit N] [--backend emulator|lava] [--tag fixed_pt|floating_pt]
                  [--profile NAME|FILE ...] [--teacher CKPT | --teacher-config NAME] [--onnx ANN.onnx] [--device auto|cpu|cuda] [-o DIR]
+                 [--dt DT] [--semantics PRESET] ...
 
-Runs the first ``N`` test samples through the emulator (or Lava), counts what the run did
+Runs the first ``N`` test samples (or, for any NIR graph, the first ``N`` rows of ``--input``:
+one ``(T, B, *shape)`` array per Input node, binary ones counted as synaptic events, real ones as
+MACs) through the emulator (or Lava), counts what the run did
 (:mod:`mksgn.hw_profiles.counts`), prices it on every profile
 (:mod:`mksgn.hw_profiles.estimator`), maps the graph to cores
 (:mod:`mksgn.hw_profiles.resources`) and compares with the dense ANN baseline (the teacher,
@@ -25,6 +28,7 @@ from mksgn.cli import (
     ArgumentParser, add_data_option, add_device_option, add_limit_option, add_out_option, add_quiet_option,
     check_lava_device, command_parser, run_cli,
 )
+from mksgn.convert.graph_options import add_graph_options
 from mksgn.deploy.backends import TAGS
 
 PROG = "mksgn-energy"
@@ -47,25 +51,24 @@ def build_parser() -> ArgumentParser:
     ann.add_argument("--onnx", type=Path, help="any GCN as ONNX (input rows x (B, ...)): the ANN baseline")
     add_device_option(p)
     add_out_option(p, "folder for energy.json, energy.md and the PNG plots", "folder")
+    add_graph_options(p)
     add_quiet_option(p)
     p.add_check(lambda args: check_lava_device(p, args))
+    p.add_check(lambda args: args.input is not None and args.data is not None and p.error(
+        "--input and --data: give the arrays or the skeleton data, not both"))
     return p
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     # the heavy imports after parsing: --help and usage errors never load torch
-    from mksgn.data.builtin import load_dataset
-    from mksgn.data.recorded import choose_data, graph_data_record
-    from mksgn.deploy.run import load_model
+    from mksgn.deploy.run import load_for_command
     from mksgn.hw_profiles.estimate import estimate, load_profiles
     from mksgn.hw_profiles.report import terminal_table, write_report
 
     profiles = load_profiles(args.profile)  # bad profiles fail before the model is read
-    loaded = load_model(args.model, args.backend, args.tag)
-    data = choose_data(args.data, graph_data_record(loaded.graph), args.model)
-    data.announce()
-    result = estimate(loaded, load_dataset(data.path).test, args.limit, args.backend, profiles, args.teacher,
+    loaded, source = load_for_command(args, args.backend, args.tag)
+    result = estimate(loaded, source, args.limit, args.backend, profiles, args.teacher,
                       args.teacher_config, args.onnx, not args.quiet, device=args.device)
     record = result.to_dict()
     c = record["counts"]

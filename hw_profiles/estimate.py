@@ -60,15 +60,15 @@ def load_profiles(profiles: Sequence[str | Path | Profile] = ()) -> list[Profile
     return [p if isinstance(p, Profile) else load_profile(p) for p in (profiles or builtin_profiles())]
 
 
-def ann_baseline(spec: InputSpec, teacher: Path | None = None, teacher_config: str | None = None,
+def ann_baseline(spec: InputSpec | None, teacher: Path | None = None, teacher_config: str | None = None,
                  onnx: Path | None = None) -> ANNCounts | None:
     """Dense MAC counts of the ANN baseline (a teacher checkpoint, an untrained teacher config, or ONNX).
 
     Parameters
     ----------
     spec
-        The SNN's :class:`~mksgn.convert.graph_inputs.InputSpec` (layout and joints of an
-        untrained teacher).
+        The SNN's :class:`~mksgn.convert.graph_inputs.InputSpec` (layout and joints of a teacher);
+        ``None`` for a graph not written by ``mksgn-export`` (then only ``onnx`` can be a baseline).
     teacher, teacher_config, onnx
         At most one: a teacher checkpoint, a config name (``tiny``, ``ntu``) or an ONNX file.
 
@@ -85,6 +85,9 @@ def ann_baseline(spec: InputSpec, teacher: Path | None = None, teacher_config: s
         return onnx_counts(onnx)
     if teacher is None and teacher_config is None:
         return None
+    if spec is None:
+        raise EnergyError("--teacher and --teacher-config count a skeleton teacher: they need a graph written by "
+                          "mksgn-export; give any ANN baseline as --onnx")
     from mksgn.train.checkpoint import load_checkpoint
     from mksgn.train.config import Config, preset
     from mksgn.train.run import build_teacher
@@ -141,7 +144,7 @@ def estimate(loaded: LoadedModel, dataset, limit: int = 32, backend: str = "emul
         The model, read and fused once (:func:`~mksgn.deploy.run.load_model`); its tag is the
         arithmetic counted (``fixed_pt``: quantised weights, a weight rounded to zero is no synapse).
     dataset
-        The samples to run (a test split).
+        The samples to run (a test split), or :class:`~mksgn.convert.graph_inputs.ArrayInputs` for any graph.
     limit
         Samples to measure on.
     backend
@@ -165,7 +168,10 @@ def estimate(loaded: LoadedModel, dataset, limit: int = 32, backend: str = "emul
     counts = snn_counts(loaded.sg, record.to_dict())
     emulator = Emulator(loaded.sg, loaded.tag)  # its latency, fan-outs and weights for the resource map
     counts.latency = emulator.latency
-    ann = ann_baseline(loaded.input_spec(), teacher, teacher_config, onnx)
+    from mksgn.convert.graph_inputs import ArrayInputs
+
+    spec = None if isinstance(dataset, ArrayInputs) else loaded.input_spec()
+    ann = ann_baseline(spec, teacher, teacher_config, onnx)
     rows_per_sample = counts.person_rows / max(counts.samples, 1)
     layers = graph_resources(loaded.sg, loaded.tag, emulator)
     return EnergyResult(str(loaded.path), loaded.tag, counts, rows_per_sample, ann, BASELINE_PROFILE,

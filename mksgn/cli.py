@@ -23,10 +23,11 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mksgn.errors import MksgnError
+from mksgn.errors import MksgnError, MksgnWarning
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -77,7 +78,10 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     """Run a command body, turning :class:`MksgnError` into one line on stderr and status 2.
 
     Ctrl-C (``KeyboardInterrupt``) and SIGTERM (:class:`Terminated`, raised by a handler
-    installed for the call) end it with one line and status 130 or 143.
+    installed for the call) end it with one line and status 130 or 143. Each
+    :class:`~mksgn.errors.MksgnWarning` (a default was assumed) is one line on stderr,
+    ``prog: warning: ...``, written when the command has done its work (a command that fails
+    writes its one error line only).
 
     Parameters
     ----------
@@ -90,8 +94,21 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     """
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main else None
+    held: list[str] = []
     try:
-        return body(argv)
+        with warnings.catch_warnings():  # restores the warning machinery when the command ends
+            shown = warnings.showwarning
+
+            def hold(message, category, filename, lineno, file=None, line=None) -> None:
+                if issubclass(category, MksgnWarning):
+                    held.append(f"{prog}: warning: {' '.join(str(message).split())}\n")
+                else:
+                    shown(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = hold
+            status = body(argv)
+        sys.stderr.write("".join(held))  # after the work: an error alone stays one line
+        return status
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except MksgnError as exc:

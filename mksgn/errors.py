@@ -14,6 +14,11 @@ class MksgnError(Exception):
     """Base class of the errors caused by bad input or set-up."""
 
 
+class MksgnWarning(UserWarning):
+    """Base class of the warnings that a result depends on something the input did not state (a
+    default was assumed and is named); the command-line tools print each on one line."""
+
+
 class DatasetError(MksgnError, ValueError):
     """A skeleton dataset file or array is unreadable or inconsistent.
 

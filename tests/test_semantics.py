@@ -176,3 +176,12 @@ def test_semantics_survive_a_nir_file(tmp_path):
     assert from_metadata(back.metadata) == semantics
     assert NIRExecutor(back).semantics == semantics  # the stored semantics run it, no warning needed
     assert all(name in PRESETS for name in ("nir", "snntorch", "sinabs", "norse"))
+
+
+def test_command_line_fields_override_a_preset_for_every_type():
+    chosen = resolve({}, preset_name="snntorch-zero", overrides={"reset": "subtract", "v_min": -2.0})
+    assert chosen.for_type("CubaLIF").reset == "subtract" and chosen.for_type("LIF", True).reset == "subtract"
+    assert chosen.v_min == -2.0 and chosen.dt == 1e-4 and chosen.recurrent_initial == "bias"
+    assert chosen.preset == "snntorch-zero with reset=subtract, v_min=-2.0"
+    with pytest.raises(SemanticsError, match="cannot set \\['dt_scale'\\]"):
+        resolve({}, overrides={"dt_scale": 2})
