@@ -94,9 +94,9 @@ class EmulatorResult:
 
 def output_bound(graph: SynapseGraph, name: str, memo: dict[str, float] | None = None) -> float | None:
     """The largest ``|integer|`` population ``name`` can send in fixed point (``None``: unbounded, a
-    non-spiking neuron). A spike is 1, an input ``2**(bits-1)``, a graded relay its input sum: the
-    row bounds of its incoming integer weights times their sources' bounds, at most the 24-bit
-    payload."""
+    non-spiking neuron). A spike is 1 (a multi-spike count at most the thresholds the voltage holds),
+    an input ``2**(bits-1)``, a graded relay its input sum: the row bounds of its incoming integer
+    weights times their sources' bounds, at most the 24-bit payload."""
     memo = {} if memo is None else memo
     if name in memo:
         return memo[name]
@@ -109,6 +109,9 @@ def output_bound(graph: SynapseGraph, name: str, memo: dict[str, float] | None =
         memo[name] = float(1 << (loihi.GRADED_MESSAGE_BITS - 1))  # a cycle through relays: the payload limit
         terms = [synapse_bound(graph, syn, memo) for syn in graph.incoming(name)]
         bound = memo[name] if None in terms else min(sum(terms), memo[name])
+    elif pop.spiking and pop.rule.spikes == "multi":  # as many spikes as thresholds the 24-bit voltage holds
+        vth_eff = int(graph.fixed.populations[name].vth) << loihi.THRESHOLD_SHIFT
+        bound = float(max(1, (loihi.STATE_LIMIT - 1) // max(vth_eff, 1)))
     else:
         bound = 1.0 if pop.spiking else None
     memo[name] = bound

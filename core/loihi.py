@@ -187,6 +187,15 @@ def lif_fixed_step_torch(a_in, u, v, du: int, dv: int, vth: int, bias=None):
     tensors are returned). The wrap and the clip are skipped when the extremes of the step
     (one pass) show nothing to wrap or clip.
     """
+    raw_u, raw_v, events = lif_fixed_membrane_torch(a_in, u, v, du, dv, bias)
+    spikes = raw_v > (vth << THRESHOLD_SHIFT)
+    raw_v.masked_fill_(spikes, 0)
+    return spikes, raw_u, raw_v, events
+
+
+def lif_fixed_membrane_torch(a_in, u, v, du: int, dv: int, bias=None):
+    """The current and voltage of one bit-accurate LIF step before the spike decision: ``(u, v, events)``
+    (the first half of :func:`lif_fixed_step_torch`; ``events``: wrapped currents and clipped voltages)."""
     import torch
 
     raw_u = a_in.to(torch.int64) if a_in.is_floating_point() else a_in.clone()
@@ -216,9 +225,55 @@ def lif_fixed_step_torch(a_in, u, v, du: int, dv: int, vth: int, bias=None):
     if int(hi) >= STATE_LIMIT or int(lo) <= -STATE_LIMIT:
         events += int((raw_v.abs() >= STATE_LIMIT).sum())
         raw_v.clamp_(-STATE_LIMIT + 1, STATE_LIMIT - 1)
-    spikes = raw_v > (vth << THRESHOLD_SHIFT)
-    raw_v.masked_fill_(spikes, 0)
-    return spikes, raw_u, raw_v, events
+    return raw_u, raw_v, events
+
+
+# --------------------------------------------------------------------------- spike rules beyond Lava's LIF
+# (mksgn.core.semantics): whole numbers in units of 2**-6 of a synaptic unit; numpy arrays or torch tensors
+
+
+def clip_voltage(v):
+    """``v`` clipped into the voltage's signed 24 bits (``+-(2**23 - 1)``), as the LIF clips it."""
+    return v.clip(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+
+
+def pending_reset_fixed(v, fired, vth_eff: int, reset: str):
+    """A reset that acts on the step after the spikes ``fired``: ``"zero"`` zeroes the membrane,
+    ``"subtract-next"`` takes ``vth_eff`` per spike from it (then clipped); other resets: ``v``."""
+    if reset == "zero":
+        return _where(fired > 0, v * 0, v)
+    if reset == "subtract-next":
+        return clip_voltage(v - fired * vth_eff)
+    return v
+
+
+def spike_count_fixed(v, vth_eff: int, test: str, multi: bool):
+    """Spikes of the membrane ``v`` against ``vth_eff = vth << 6``: ``v > vth_eff`` or ``v >= vth_eff`` (0/1,
+    in ``v``'s type), or with ``multi`` the thresholds it holds (``v // vth_eff``; ``(v - 1) // vth_eff``
+    for ``>``), at least 0."""
+    if not multi:
+        return ((v >= vth_eff) if test == ">=" else (v > vth_eff)) * 1
+    count = (v // vth_eff) if test == ">=" else ((v - 1) // vth_eff)
+    return count.clip(0, None) if not _is_torch(count) else count.clamp(min=0)
+
+
+def reset_fixed(v, spikes, vth_eff: int, reset: str, v_min: int | None):
+    """The membrane after this step's ``spikes``: 0 where fired (``"to-v-reset"``), ``v - vth_eff s``
+    (``"subtract"``) or ``v`` (the resets of the next step); then at least ``v_min`` (if any)."""
+    if reset == "to-v-reset":
+        v = _where(spikes > 0, v * 0, v)
+    elif reset == "subtract":
+        v = v - spikes * vth_eff
+    if v_min is not None:
+        v = v.clip(int(v_min), None) if not _is_torch(v) else v.clamp(min=int(v_min))
+    return v
+
+
+def voltage_floor(v_min: float | None, scale: float) -> int | None:
+    """A membrane floor in float units as the integer of a population at ``scale`` (units of ``scale / 2**6``)."""
+    if v_min is None:
+        return None
+    return int(np.clip(round(v_min / scale * (1 << ACTIVATION_SHIFT)), -STATE_LIMIT + 1, STATE_LIMIT - 1))
 
 
 def effective_bias(bias_mant, bias_exp):

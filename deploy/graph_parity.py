@@ -62,12 +62,13 @@ def _emulator(sg, tag: str, inputs: dict[str, torch.Tensor]) -> tuple[Recording,
     return Recording({k: v.double() for k, v in res.spikes.items()}), dict(res.outputs)
 
 
-def _lava(sg, tag: str, inputs: dict[str, torch.Tensor], spiking: list[str], bar
+def _lava(sg, tag: str, inputs: dict[str, torch.Tensor], spiking: list[str], bar, non_stock: dict[str, str]
           ) -> tuple[Recording, dict[str, torch.Tensor], int]:
     from mksgn.deploy.lava_builder import run_lava_rows
 
     res = run_lava_rows(sg, tag, {k: v.numpy() for k, v in inputs.items()}, record=spiking, done=bar.update)
     rec = Recording({n: torch.as_tensor(res.spikes[n]).double() for n in spiking})
+    non_stock.update(res.non_stock)
     return rec, {k: torch.as_tensor(v) for k, v in res.outputs.items()}, res.latency
 
 
@@ -155,6 +156,7 @@ def run_graph_parity(model: LoadedModel, quantized: LoadedModel | None, arrays: 
     outputs: dict[str, dict[str, torch.Tensor]] = {}
     seconds: dict[str, float] = {}
     latency = None
+    non_stock: dict[str, str] = {}
 
     def timed(name: str, work) -> Any:
         start = time.perf_counter()
@@ -167,7 +169,8 @@ def run_graph_parity(model: LoadedModel, quantized: LoadedModel | None, arrays: 
                                                            if quantized is not None else [])
         with tqdm(total=n * len(runs), desc="lava", unit="row", disable=not progress) as bar:
             for name, graph, tag in runs:
-                recs[name], outputs[name], latency = timed(name, lambda: _lava(graph, tag, inputs, spiking, bar))
+                recs[name], outputs[name], latency = timed(
+                    name, lambda: _lava(graph, tag, inputs, spiking, bar, non_stock))
     recs["executor"], outputs["executor"] = timed("executor", lambda: _executor(model, inputs, spiking, torch.float64))
     recs["emulator_floating_pt"], outputs["emulator_floating_pt"] = timed(
         "emulator_floating_pt", lambda: _emulator(sg, "floating_pt", inputs))
@@ -187,4 +190,4 @@ def run_graph_parity(model: LoadedModel, quantized: LoadedModel | None, arrays: 
     fvf = _float_vs_fixed(recs, outputs, quantized, inputs, n) if quantized is not None else None
     agreement = _output_agreement(outputs, expected) if expected is not None else {}
     return ParityResult(arrays.describe(n), n, n, arrays.time_steps, spiking, pairs, fvf, {}, latency, seconds,
-                        strict, agreement)
+                        strict, agreement, non_stock)

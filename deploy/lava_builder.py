@@ -209,8 +209,14 @@ class BuildContext:
                            num_message_bits=self.message_bits(syn))  # Conv has no weight exponent
 
     def message_bits(self, syn: Synapse) -> int:
-        source = self.graph.populations[syn.source]
-        return GRADED_MESSAGE_BITS if self.graph.kinds.population(source.kind).graded else 0
+        """Payload bits of what ``syn``'s source sends: graded values and multi-spike counts 24, spikes 0."""
+        return GRADED_MESSAGE_BITS if sends_values(self.graph, syn.source) else 0
+
+
+def sends_values(graph: SynapseGraph, name: str) -> bool:
+    """Whether population ``name`` sends values (graded, or multi-spike counts) rather than binary spikes."""
+    pop = graph.populations[name]
+    return graph.kinds.population(pop.kind).graded or (pop.spiking and pop.rule.spikes == "multi")
 
 
 def _one_blas_thread():
@@ -237,6 +243,9 @@ class LavaRun:
     seconds: dict[str, float]
     builds: int = 1
     """Lava networks built for these results."""
+    non_stock: dict[str, str] = field(default_factory=dict)
+    """Population -> the class of mksgn's own process that realises it where no stock Lava process
+    can (``RuleLIF``: a spike rule a Lava LIF lacks); empty for a network of stock processes."""
 
 
 def rows_blocker(graph: SynapseGraph) -> str | None:
@@ -417,7 +426,7 @@ class LavaNetwork:
         for i, name in enumerate(self.record):
             shape = lava_shape(g.populations[name].shape)
             path = os.path.join(self._tmp.name, f"sink{i}.npy")
-            binary = g.populations[name].spiking and not g.kinds.population(g.populations[name].kind).graded
+            binary = g.populations[name].spiking and not sends_values(g, name)
             dtype = np.uint8 if binary else (np.int32 if self.ctx.fixed else np.float64)
             np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(self.total, *shape)).flush()
             sink = FileSink(shape=shape, path=path)
@@ -488,7 +497,12 @@ class LavaNetwork:
         if not self.rows_axis:
             aligned = {k: v[:, 0].astype(np.float64) for k, v in aligned.items()}
             outputs = {k: v[:, 0].astype(np.float64) for k, v in outputs.items()}
-        return LavaRun(outputs, aligned, self.latency, self.total, seconds)
+        return LavaRun(outputs, aligned, self.latency, self.total, seconds, non_stock=self.non_stock())
+
+    def non_stock(self) -> dict[str, str]:
+        """Population -> class name of each population process that is mksgn's own, not stock Lava."""
+        return {name: type(proc).__name__ for name, proc in self.ctx.procs.items()
+                if type(proc).__module__.startswith("mksgn.")}
 
 
 def run_lava(graph: SynapseGraph, tag: str, inputs: dict[str, np.ndarray], record: list[str] | None = None,
@@ -545,4 +559,5 @@ def run_lava_rows(graph: SynapseGraph, tag: str, inputs: dict[str, np.ndarray], 
     seconds = {k: sum(p.seconds[k] for p in parts) for k in parts[0].seconds}
     return LavaRun({k: np.concatenate([p.outputs[k] for p in parts], axis=1) for k in parts[0].outputs},
                    {k: np.concatenate([p.spikes[k] for p in parts], axis=1) for k in parts[0].spikes},
-                   parts[0].latency, sum(p.steps_run for p in parts), seconds, builds=len(parts))
+                   parts[0].latency, sum(p.steps_run for p in parts), seconds, builds=len(parts),
+                   non_stock=parts[0].non_stock)

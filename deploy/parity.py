@@ -100,6 +100,8 @@ class ParityResult:
     strict: bool = False
     framework_outputs: dict[str, Any] = field(default_factory=dict)
     """Per backend and Output node, agreement with a framework's recorded outputs (``--expected``)."""
+    non_stock: dict[str, str] = field(default_factory=dict)
+    """Population -> mksgn's own Lava process realising it (not stock Lava; empty: all stock)."""
 
     def exact_ok(self, name: str) -> bool:
         pair = self.pairs[name]
@@ -117,6 +119,7 @@ class ParityResult:
                 "float_tie_tolerance": FLOAT_TIE_TOLERANCE, "max_tie_fraction": MAX_TIE_FRACTION,
                 "lava_latency_steps": self.latency, "accuracy": self.accuracy, "seconds": self.seconds,
                 "pairs": self.pairs, "float_vs_fixed": self.float_vs_fixed,
+                "lava_non_stock_processes": self.non_stock,
                 **({"framework_outputs": self.framework_outputs} if self.framework_outputs else {})}
 
 
@@ -225,6 +228,9 @@ def render_markdown(result: ParityResult) -> str:
     """The Markdown report."""
     lines = ["# Spike parity", "", f"Measured on {result.measured_on} ({result.rows} person rows x {result.steps} "
              f"steps, {len(result.nodes)} LIF layers); Lava outputs aligned (latency {result.latency} steps).", "",
+             *([f"Lava processes that are not stock Lava (mksgn's own, proven against the emulator): "
+                + ", ".join(f"`{cls}` for `{pop}`" for pop, cls in result.non_stock.items()) + ".", ""]
+               if result.non_stock else []),
              f"Status: **{'PASS' if result.passed else 'FAIL'}**"
              + (" (strict: no mismatch allowed)" if result.strict else
                 f" (rounding ties allowed up to {MAX_TIE_FRACTION:g} of the compared spikes)"), "",

@@ -189,9 +189,12 @@ def _lava_run(sg, tag: str, inputs: dict[str, torch.Tensor]):
     if tag == "fixed_pt":  # graded inputs count where their integer is non-zero, as in the emulator
         rows = {k: sg.fixed.inputs[k].encode(v).numpy() for k, v in inputs.items()}
     synops = {}
-    for syn in sg.synapses:
-        src = res.spikes[syn.source] if syn.source in res.spikes else rows[syn.source]
-        synops[syn.name] = int(((src != 0).sum(axis=(0, 1)) * fans[syn.name]).sum())
+    for syn in sg.synapses:  # a spike count is that many events, a graded value one
+        src = res.spikes[syn.source] if syn.source in res.spikes else rows.get(syn.source)
+        if src is None:  # a constant source: one event per neuron and step of each row
+            src = np.ones((*next(iter(inputs.values())).shape[:2], *sg.populations[syn.source].shape))
+        events = src if sg.populations[syn.source].spiking else (src != 0)
+        synops[syn.name] = int((events.sum(axis=(0, 1)) * fans[syn.name]).sum())
     return EmulatorResult(outputs={o: torch.as_tensor(res.outputs[o]) for o in sg.outputs},
                           spike_counts=counts, synops=synops)
 

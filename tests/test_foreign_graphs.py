@@ -101,7 +101,7 @@ def test_a_wrong_dt_that_zeroes_every_weight_is_refused_not_written(tmp_path, ca
     assert len(error) == 1 and "synapse 'input->1'" in error[0] and "round to 0" in error[0] and "dt" in error[0]
     code, _, err = run_main(quantize_cli, [model, "-o", str(q), "--input", data, "--semantics", "sinabs-from-model"],
                             capsys)
-    assert code == 2 and "not a Lava LIF's" in err  # multi-spike, subtract: not in fixed point yet, and said so
+    assert code == 0 and q.is_file(), err  # at sinabs' dt the weights hold
 
 
 def test_energy_counts_binary_inputs_as_synaptic_events(tmp_path, capsys):

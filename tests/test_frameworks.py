@@ -79,3 +79,33 @@ def test_the_float_emulator_equals_the_reference(name):
         np.testing.assert_array_equal(spikes.double().numpy(), ref.records[pop].numpy(), err_msg=pop)
     out = next(iter(sg.outputs))
     np.testing.assert_allclose(res.outputs[out].numpy(), ref.outputs[out].numpy(), rtol=0, atol=1e-9)
+
+
+PER_NEURON = ("snntorch_per_neuron", "sinabs_per_neuron", "norse_per_neuron")
+"""Fixtures with per-neuron decays and thresholds (learned by snnTorch, given by sinabs and norse)."""
+
+
+@pytest.mark.parametrize("name", sorted(set(PRESET) - set(PER_NEURON)))
+def test_lava_equals_the_emulator_in_both_tags_quantised_on_the_fixtures_own_inputs(name):
+    """Lava ``fixed_pt`` = the fixed-point emulator and ``floating_pt`` = the float emulator, spike for
+    spike, on every spiking population; stock LIFs where the rule is a LIF's, mksgn's ``RuleLIF``
+    (named as not stock) where it is not."""
+    from mksgn.convert.quantize import quantize
+    from mksgn.deploy.lava_builder import run_lava_rows
+
+    graph, x, expected = load(name)
+    sg = fuse(graph, semantics=preset(PRESET[name]))
+    qsg, _ = quantize(sg, {sg.inputs[0]: x.double()})
+    spiking = [n for n, p in sg.populations.items() if p.spiking]
+    for tag, g in (("floating_pt", sg), ("fixed_pt", qsg)):
+        emu = Emulator(g, tag).run({sg.inputs[0]: x.double()}, record_spikes=True)
+        lava = run_lava_rows(g, tag, {sg.inputs[0]: x.double().numpy()}, record=spiking)
+        for pop in spiking:
+            assert emu.spikes[pop].any(), (tag, pop)
+            np.testing.assert_array_equal(lava.spikes[pop].astype(np.float64), emu.spikes[pop].double().numpy(),
+                                          err_msg=f"{tag} {pop}")
+        rules = {p for p in spiking if not sg.populations[p].rule.spike_rule_is_lavas}
+        assert set(lava.non_stock) == rules and set(lava.non_stock.values()) <= {"RuleLIF"}
+    out = next(iter(sg.outputs))
+    fixed = Emulator(qsg, "fixed_pt").run({sg.inputs[0]: x.double()}).outputs[out].numpy()
+    assert (fixed == expected).mean() > 0.85  # how far fixed point is from the framework: quantisation only

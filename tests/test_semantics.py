@@ -185,3 +185,22 @@ def test_command_line_fields_override_a_preset_for_every_type():
     assert chosen.preset == "snntorch-zero with reset=subtract, v_min=-2.0"
     with pytest.raises(SemanticsError, match="cannot set \\['dt_scale'\\]"):
         resolve({}, overrides={"dt_scale": 2})
+
+
+def test_the_integer_rules_by_hand():
+    """The fixed-point twins (mksgn.core.loihi), on ``vth_eff = 64`` (a threshold of 1 unit): numpy and torch alike."""
+    from mksgn.core import loihi
+
+    for array in (np.array, torch.tensor):
+        v = array([-70, 63, 64, 65, 200])
+        assert loihi.spike_count_fixed(v, 64, ">", False).tolist() == [0, 0, 0, 1, 1]
+        assert loihi.spike_count_fixed(v, 64, ">=", False).tolist() == [0, 0, 1, 1, 1]
+        assert loihi.spike_count_fixed(v, 64, ">=", True).tolist() == [0, 0, 1, 1, 3]  # 200 holds 3 x 64
+        assert loihi.spike_count_fixed(v, 64, ">", True).tolist() == [0, 0, 0, 1, 3]  # 64 is not above 64
+        s = array([0, 0, 1, 1, 3])
+        assert loihi.reset_fixed(v, s, 64, "to-v-reset", None).tolist() == [-70, 63, 0, 0, 0]
+        assert loihi.reset_fixed(v, s, 64, "subtract", -64).tolist() == [-64, 63, 0, 1, 8]
+        assert loihi.reset_fixed(v, s, 64, "zero", None).tolist() == [-70, 63, 64, 65, 200]  # acts next step
+        assert loihi.pending_reset_fixed(v, s, 64, "zero").tolist() == [-70, 63, 0, 0, 0]
+        assert loihi.pending_reset_fixed(v, s, 64, "subtract-next").tolist() == [-70, 63, 0, 1, 8]
+    assert loihi.voltage_floor(-1.0, 0.5) == -128 and loihi.voltage_floor(None, 0.5) is None

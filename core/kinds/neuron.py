@@ -114,7 +114,8 @@ class Neuron(PopulationKind):
             return {"du": torch.tensor(int(q.du), dtype=i64), "dv": torch.tensor(int(q.dv), dtype=i64),
                     "vth": torch.tensor(int(q.vth), dtype=i64), "bias": bias,
                     "du_int": int(q.du), "dv_int": int(q.dv), "vth_int": int(q.vth), "has_bias": bool(bias.any()),
-                    "scale": torch.tensor(float(q.scale), dtype=torch.float64)}
+                    "scale": torch.tensor(float(q.scale), dtype=torch.float64),
+                    "v_min_int": loihi.voltage_floor(pop.rule.v_min, float(q.scale))}
         return {"du": t(pop.du), "dv": t(pop.dv), "bias": t(pop.bias), "vth": t(pop.threshold) if pop.spiking else None}
 
     def step_float(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool,
@@ -146,12 +147,30 @@ class Neuron(PopulationKind):
     def step_fixed(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool
                    ) -> tuple[torch.Tensor, int]:
         bias = params["bias"] if bias_on and params["has_bias"] else None
+        if pop.spiking and not pop.rule.spike_rule_is_lavas:
+            return self._step_rule_fixed(pop, a_in, state, params, bias)
         s, u, v, events = loihi.lif_fixed_step_torch(a_in, state["u"], state["v"], params["du_int"], params["dv_int"],
                                                      params["vth_int"], bias)
         if not pop.spiking:  # a read-out crossing the largest threshold resets: an overflow
             events += int(torch.count_nonzero(s))
         state["u"], state["v"] = u, v
         return (s if pop.spiking else v), events
+
+    @staticmethod
+    def _step_rule_fixed(pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias: torch.Tensor | None
+                         ) -> tuple[torch.Tensor, int]:
+        """A step of a population whose spike rule is not a Lava LIF's (:mod:`mksgn.core.semantics`): the
+        bit-accurate current and voltage, then the rule in integers (what mksgn's ``RuleLIF`` computes)."""
+        rule, vth_eff = pop.rule, params["vth_int"] << loihi.THRESHOLD_SHIFT
+        u, v, events = loihi.lif_fixed_membrane_torch(a_in, state["u"], state["v"], params["du_int"],
+                                                      params["dv_int"], bias)
+        if "fired" in state:
+            v = loihi.pending_reset_fixed(v, state["fired"], vth_eff, rule.reset)
+        s = loihi.spike_count_fixed(v, vth_eff, rule.threshold, rule.spikes == "multi")
+        state["u"], state["v"] = u, loihi.reset_fixed(v, s, vth_eff, rule.reset, params["v_min_int"])
+        if "fired" in state:
+            state["fired"] = s
+        return s, events
 
     def readout(self, value: torch.Tensor, params: dict, fixed: bool) -> torch.Tensor:
         if fixed:  # v is in units of 2**-6 of one synaptic unit
@@ -164,7 +183,6 @@ class Neuron(PopulationKind):
         """Integers at ``scale`` (``mode``: ``calibrated``, ``dyadic`` or ``grid``); returns them and the
         count of clipped biases. Calibrated mode moves the scale so that the threshold is whole."""
         name = pop.name
-        self.check_lava_rule(pop, QuantizeError)
         du_f, dv_f = uniform(pop.du, "du", name), uniform(pop.dv, "dv", name)
         if pop.spiking:
             thr = uniform(pop.threshold, "threshold", name)
@@ -192,15 +210,6 @@ class Neuron(PopulationKind):
         mant, bexp, clipped = quantize_bias(np.broadcast_to(pop.bias, pop.shape), scale)
         return QuantizedPopulation(scale, vth, du, dv, mant, bexp), clipped
 
-    @staticmethod
-    def check_lava_rule(pop: Population, error: type[Exception]) -> None:
-        """Refuse (``error``, naming the population) a spike rule a stock Lava LIF does not compute."""
-        if pop.spiking and not pop.rule.spike_rule_is_lavas:
-            raise error(f"population {pop.name!r} ({pop.nir_type}): its semantics (reset {pop.rule.reset}, spike if "
-                        f"v {pop.rule.threshold} threshold, {pop.rule.spikes} spike, v_min {pop.rule.v_min}) are not "
-                        f"a Lava LIF's (reset to 0, v > threshold, one spike, no floor); the reference executor and "
-                        f"the float emulator run them, fixed point and Lava do not yet")
-
     def realised(self, pop: Population, q: QuantizedPopulation) -> Population:
         """``pop`` with the bias and decays its integers realise, in float units (the error budget)."""
         import dataclasses
@@ -213,13 +222,23 @@ class Neuron(PopulationKind):
     def lava_process(self, pop: Population, ctx: Any, depth: int) -> Any:
         """A stock ``LIFReset`` zeroed when each row's first input reaches ``depth`` (``ctx.period``
         steps per row), or, for one row of a graph whose rows cannot share a build, a stock ``LIF``
-        whose bias counts from Lava step ``depth`` on (mksgn's gated model)."""
-        self.check_lava_rule(pop, type(ctx.error("")))
+        whose bias counts from Lava step ``depth`` on (mksgn's gated model). A spiking population
+        whose spike rule is not a LIF's (:mod:`mksgn.core.semantics`) is mksgn's ``RuleLIF`` instead
+        (not stock), with the same row reset or bias gate."""
         lif = ctx.lava("lava.proc.lif.process")
         if ctx.period:
             proc, when = lif.LIFReset, {"reset_interval": ctx.period, "reset_offset": (depth + 1) % ctx.period}
         else:
             proc, when = lif.LIF, {"bias_start": depth}
+        rule = pop.spiking and not pop.rule.spike_rule_is_lavas
+        if rule:
+            proc = ctx.mksgn_process("RuleLIF")
+            when = {"reset_interval": 0, "reset_offset": 0, "bias_start": 0, **when}
+            v_min = pop.rule.v_min
+            if ctx.fixed:
+                v_min = loihi.voltage_floor(v_min, float(ctx.graph.fixed.populations[pop.name].scale))
+            when.update(reset=pop.rule.reset, threshold_test=pop.rule.threshold, multi=pop.rule.spikes == "multi",
+                        v_min=v_min)
         shape = ctx.lava_shape(pop.shape)
         if ctx.fixed:
             q = ctx.graph.fixed.populations[pop.name]

@@ -8,7 +8,7 @@ import numpy as np
 
 from mksgn.core import loihi
 from mksgn.deploy.lava_compat import lava_import
-from mksgn.deploy.lava_procs.process import FileSink
+from mksgn.deploy.lava_procs.process import FileSink, RuleLIF
 
 _decorator = lava_import("lava.magma.core.decorator")
 implements, requires, tag = _decorator.implements, _decorator.requires, _decorator.tag
@@ -258,6 +258,94 @@ def float_graded_models() -> dict:
         exp: np.ndarray = LavaPyType(np.ndarray, float)
 
     return {"floating_pt": {graded.GradedVec: PyGradedVecModelFloat}, "fixed_pt": {}}
+
+
+# --------------------------------------------------------------------------- mksgn's LIF with other spike rules
+
+_lif_models = lava_import("lava.proc.lif.models")
+
+
+class _RuleLifRun:
+    """``run_spk`` of :class:`RuleLIF`, shared by both tags: the row reset of ``LIFReset``, the bias gate
+    of mksgn's ``LIF``, Lava's own current and voltage update, then the spike rule."""
+
+    def _row_start(self) -> None:
+        interval = int(self.proc_params["reset_interval"])
+        if interval and self.time_step % interval == int(self.proc_params["reset_offset"]) % interval:
+            self.u *= 0
+            self.v *= 0
+            self.fired *= 0
+
+    def _gated(self) -> bool:
+        return self.time_step - 1 < int(self.proc_params["bias_start"])
+
+
+@implements(proc=RuleLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyRuleLifModelFloat(_RuleLifRun, _lif_models.AbstractPyLifModelFloat):
+    """Float :class:`RuleLIF`: ``PyLifModelFloat``'s update, then the rule (as :mod:`mksgn.core.neuron`)."""
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    vth: float = LavaPyType(float, float)
+    fired: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        self._row_start()
+        bias = self.bias_mant
+        if self._gated():
+            self.bias_mant = np.zeros_like(bias)
+        try:
+            self.subthr_dynamics(activation_in=a_in)
+        finally:
+            self.bias_mant = bias
+        p, vth = self.proc_params, float(self.vth)
+        if p["reset"] == "zero":
+            self.v[self.fired > 0] = 0
+        elif p["reset"] == "subtract-next":
+            self.v[:] = self.v - self.fired * vth
+        if p["multi"]:
+            ratio = self.v / vth
+            s = np.clip(np.floor(ratio) if p["threshold_test"] == ">=" else np.ceil(ratio) - 1, 0, None)
+        else:
+            s = ((self.v >= vth) if p["threshold_test"] == ">=" else (self.v > vth)).astype(float)
+        if p["reset"] == "to-v-reset":
+            self.v[s > 0] = 0
+        elif p["reset"] == "subtract":
+            self.v[:] = self.v - s * vth
+        if p["v_min"] is not None:
+            self.v[:] = np.maximum(self.v, float(p["v_min"]))
+        self.fired[:] = s
+        self.s_out.send(s)
+
+
+@implements(proc=RuleLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyRuleLifModelFixed(_RuleLifRun, _lif_models.AbstractPyLifModelFixed):
+    """Bit-accurate :class:`RuleLIF`: ``PyLifModelBitAcc``'s update, then the rule in integers
+    (:func:`mksgn.core.loihi.spike_count_fixed` and its neighbours, which the emulator uses too)."""
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    vth: int = LavaPyType(int, np.int32, precision=17)
+    fired: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        self._row_start()
+        self.scale_bias()
+        if self._gated():
+            self.effective_bias = np.zeros_like(self.effective_bias)
+        self.subthr_dynamics(activation_in=a_in)
+        p = self.proc_params
+        vth_eff = int(self.vth) << loihi.THRESHOLD_SHIFT
+        v = self.v.astype(np.int64)
+        v = loihi.pending_reset_fixed(v, self.fired.astype(np.int64), vth_eff, p["reset"])
+        s = loihi.spike_count_fixed(v, vth_eff, p["threshold_test"], bool(p["multi"]))
+        self.v[:] = loihi.reset_fixed(v, s, vth_eff, p["reset"], p["v_min"])
+        self.fired[:] = s
+        self.s_out.send(s.astype(np.int32))
 
 
 # --------------------------------------------------------------------------- what the builder uses, and the proofs

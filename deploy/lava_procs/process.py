@@ -1,4 +1,9 @@
-"""The one process of mksgn's own that a Lava network holds: an I/O sink writing to a file."""
+"""mksgn's own Lava processes: an I/O sink writing to a file, and a LIF with the spike rules Lava's lacks.
+
+Every network holds :class:`FileSink`\ s; a network holds :class:`RuleLIF` only where a graph's
+neuron semantics (:mod:`mksgn.core.semantics`) are not a stock LIF's, and the reports name it
+as not stock.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from __future__ import annotations
 from mksgn.deploy.lava_compat import lava_import
 
 _process = lava_import("lava.magma.core.process.process")
+_lif = lava_import("lava.proc.lif.process")
 _variable = lava_import("lava.magma.core.process.variable")
 _ports = lava_import("lava.magma.core.process.ports.ports")
 AbstractProcess, Var = _process.AbstractProcess, _variable.Var
@@ -29,3 +35,33 @@ class FileSink(AbstractProcess):
     def __init__(self, *, shape: tuple[int, ...], path: str, **kwargs) -> None:
         super().__init__(shape=shape, path=path, **kwargs)
         self.a_in = InPort(shape=shape)
+
+
+class RuleLIF(_lif.LIF):
+    """A LIF whose spike rule is not a stock LIF's: Lava's current and voltage dynamics, then the
+    rule of :mod:`mksgn.core.semantics` (not a stock process: none exists in Lava 0.10).
+
+    Parameters (beyond ``LIF``'s)
+    -----------------------------
+    reset
+        ``"to-v-reset"`` (to 0), ``"zero"`` (the next step's membrane zeroed), ``"subtract"``
+        (``v - vth`` per spike) or ``"subtract-next"`` (``vth`` taken from the next step's membrane).
+    threshold_test
+        ``">"`` or ``">="``.
+    multi
+        Send the number of thresholds the voltage holds (a graded spike) instead of 0/1.
+    v_min
+        A floor under the voltage after the reset (``None``: none); in the voltage's units.
+    reset_interval, reset_offset
+        As ``LIFReset``: ``u``, ``v`` and the pending reset are zeroed at the steps where
+        ``time_step % reset_interval == reset_offset`` (0: never).
+    bias_start
+        The first step (0-based) whose bias counts (mksgn's gated ``LIF``).
+    """
+
+    def __init__(self, *, reset: str = "to-v-reset", threshold_test: str = ">", multi: bool = False,
+                 v_min: float | None = None, reset_interval: int = 0, reset_offset: int = 0, bias_start: int = 0,
+                 **kwargs) -> None:
+        super().__init__(reset=reset, threshold_test=threshold_test, multi=multi, v_min=v_min,
+                         reset_interval=reset_interval, reset_offset=reset_offset, bias_start=bias_start, **kwargs)
+        self.fired = Var(shape=self.v.shape, init=0)
