@@ -59,6 +59,7 @@ from mksgn.core.fixed_point import (
 )
 from mksgn.core.fuse import fuse
 from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED, PopulationKind
+from mksgn.core.kinds.neuron import decay_groups
 from mksgn.core.nir_file import decode_metadata, read_graph, write_graph
 from mksgn.core.semantics import Semantics, from_metadata, same_semantics
 from mksgn.core.synapse_graph import FusionError, SynapseGraph
@@ -79,16 +80,24 @@ class LayerReport:
     population: str
     scale: float
     vth: int | None
-    du: int
-    dv: int
+    du: int | list[int]
+    """Lava's ``du``, or its distinct values where neurons differ."""
+    dv: int | list[int]
     weights: dict[str, dict[str, Any]] = field(default_factory=dict)
     bias_clipped: int = 0
     saturated: int = 0
     peak_fraction: float = 0.0
     """Largest calibrated state as a fraction of the 24-bit range."""
+    decay_groups: int = 1
+    """Distinct ``(du, dv)`` pairs among its neurons: the stock Lava LIF processes it needs (one decay
+    pair each); mksgn's emulator and its ``RuleLIF`` hold one per neuron."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _distinct(decay: int | np.ndarray) -> int | list[int]:
+    return decay if np.ndim(decay) == 0 else sorted(int(d) for d in np.unique(decay))
 
 
 def _quantize_weights(w: np.ndarray, step: float) -> tuple[np.ndarray, int]:
@@ -199,7 +208,8 @@ def _quantize_population(sg: SynapseGraph, name: str, fixed: FixedPoint, peaks: 
         scale = relay_scale(scale, list(eff.values()), _outgoing(sg, name, fixed, peaks, dyadic), dyadic)
     qp, bias_clipped = kind.quantize(pop, scale, mode)
     fixed.populations[name] = qp
-    report = LayerReport(name, qp.scale, qp.vth if pop.spiking else None, qp.du, qp.dv, bias_clipped=bias_clipped)
+    report = LayerReport(name, qp.scale, qp.vth if pop.spiking else None, _distinct(qp.du), _distinct(qp.dv),
+                         bias_clipped=bias_clipped, decay_groups=decay_groups(qp, pop.shape))
     for s in incoming:
         w = eff[s.name]
         exact = mode != "calibrated" and (pop.spiking or kind.graded)  # a truncated sum would not be exact

@@ -70,8 +70,9 @@ class QuantizedPopulation:
 
     scale: float
     vth: int
-    du: int
-    dv: int
+    du: int | np.ndarray
+    """One decay, or one per neuron (then a stock Lava deployment needs one LIF process per distinct pair)."""
+    dv: int | np.ndarray
     bias_mant: np.ndarray
     bias_exp: np.ndarray
 
@@ -82,14 +83,14 @@ class QuantizedPopulation:
         return np.asarray(loihi.effective_bias(mant, exp), dtype=np.int64)
 
     @property
-    def decay_u(self) -> float:
+    def decay_u(self) -> float | np.ndarray:
         """The fraction of ``u`` lost per step that the integers realise (Lava adds 1 to ``du``)."""
-        return (self.du + 1) / loihi.DECAY_UNITY
+        return (np.asarray(self.du) + 1) / loihi.DECAY_UNITY
 
     @property
-    def decay_v(self) -> float:
+    def decay_v(self) -> float | np.ndarray:
         """The fraction of ``v`` lost per step that the integers realise."""
-        return self.dv / loihi.DECAY_UNITY
+        return np.asarray(self.dv) / loihi.DECAY_UNITY
 
 
 @dataclass
@@ -115,7 +116,7 @@ class FixedPoint:
         return {
             "format": self.format,
             "inputs": {k: {"scale": v.scale, "bits": v.bits} for k, v in self.inputs.items()},
-            "populations": {k: {"scale": p.scale, "vth": p.vth, "du": p.du, "dv": p.dv,
+            "populations": {k: {"scale": p.scale, "vth": p.vth, "du": _stored_decay(p.du), "dv": _stored_decay(p.dv),
                                 "bias_mant": np.asarray(p.bias_mant), "bias_exp": np.asarray(p.bias_exp)}
                             for k, p in self.populations.items()},
             "synapses": {k: {"weight": np.asarray(s.weight), "weight_exp": s.weight_exp,
@@ -129,7 +130,7 @@ class FixedPoint:
         try:
             return cls(
                 inputs={k: QuantizedInput(float(v["scale"]), int(v["bits"])) for k, v in q["inputs"].items()},
-                populations={k: QuantizedPopulation(float(p["scale"]), int(p["vth"]), int(p["du"]), int(p["dv"]),
+                populations={k: QuantizedPopulation(float(p["scale"]), int(p["vth"]), _decay(p["du"]), _decay(p["dv"]),
                                                     np.asarray(p["bias_mant"], dtype=np.int64),
                                                     np.asarray(p["bias_exp"], dtype=np.int64))
                              for k, p in q["populations"].items()},
@@ -140,6 +141,17 @@ class FixedPoint:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FixedPointError(f"{where}: malformed {METADATA_KEY} metadata ({exc!r})") from exc
+
+
+def _stored_decay(value: int | np.ndarray) -> int | np.ndarray:
+    """A decay as stored: an int, or an array of one per neuron (HDF5 keeps no 0-d arrays)."""
+    return int(value) if np.ndim(value) == 0 else np.asarray(value, dtype=np.int64)
+
+
+def _decay(value: Any) -> int | np.ndarray:
+    """A stored decay: one int, or one per neuron."""
+    array = np.asarray(value, dtype=np.int64)
+    return int(array) if array.ndim == 0 else array
 
 
 def _plain(value: Any) -> Any:

@@ -139,6 +139,7 @@ def _populations(fuser: _Fuser) -> tuple[dict[str, Population], dict[str, np.nda
             pops[name], gains[name] = kind.from_nir(name, fuser.nodes[name], ex.input_shapes[name], fuser.semantics,
                                                     name in ex.cyclic)
             pops[name].kind = kind.name
+            gains[name] = _fold_thresholds(pops[name], gains[name])
     outputs: dict[str, str] = {}
     for out in ex.outputs:
         chains = fuser.chains_into(out)
@@ -155,21 +156,43 @@ def _populations(fuser: _Fuser) -> tuple[dict[str, Population], dict[str, np.nda
     return pops, gains, outputs
 
 
-def _fold_gain(fuser: _Fuser, kind: str, weight: np.ndarray, gain: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Multiply a synapse's weights by its target's input gain (per target neuron)."""
+def _fold_thresholds(pop: Population, gain: np.ndarray) -> np.ndarray:
+    """Per-neuron thresholds made one: neuron ``i``'s membrane scaled by ``f_i = max(theta) / theta_i``
+    (its input gain, bias and floor times ``f_i``); returns the new input gain.
+
+    Exact for every reset of :mod:`mksgn.core.semantics` (reset to 0, to zero next step, by
+    subtraction of the threshold) and for multi-spike counts: the membrane is linear up to the
+    threshold test, and ``v > theta_i`` is ``f_i v > max(theta)``. Also sets the population's
+    per-neuron floor (``rule.v_min``, scaled).
+    """
+    floor = None if not pop.spiking or pop.rule.v_min is None else np.full(pop.shape, float(pop.rule.v_min))
+    if not pop.spiking or np.all(pop.threshold == pop.threshold.flat[0]):
+        pop.v_min = floor
+        return gain
+    theta = np.broadcast_to(np.asarray(pop.threshold, dtype=np.float64), pop.shape)
+    if np.any(theta <= 0):
+        raise FusionError(f"node {pop.name!r} ({pop.nir_type}): thresholds must be > 0 to be made one per "
+                          f"population (min {theta.min():g})")
+    factor = theta.max() / theta
+    pop.threshold = np.full(pop.shape, theta.max())
+    pop.bias = np.asarray(pop.bias) * factor
+    pop.v_min = None if floor is None else floor * factor
+    return gain * factor
+
+
+def _fold_gain(fuser: _Fuser, kind: str, weight: np.ndarray, gain: np.ndarray) -> np.ndarray | None:
+    """Multiply a synapse's weights by its target's input gain (per target neuron); None where the kind
+    cannot hold a gain that varies (a conv kernel shared by positions of different gains)."""
     if np.all(gain == gain.flat[0]):
         return weight if gain.flat[0] == 1.0 else weight * gain.flat[0]
-    folded = fuser.kinds.synapse(kind).fold_gain(weight, gain)
-    if folded is None:
-        raise FusionError(f"population of shape {shape}: an input gain (r, tau) that varies within a channel "
-                          f"cannot be folded into a {kind} synapse")
-    return folded
+    return fuser.kinds.synapse(kind).fold_gain(weight, gain)
 
 
 def _synapse(fuser: _Fuser, chain: _Chain, pop: Population, gain: np.ndarray, source_shape: tuple[int, ...]
              ) -> tuple[Synapse, dict[tuple[int, bool], np.ndarray]]:
-    """The synapse of one chain into ``pop`` and the chain's non-zero biases times ``pop``'s input gain,
-    by the Delay steps and the back edge that follow them (:meth:`_Fuser.chain_biases`)."""
+    """The synapse of one chain into ``pop`` (its weights without ``pop``'s input gain) and the chain's
+    non-zero biases times that gain, by the Delay steps and the back edge that follow them
+    (:meth:`_Fuser.chain_biases`)."""
     delays = [o for o in chain.nodes if isinstance(fuser.nodes[o], nir.Delay)]
     ops = [o for o in chain.nodes if o not in delays and not isinstance(fuser.nodes[o], (nir.Input, nir.Output))]
     where = f"chain {chain.source!r} -> {pop.name!r}"
@@ -186,7 +209,6 @@ def _synapse(fuser: _Fuser, chain: _Chain, pop: Population, gain: np.ndarray, so
             break
     else:
         raise FusionError(f"{where}: no synapse kind matches the chain {ops}")
-    spec["weight"] = _fold_gain(fuser, kind.name, spec["weight"], gain, pop.shape)
     syn = Synapse(name=f"{chain.source}->{pop.name}", source=chain.source, target=pop.name, kind=kind.name,
                   delay=sum(fuser.delay_steps(d) for d in delays), recurrent=chain.recurrent,
                   nodes=tuple(chain.nodes), **spec)
@@ -233,16 +255,38 @@ def _grouped(synapses: list[Synapse]) -> list[Synapse]:
 
 
 def _incoming(fuser: _Fuser, pop: Population, gain: np.ndarray, pops: dict[str, Population],
-              constants: dict[str, Population]) -> list[Synapse]:
+              extra: dict[str, Population]) -> list[Synapse]:
     """Every synapse into ``pop``: its chains' and its bias carriers'."""
     target = pop.name[: -len(READOUT_SUFFIX)] if pop.nir_type == "Output" else pop.name
     synapses: list[Synapse] = []
     carriers: list[Synapse] = []
     for chain in fuser.chains_into(target):
         syn, biases = _synapse(fuser, chain, pop, gain, pops[chain.source].shape)
+        folded = _fold_gain(fuser, syn.kind, syn.weight, gain)
+        if folded is None:  # a per-position gain behind shared weights: the chain feeds a relay, the gain follows
+            carriers.append(_gain_relay(pop, gain, extra))
+            syn.name, syn.target = f"{syn.source}->{pop.name}{GAIN_SUFFIX}", f"{pop.name}{GAIN_SUFFIX}"
+        else:
+            syn.weight = folded
         synapses.append(syn)
-        carriers += _place_biases(pop, biases, constants, fuser.semantics.recurrent_initial)
+        carriers += _place_biases(pop, biases, extra, fuser.semantics.recurrent_initial)
     return _grouped(synapses) + _grouped(carriers)
+
+
+GAIN_SUFFIX = ":gain"
+"""The graded relay that carries a chain whose target's gain varies within a shared kernel is named
+after the target with this suffix."""
+
+
+def _gain_relay(pop: Population, gain: np.ndarray, extra: dict[str, Population]) -> Synapse:
+    """A graded relay of ``pop``'s shape (made on first use, in ``extra``) and the ``elementwise`` synapse
+    that multiplies what it passes on by ``pop``'s per-neuron input gain: a conv kernel applied at
+    positions of different gains (per-neuron ``tau``, ``r`` or thresholds) stays shared."""
+    name = f"{pop.name}{GAIN_SUFFIX}"
+    extra.setdefault(name, Population(name, pop.shape, kind="relay", du=np.ones(pop.shape), dv=np.ones(pop.shape),
+                                      bias=np.zeros(pop.shape), nir_type="gain"))
+    return Synapse(name=f"{name}->{pop.name}", source=name, target=pop.name, kind="elementwise",
+                   weight=np.broadcast_to(gain, pop.shape).copy())
 
 
 def fuse(graph: nir.NIRGraph, kinds: Kinds | None = None, semantics: Semantics | None = None) -> SynapseGraph:
@@ -269,14 +313,19 @@ def fuse(graph: nir.NIRGraph, kinds: Kinds | None = None, semantics: Semantics |
     fuser = _Fuser(graph, kinds, semantics)
     pops, gains, outputs = _populations(fuser)
     synapses: list[Synapse] = []
-    constants: dict[str, Population] = {}
+    extra: dict[str, Population] = {}  # bias sources and gain relays
     for pop_name, pop in pops.items():
         if not fuser.kinds.population(pop.kind).source:
-            synapses += _incoming(fuser, pop, gains[pop_name], pops, constants)
-    clashes = sorted(set(constants) & set(pops))
+            synapses += _incoming(fuser, pop, gains[pop_name], pops, extra)
+    clashes = sorted(set(extra) & set(pops))
     if clashes:
-        raise FusionError(f"node {clashes[0]!r}: its name is taken for a bias source; rename it")
-    populations = {**{n: p for n, p in pops.items() if kinds.population(p.kind).source}, **constants,
-                   **{n: p for n, p in pops.items() if not kinds.population(p.kind).source}}
+        raise FusionError(f"node {clashes[0]!r}: its name is taken for a bias source or a gain relay; rename it")
+    populations = {n: p for n, p in pops.items() if kinds.population(p.kind).source}
+    populations.update({n: p for n, p in extra.items() if kinds.population(p.kind).source})
+    for name, pop in pops.items():  # a gain relay just before its target: after the target's sources
+        if not kinds.population(pop.kind).source:
+            if f"{name}{GAIN_SUFFIX}" in extra:
+                populations[f"{name}{GAIN_SUFFIX}"] = extra[f"{name}{GAIN_SUFFIX}"]
+            populations[name] = pop
     return SynapseGraph(populations, synapses, list(fuser.ex.inputs), outputs, fuser.ex.dt,
                         dict(graph.metadata or {}), kinds=kinds, semantics=fuser.semantics)

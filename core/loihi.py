@@ -193,15 +193,18 @@ def lif_fixed_step_torch(a_in, u, v, du: int, dv: int, vth: int, bias=None):
     return spikes, raw_u, raw_v, events
 
 
-def lif_fixed_membrane_torch(a_in, u, v, du: int, dv: int, bias=None):
+def lif_fixed_membrane_torch(a_in, u, v, du, dv, bias=None):
     """The current and voltage of one bit-accurate LIF step before the spike decision: ``(u, v, events)``
-    (the first half of :func:`lif_fixed_step_torch`; ``events``: wrapped currents and clipped voltages)."""
+    (the first half of :func:`lif_fixed_step_torch`; ``events``: wrapped currents and clipped voltages).
+    ``du``, ``dv``: ints, or int64 tensors of one decay per neuron."""
     import torch
 
     raw_u = a_in.to(torch.int64) if a_in.is_floating_point() else a_in.clone()
     raw_u <<= ACTIVATION_SHIFT
     factor_u = DECAY_UNITY - (du + 1)
-    if factor_u == DECAY_UNITY:
+    if torch.is_tensor(factor_u):  # one decay per neuron
+        raw_u += torch_trunc_div(u * factor_u, DECAY_UNITY)
+    elif factor_u == DECAY_UNITY:
         raw_u += u
     elif factor_u != 0:
         raw_u += torch_trunc_div(u * factor_u, DECAY_UNITY)
@@ -212,7 +215,9 @@ def lif_fixed_membrane_torch(a_in, u, v, du: int, dv: int, bias=None):
         events += int((raw_u != new_u).sum())
         raw_u = new_u
     factor_v = DECAY_UNITY - dv
-    if factor_v == 0:
+    if torch.is_tensor(factor_v):  # one decay per neuron
+        raw_v = torch_trunc_div(v * factor_v, DECAY_UNITY) + raw_u
+    elif factor_v == 0:
         raw_v = raw_u.clone()
     elif factor_v == DECAY_UNITY:
         raw_v = v + raw_u
@@ -257,23 +262,31 @@ def spike_count_fixed(v, vth_eff: int, test: str, multi: bool):
     return count.clip(0, None) if not _is_torch(count) else count.clamp(min=0)
 
 
-def reset_fixed(v, spikes, vth_eff: int, reset: str, v_min: int | None):
+def reset_fixed(v, spikes, vth_eff: int, reset: str, v_min=None):
     """The membrane after this step's ``spikes``: 0 where fired (``"to-v-reset"``), ``v - vth_eff s``
-    (``"subtract"``) or ``v`` (the resets of the next step); then at least ``v_min`` (if any)."""
+    (``"subtract"``) or ``v`` (the resets of the next step); then at least ``v_min`` (an integer or one
+    per neuron; ``None``: no floor)."""
     if reset == "to-v-reset":
         v = _where(spikes > 0, v * 0, v)
     elif reset == "subtract":
         v = v - spikes * vth_eff
-    if v_min is not None:
-        v = v.clip(int(v_min), None) if not _is_torch(v) else v.clamp(min=int(v_min))
-    return v
+    if v_min is None:
+        return v
+    if _is_torch(v):
+        import torch
+
+        return torch.maximum(v, torch.as_tensor(v_min, dtype=v.dtype, device=v.device))
+    return np.maximum(v, np.asarray(v_min, dtype=v.dtype))
 
 
-def voltage_floor(v_min: float | None, scale: float) -> int | None:
-    """A membrane floor in float units as the integer of a population at ``scale`` (units of ``scale / 2**6``)."""
+def voltage_floor(v_min, scale: float):
+    """A membrane floor in float units (a number or one per neuron) as the integers of a population at
+    ``scale`` (units of ``scale / 2**6``); ``None`` stays ``None``."""
     if v_min is None:
         return None
-    return int(np.clip(round(v_min / scale * (1 << ACTIVATION_SHIFT)), -STATE_LIMIT + 1, STATE_LIMIT - 1))
+    ints = np.clip(np.round(np.asarray(v_min, dtype=np.float64) / scale * (1 << ACTIVATION_SHIFT)),
+                   -STATE_LIMIT + 1, STATE_LIMIT - 1).astype(np.int64)
+    return int(ints) if ints.ndim == 0 else ints
 
 
 def effective_bias(bias_mant, bias_exp):

@@ -76,6 +76,9 @@ class Population:
     rule: NeuronRule = field(default_factory=NeuronRule)
     """How a spiking population fires and resets (:mod:`mksgn.core.semantics`; default NIR's and Lava's:
     ``v > threshold``, one spike, reset to 0)."""
+    v_min: np.ndarray | None = None
+    """The membrane floor per neuron (the rule's ``v_min``, scaled where per-neuron thresholds were made
+    one: :func:`mksgn.core.fuse.fuse`), or None."""
 
     @property
     def size(self) -> int:

@@ -230,15 +230,33 @@ def test_a_bias_into_a_cubalif_current_is_held_in_the_current_not_folded_into_it
                                       ref.outputs["output"].numpy())
 
 
-def test_per_neuron_thresholds_are_refused_by_the_quantizer():
-    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([3])), "fc": nir.Linear(weight=np.eye(3)),
-                                "lif": nir.LIF(tau=np.full(3, 2e-4), r=np.full(3, 2.0), v_leak=np.zeros(3),
-                                               v_threshold=np.array([1.0, 2.0, 1.0]), v_reset=np.zeros(3)),
-                                "output": nir.Output(np.array([3]))},
+@pytest.mark.parametrize("reset", ["to-v-reset", "subtract", "zero", "subtract-next"])
+def test_per_neuron_thresholds_are_folded_into_the_gains_exactly(reset):
+    """``v > theta_i`` is ``f_i v > max(theta)`` with ``f_i = max(theta) / theta_i``: the membrane is linear up
+    to the threshold test under every reset; powers of two keep the float arithmetic exact too."""
+    from mksgn.core.semantics import Semantics
+
+    theta = np.array([1.0, 2.0, 0.5, 4.0])
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([4])), "fc": nir.Affine(weight=np.eye(4) * 0.75,
+                                                                                       bias=np.full(4, 0.125)),
+                                "lif": nir.LIF(tau=np.full(4, 2e-4), r=np.full(4, 2.0), v_leak=np.zeros(4),
+                                               v_threshold=theta, v_reset=np.zeros(4)),
+                                "output": nir.Output(np.array([4]))},
                          edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")], metadata={"dt": 1e-4},
                          type_check=False)
-    with pytest.raises(QuantizeError, match="'lif': threshold differs"):
-        quantize(fuse(graph), {"input": torch.rand(3, 2, 3, dtype=torch.float64)})
+    semantics = Semantics(dt=1e-4, reset=reset, threshold=">=", spikes="multi", v_min=-0.5)
+    x = torch.as_tensor(np.random.default_rng(0).integers(0, 9, (24, 3, 4)) / 4.0, dtype=torch.float64)
+    sg = fuse(graph, semantics=semantics)
+    lif = sg.populations["lif"]
+    assert np.all(lif.threshold == 4.0) and np.allclose(lif.v_min, -0.5 * 4.0 / theta)
+    ref = NIRExecutor(graph, semantics=semantics).run({"input": x})
+    emu = Emulator(sg).run({"input": x}, record_spikes=True)
+    assert ref.records["lif"].sum() > 0 and ref.records["lif"].max() > 1  # several spikes at once
+    np.testing.assert_array_equal(emu.spikes["lif"].double().numpy(), ref.records["lif"].numpy())
+    qsg, _ = quantize(sg, {"input": x})
+    assert qsg.fixed.populations["lif"].vth >= 1  # one integer threshold for the population
+    fixed = Emulator(qsg, "fixed_pt").run({"input": x}, record_spikes=True)
+    assert (fixed.spikes["lif"].double() == ref.records["lif"]).double().mean() > 0.9
 
 
 def test_delays_average_pooling_scales_and_a_leaky_readout():

@@ -48,6 +48,22 @@ def uniform(values: np.ndarray, what: str, pop: str) -> float:
     return float(flat[0])
 
 
+def decay_integers(decay: np.ndarray, offset: int) -> int | np.ndarray:
+    """Lava's 12-bit decays of per-neuron fractions (``offset``: Lava's hidden +1 on ``du``): one int
+    where every neuron has the same, else one per neuron (a stock LIF holds one: the population
+    needs one process per value, :func:`decay_groups`)."""
+    ints = np.clip(np.round(np.asarray(decay, dtype=np.float64) * loihi.DECAY_UNITY) - offset, 0,
+                   loihi.DECAY_MAX).astype(np.int64)
+    return int(ints.flat[0]) if np.all(ints == ints.flat[0]) else ints
+
+
+def decay_groups(q: QuantizedPopulation, shape: tuple[int, ...]) -> int:
+    """How many distinct ``(du, dv)`` pairs the population's neurons have (stock Lava LIF processes needed)."""
+    du = np.broadcast_to(np.asarray(q.du), shape).reshape(-1)
+    dv = np.broadcast_to(np.asarray(q.dv), shape).reshape(-1)
+    return int(np.unique(np.stack([du, dv]), axis=1).shape[1])
+
+
 def quantize_bias(bias: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, int]:
     """``bias_mant``, ``bias_exp`` per neuron and the clipped count."""
     b = np.round(np.asarray(bias, dtype=np.float64) / scale * (1 << loihi.ACTIVATION_SHIFT))
@@ -111,12 +127,15 @@ class Neuron(PopulationKind):
         if q is not None:
             i64 = torch.int64
             bias = loihi.effective_bias(t(q.bias_mant, i64), t(q.bias_exp, i64))
-            return {"du": torch.tensor(int(q.du), dtype=i64), "dv": torch.tensor(int(q.dv), dtype=i64),
+            du = int(q.du) if np.ndim(q.du) == 0 else t(q.du, i64)
+            dv = int(q.dv) if np.ndim(q.dv) == 0 else t(q.dv, i64)
+            return {"du": torch.as_tensor(du, dtype=i64), "dv": torch.as_tensor(dv, dtype=i64),
                     "vth": torch.tensor(int(q.vth), dtype=i64), "bias": bias,
-                    "du_int": int(q.du), "dv_int": int(q.dv), "vth_int": int(q.vth), "has_bias": bool(bias.any()),
+                    "du_int": du, "dv_int": dv, "vth_int": int(q.vth), "has_bias": bool(bias.any()),
                     "scale": torch.tensor(float(q.scale), dtype=torch.float64),
-                    "v_min_int": loihi.voltage_floor(pop.rule.v_min, float(q.scale))}
-        return {"du": t(pop.du), "dv": t(pop.dv), "bias": t(pop.bias), "vth": t(pop.threshold) if pop.spiking else None}
+                    "v_min_int": None if pop.v_min is None else t(loihi.voltage_floor(pop.v_min, float(q.scale)), i64)}
+        return {"du": t(pop.du), "dv": t(pop.dv), "bias": t(pop.bias), "vth": t(pop.threshold) if pop.spiking else None,
+                "v_min": None if pop.v_min is None else t(pop.v_min)}
 
     def step_float(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool,
                    track: bool = False) -> tuple[torch.Tensor, float]:
@@ -127,7 +146,7 @@ class Neuron(PopulationKind):
             state["u"], state["v"] = u, v
             return v, max(float(v.abs().max()), float(u.abs().max())) if track else 0.0
         rule = SpikeRule(params["vth"], pop.rule.reset, 0.0, pop.rule.threshold, pop.rule.spikes == "multi",
-                         pop.rule.v_min)
+                         params["v_min"])
         if rule.delayed:
             v = apply_pending_reset(v, state["fired"], rule)
         peak = max(float(v.abs().max()), float(u.abs().max())) if track else 0.0
@@ -147,7 +166,8 @@ class Neuron(PopulationKind):
     def step_fixed(self, pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias_on: bool
                    ) -> tuple[torch.Tensor, int]:
         bias = params["bias"] if bias_on and params["has_bias"] else None
-        if pop.spiking and not pop.rule.spike_rule_is_lavas:
+        if (pop.spiking and not pop.rule.spike_rule_is_lavas) or torch.is_tensor(params["du_int"]) \
+                or torch.is_tensor(params["dv_int"]):
             return self._step_rule_fixed(pop, a_in, state, params, bias)
         s, u, v, events = loihi.lif_fixed_step_torch(a_in, state["u"], state["v"], params["du_int"], params["dv_int"],
                                                      params["vth_int"], bias)
@@ -159,8 +179,9 @@ class Neuron(PopulationKind):
     @staticmethod
     def _step_rule_fixed(pop: Population, a_in: torch.Tensor, state: dict, params: dict, bias: torch.Tensor | None
                          ) -> tuple[torch.Tensor, int]:
-        """A step of a population whose spike rule is not a Lava LIF's (:mod:`mksgn.core.semantics`): the
-        bit-accurate current and voltage, then the rule in integers (what mksgn's ``RuleLIF`` computes)."""
+        """A step of a population whose spike rule is not a Lava LIF's (:mod:`mksgn.core.semantics`) or
+        whose decays differ between neurons: the bit-accurate current and voltage, then the rule in
+        integers (what mksgn's ``RuleLIF`` computes)."""
         rule, vth_eff = pop.rule, params["vth_int"] << loihi.THRESHOLD_SHIFT
         u, v, events = loihi.lif_fixed_membrane_torch(a_in, state["u"], state["v"], params["du_int"],
                                                       params["dv_int"], bias)
@@ -183,7 +204,6 @@ class Neuron(PopulationKind):
         """Integers at ``scale`` (``mode``: ``calibrated``, ``dyadic`` or ``grid``); returns them and the
         count of clipped biases. Calibrated mode moves the scale so that the threshold is whole."""
         name = pop.name
-        du_f, dv_f = uniform(pop.du, "du", name), uniform(pop.dv, "dv", name)
         if pop.spiking:
             thr = uniform(pop.threshold, "threshold", name)
             if thr <= 0:
@@ -205,8 +225,8 @@ class Neuron(PopulationKind):
             vth = loihi.VTH_MAX
             if scale <= 0:
                 scale = 1.0
-        du = int(np.clip(round(du_f * loihi.DECAY_UNITY) - 1, 0, loihi.DECAY_MAX))
-        dv = int(np.clip(round(dv_f * loihi.DECAY_UNITY), 0, loihi.DECAY_MAX))
+        du = decay_integers(np.broadcast_to(pop.du, pop.shape), 1)
+        dv = decay_integers(np.broadcast_to(pop.dv, pop.shape), 0)
         mant, bexp, clipped = quantize_bias(np.broadcast_to(pop.bias, pop.shape), scale)
         return QuantizedPopulation(scale, vth, du, dv, mant, bexp), clipped
 
@@ -222,36 +242,48 @@ class Neuron(PopulationKind):
     def lava_process(self, pop: Population, ctx: Any, depth: int) -> Any:
         """A stock ``LIFReset`` zeroed when each row's first input reaches ``depth`` (``ctx.period``
         steps per row), or, for one row of a graph whose rows cannot share a build, a stock ``LIF``
-        whose bias counts from Lava step ``depth`` on (mksgn's gated model). A spiking population
-        whose spike rule is not a LIF's (:mod:`mksgn.core.semantics`) is mksgn's ``RuleLIF`` instead
-        (not stock), with the same row reset or bias gate."""
+        whose bias counts from Lava step ``depth`` on (mksgn's gated model). A population whose spike
+        rule is not a LIF's (:mod:`mksgn.core.semantics`), or whose decays differ between neurons, is
+        mksgn's ``RuleLIF`` instead (not stock), with the same row reset or bias gate."""
         lif = ctx.lava("lava.proc.lif.process")
         if ctx.period:
             proc, when = lif.LIFReset, {"reset_interval": ctx.period, "reset_offset": (depth + 1) % ctx.period}
         else:
             proc, when = lif.LIF, {"bias_start": depth}
-        rule = pop.spiking and not pop.rule.spike_rule_is_lavas
-        if rule:
-            proc = ctx.mksgn_process("RuleLIF")
-            when = {"reset_interval": 0, "reset_offset": 0, "bias_start": 0, **when}
-            v_min = pop.rule.v_min
-            if ctx.fixed:
-                v_min = loihi.voltage_floor(v_min, float(ctx.graph.fixed.populations[pop.name].scale))
-            when.update(reset=pop.rule.reset, threshold_test=pop.rule.threshold, multi=pop.rule.spikes == "multi",
-                        v_min=v_min)
-        shape = ctx.lava_shape(pop.shape)
         if ctx.fixed:
             q = ctx.graph.fixed.populations[pop.name]
+            du, dv = q.du, q.dv
+        else:
+            du, dv = (float(np.unique(d)[0]) if np.unique(d).size == 1 else np.asarray(d) for d in (pop.du, pop.dv))
+        if (pop.spiking and not pop.rule.spike_rule_is_lavas) or np.ndim(du) or np.ndim(dv):
+            proc, when = ctx.mksgn_process("RuleLIF"), self._rule_params(pop, ctx, when, du, dv)
+        shape = ctx.lava_shape(pop.shape)
+        if ctx.fixed:
             mant = ctx.to_lava(np.broadcast_to(np.asarray(q.bias_mant), pop.shape).astype(np.int64), pop.shape)
             exp = ctx.to_lava(np.broadcast_to(np.asarray(q.bias_exp), pop.shape).astype(np.int64), pop.shape)
-            return proc(shape=shape, du=int(q.du), dv=int(q.dv), vth=int(q.vth), bias_mant=mant, bias_exp=exp, **when)
-        for what, values in (("du", pop.du), ("dv", pop.dv)) + ((("threshold", pop.threshold),) if pop.spiking else ()):
-            if np.unique(np.asarray(values)).size != 1:
-                raise ctx.error(f"population {pop.name!r}: {what} differs between neurons; a Lava LIF has one")
+            return proc(shape=shape, vth=int(q.vth), bias_mant=mant, bias_exp=exp, **{"du": du, "dv": dv, **when})
+        if pop.spiking and np.unique(np.asarray(pop.threshold)).size != 1:
+            raise ctx.error(f"population {pop.name!r}: threshold differs between neurons; a Lava LIF has one")
         vth = float(np.unique(pop.threshold)[0]) if pop.spiking else FLOAT_NEVER
         bias = ctx.to_lava(np.broadcast_to(pop.bias, pop.shape).astype(np.float64), pop.shape)
-        return proc(shape=shape, du=float(np.unique(pop.du)[0]), dv=float(np.unique(pop.dv)[0]), vth=vth,
-                    bias_mant=bias, **when)
+        return proc(shape=shape, vth=vth, bias_mant=bias, **{"du": du, "dv": dv, **when})
+
+    @staticmethod
+    def _rule_params(pop: Population, ctx: Any, when: dict, du: Any, dv: Any) -> dict:
+        """``RuleLIF``'s parameters: the row reset or bias gate of ``when``, the rule, decays and floor per
+        neuron in Lava's layout."""
+        params = {"reset_interval": 0, "reset_offset": 0, "bias_start": 0, **when}
+        v_min = pop.v_min if pop.spiking else None
+        if v_min is not None:
+            v_min = np.broadcast_to(np.asarray(v_min, dtype=np.float64), pop.shape)
+            if ctx.fixed:
+                v_min = loihi.voltage_floor(v_min, float(ctx.graph.fixed.populations[pop.name].scale))
+            v_min = ctx.to_lava(v_min, pop.shape)
+        rule = pop.rule if pop.spiking else type(pop.rule)()
+        params.update(reset=rule.reset, threshold_test=rule.threshold, multi=rule.spikes == "multi", v_min=v_min)
+        for name, decay in (("du", du), ("dv", dv)):
+            params[name] = ctx.to_lava(np.broadcast_to(np.asarray(decay), pop.shape).copy(), pop.shape)
+        return params
 
     def lava_readout(self, pop: Population, ctx: Any, v: np.ndarray) -> np.ndarray:
         """A non-spiking population's float value from its Lava ``v`` (NIR layout)."""

@@ -288,6 +288,8 @@ class PyRuleLifModelFloat(_RuleLifRun, _lif_models.AbstractPyLifModelFloat):
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     vth: float = LavaPyType(float, float)
+    du: np.ndarray = LavaPyType(np.ndarray, float)
+    dv: np.ndarray = LavaPyType(np.ndarray, float)
     fired: np.ndarray = LavaPyType(np.ndarray, float)
 
     def run_spk(self) -> None:
@@ -315,7 +317,7 @@ class PyRuleLifModelFloat(_RuleLifRun, _lif_models.AbstractPyLifModelFloat):
         elif p["reset"] == "subtract":
             self.v[:] = self.v - s * vth
         if p["v_min"] is not None:
-            self.v[:] = np.maximum(self.v, float(p["v_min"]))
+            self.v[:] = np.maximum(self.v, np.asarray(p["v_min"], dtype=float))
         self.fired[:] = s
         self.s_out.send(s)
 
@@ -329,6 +331,8 @@ class PyRuleLifModelFixed(_RuleLifRun, _lif_models.AbstractPyLifModelFixed):
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     vth: int = LavaPyType(int, np.int32, precision=17)
+    du: np.ndarray = LavaPyType(np.ndarray, np.uint16, precision=12)
+    dv: np.ndarray = LavaPyType(np.ndarray, np.uint16, precision=12)
     fired: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
 
     def run_spk(self) -> None:
