@@ -47,9 +47,21 @@ def _check_sizes(f, path: Path) -> None:
 
 
 def write_graph(graph: nir.NIRGraph, path: Path) -> None:
-    """``nir.write`` to a temporary file beside ``path``, then rename (never half a file)."""
+    """``nir.write`` to a temporary file beside ``path``, then rename (never half a file).
+
+    Arrays are gzip-compressed (NIR's default) unless the graph holds a 0-d array, which HDF5
+    cannot compress: nir 1.0.8 reads a field that an older file lacks (``v_reset`` in files of
+    nir 1.0.4, as sinabs and norse write them) as a 0-d array, and its own ``write`` then fails.
+    """
+    compression = None if _has_scalar_arrays(graph.to_dict()) else "gzip"
     with atomic_path(path) as tmp:
-        nir.write(str(tmp), graph)
+        nir.write(str(tmp), graph, compression=compression)
+
+
+def _has_scalar_arrays(value) -> bool:
+    if isinstance(value, dict):
+        return any(_has_scalar_arrays(v) for v in value.values())
+    return isinstance(value, np.ndarray) and value.ndim == 0
 
 
 def read_graph(path: str | os.PathLike[str]) -> nir.NIRGraph:

@@ -194,3 +194,15 @@ def test_graphs_are_never_modified_by_the_commands():
     model, _ = fixture("sinabs_mlp")
     assert "neuron_semantics" not in (read_graph(model).metadata or {})
     assert isinstance(read_graph(model), nir.NIRGraph)
+
+
+def test_a_file_of_an_older_nir_with_scalar_fields_is_quantised_and_written(tmp_path, capsys):
+    """norse's default parameters are 0-d fields (and nir 1.0.8 reads the v_reset a nir 1.0.4 file lacks as
+    a 0-d array), which nir's own compressed write refuses."""
+    from mksgn.convert import quantize_cli
+
+    model, data = fixture("norse_mlp_scalar")
+    q = tmp_path / "s.q.nir"
+    code, _, err = run_main(quantize_cli, [model, "-o", str(q), "--input", data, "--semantics", "norse"], capsys)
+    assert code == 0, err
+    assert from_metadata(read_graph(q).metadata).preset == "norse"

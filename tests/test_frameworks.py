@@ -26,14 +26,8 @@ from mksgn.core.semantics import SemanticsWarning, preset
 FIXTURES = Path(__file__).parent / "fixtures" / "frameworks"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 
-PRESET = {
-    "snntorch_mlp": "snntorch", "snntorch_conv": "snntorch", "snntorch_per_neuron": "snntorch",
-    "snntorch_rsynaptic": "snntorch", "snntorch_mlp_zero": "snntorch-zero", "snntorch_rleaky_zero": "snntorch-zero",
-    "snntorch_synaptic_zero": "snntorch-zero", "sinabs_mlp": "sinabs-from-model", "sinabs_conv": "sinabs-from-model",
-    "sinabs_per_neuron": "sinabs-from-model", "sinabs_single_reset": "sinabs-single", "norse_mlp": "norse",
-    "norse_mlp_scalar": "norse", "norse_conv": "norse", "norse_per_neuron": "norse",
-}
-"""The preset each fixture's producer used (its manifest entry says why)."""
+PRESET = {name: entry["mksgn_preset"] for name, entry in MANIFEST.items()}
+"""The preset each fixture's producer used (``mksgn_preset`` in its manifest entry; ``make_fixtures.py`` writes it)."""
 
 
 def load(name: str) -> tuple:
