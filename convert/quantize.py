@@ -89,8 +89,8 @@ class LayerReport:
     peak_fraction: float = 0.0
     """Largest calibrated state as a fraction of the 24-bit range."""
     decay_groups: int = 1
-    """Distinct ``(du, dv)`` pairs among its neurons: the stock Lava LIF processes it needs (one decay
-    pair each); mksgn's emulator and its ``RuleLIF`` hold one per neuron."""
+    """Distinct ``(du, dv)`` pairs among its neurons: the stock Lava LIF processes it is split into
+    (:mod:`mksgn.deploy.lava_split`; mksgn's emulator and its ``RuleLIF`` hold one per neuron)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -61,6 +61,7 @@ from mksgn.core.synapse_graph import Synapse, SynapseGraph
 from mksgn.core import loihi
 from mksgn.deploy.lava_compat import lava_import
 from mksgn.deploy.lava_guard import guarded_run
+from mksgn.deploy.lava_split import connect_pieces, reassemble, split_groups
 from mksgn.errors import MksgnError
 
 GRADED_MESSAGE_BITS = loihi.GRADED_MESSAGE_BITS
@@ -320,10 +321,20 @@ class LavaNetwork:
         self.total = self.rows * self.steps + self.latency
         ctx = BuildContext(graph, tag, {k: _rows_first(x, self.rows) for k, x in xs.items()}, self.total,
                            period=self.steps if self.reset else None)
+        self.groups = {n: g for n in graph.populations if (g := split_groups(graph, n, tag)) is not None}
+        self.split: dict[str, list[Any]] = {}
         for name, pop in graph.populations.items():
-            ctx.procs[name] = graph.kinds.population(pop.kind).lava_process(pop, ctx, self.depth[name])
+            kind = graph.kinds.population(pop.kind)
+            if name in self.groups:  # per-neuron decays: one stock LIF per decay group (mksgn.deploy.lava_split)
+                self.split[name] = kind.lava_group_processes(pop, ctx, self.depth[name], self.groups[name])
+                ctx.procs[name] = self.split[name][0]
+            else:
+                ctx.procs[name] = kind.lava_process(pop, ctx, self.depth[name])
         for syn in graph.synapses:
-            self._connect(syn, ctx)
+            if syn.source in self.groups or syn.target in self.groups:
+                ctx.synapses[syn.name] = connect_pieces(syn, ctx, self.groups, self.split, self._lags[syn.name] - 1)
+            else:
+                self._connect(syn, ctx)
         self.ctx = ctx
         self._sinks()
         self.build_seconds = time.perf_counter() - start
@@ -422,21 +433,32 @@ class LavaNetwork:
         Monitor = self.ctx.lava("lava.proc.monitor.process").Monitor
         g = self.graph
         self._tmp = tempfile.TemporaryDirectory(prefix="mksgn-lava-")
-        self.sinks: dict[str, str] = {}
+        self.sinks: dict[str, list[str]] = {}
         for i, name in enumerate(self.record):
-            shape = lava_shape(g.populations[name].shape)
-            path = os.path.join(self._tmp.name, f"sink{i}.npy")
             binary = g.populations[name].spiking and not sends_values(g, name)
             dtype = np.uint8 if binary else (np.int32 if self.ctx.fixed else np.float64)
-            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(self.total, *shape)).flush()
-            sink = FileSink(shape=shape, path=path)
-            self.ctx.procs[name].s_out.connect(sink.a_in)
-            self.sinks[name] = path
+            procs = self.split.get(name, [self.ctx.procs[name]])
+            shapes = [(len(index),) for index in self.groups[name]] if name in self.split else \
+                [lava_shape(g.populations[name].shape)]
+            paths = []
+            for j, (proc, shape) in enumerate(zip(procs, shapes, strict=True)):
+                path = os.path.join(self._tmp.name, f"sink{i}_{j}.npy")
+                np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(self.total, *shape)).flush()
+                sink = FileSink(shape=shape, path=path)
+                proc.s_out.connect(sink.a_in)
+                paths.append(path)
+            self.sinks[name] = paths
         self.monitors: dict[str, Any] = {}
         for name in dict.fromkeys(g.outputs.values()):
             if not self._sent(name):
                 self.monitors[name] = Monitor()
                 self.monitors[name].probe(self.ctx.procs[name].v, self.total)
+
+    def _recorded(self, name: str, parts: list[np.ndarray]) -> np.ndarray:
+        """A population's record ``(total, *lava shape)``, its groups' records put back in place."""
+        if name not in self.split:
+            return parts[0]
+        return reassemble(parts, self.groups[name], self.graph.populations[name].shape, to_lava)
 
     def _windows(self, data: np.ndarray, name: str) -> np.ndarray:
         """``(total, *lava_shape)`` -> each row's aligned window ``(T, R, *shape)`` (NIR layout)."""
@@ -467,7 +489,8 @@ class LavaNetwork:
                         guard.check()
                         compile_seconds = compile_seconds or time.perf_counter() - start
                 values = {p: np.asarray(m.get_data()[ctx.procs[p].name]["v"]) for p, m in self.monitors.items()}
-            spikes = {n: np.array(np.load(path, mmap_mode="r")) for n, path in self.sinks.items()}
+            spikes = {n: self._recorded(n, [np.array(np.load(path, mmap_mode="r")) for path in paths])
+                      for n, paths in self.sinks.items()}
         finally:
             if limits is not None:
                 limits.restore_original_limits()

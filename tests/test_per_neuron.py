@@ -72,7 +72,32 @@ def test_lava_runs_per_neuron_decays_equal_to_the_emulator(tag):
     lava = run_lava_rows(sg, tag, {"input": x.numpy()}, record=["lif"])
     assert emu.spikes["lif"].any()
     np.testing.assert_array_equal(lava.spikes["lif"].astype(np.float64), emu.spikes["lif"].double().numpy())
-    assert lava.non_stock == {"lif": "RuleLIF"}
+    assert lava.non_stock == {}  # one stock LIF per decay group, the elementwise gain cut into one Sparse each
+
+
+def test_decay_groups_are_stock_lifs_and_a_conv_into_them_keeps_rulelif():
+    from mksgn.deploy.lava_builder import LavaNetwork
+
+    graph, x = per_position(), inputs()
+    sg, _ = quantize(fuse(graph), {"input": x})
+    net = LavaNetwork(sg, "fixed_pt", {"input": x[:, 0].numpy()}, record=["lif"])
+    net._tmp.cleanup()
+    groups = net.groups["lif"]
+    assert len(net.split["lif"]) == len(groups) == len(np.unique(sg.fixed.populations["lif"].dv))
+    assert sorted(np.concatenate(groups).tolist()) == list(range(32))  # every neuron in one group
+    assert {type(p).__name__ for p in net.split["lif"]} == {"LIFReset"}
+    # snnTorch writes r = tau / dt: the input gain is 1 whatever beta, and the conv feeds the LIF itself
+    rng = np.random.default_rng(5)
+    tau = DT * rng.choice([1.5, 2.0, 3.0], size=SHAPE)
+    lif = nir.LIF(tau=tau, r=tau / DT, v_leak=np.zeros(SHAPE), v_threshold=np.ones(SHAPE), v_reset=np.zeros(SHAPE))
+    direct = conv_graph(tau, np.ones(SHAPE))
+    direct.nodes["lif"] = lif
+    sg = fuse(direct)
+    assert [s.kind for s in sg.synapses] == ["conv"]  # no relay: the gain is uniform
+    lava = run_lava_rows(sg, "floating_pt", {"input": x.numpy()}, record=["lif"])
+    emu = Emulator(sg).run({"input": x}, record_spikes=True)
+    np.testing.assert_array_equal(lava.spikes["lif"].astype(np.float64), emu.spikes["lif"].double().numpy())
+    assert lava.non_stock == {"lif": "RuleLIF"}  # a conv kernel cannot be cut by neuron: one process, not stock
 
 
 def test_uniform_parameters_keep_stock_processes_and_no_relay():

@@ -51,7 +51,7 @@ def uniform(values: np.ndarray, what: str, pop: str) -> float:
 def decay_integers(decay: np.ndarray, offset: int) -> int | np.ndarray:
     """Lava's 12-bit decays of per-neuron fractions (``offset``: Lava's hidden +1 on ``du``): one int
     where every neuron has the same, else one per neuron (a stock LIF holds one: the population
-    needs one process per value, :func:`decay_groups`)."""
+    becomes one process per group, :func:`decay_groups`, :mod:`mksgn.deploy.lava_split`)."""
     ints = np.clip(np.round(np.asarray(decay, dtype=np.float64) * loihi.DECAY_UNITY) - offset, 0,
                    loihi.DECAY_MAX).astype(np.int64)
     return int(ints.flat[0]) if np.all(ints == ints.flat[0]) else ints
@@ -284,6 +284,31 @@ class Neuron(PopulationKind):
         for name, decay in (("du", du), ("dv", dv)):
             params[name] = ctx.to_lava(np.broadcast_to(np.asarray(decay), pop.shape).copy(), pop.shape)
         return params
+
+    def lava_group_processes(self, pop: Population, ctx: Any, depth: int, groups: list[np.ndarray]) -> list[Any]:
+        """One stock ``LIFReset`` (or gated ``LIF``) of shape ``(n,)`` per group of neurons sharing their
+        decays (``groups``: NIR-flat indices), in the group's order: a population whose decays differ
+        between neurons on stock processes (:mod:`mksgn.deploy.lava_split` connects them)."""
+        lif = ctx.lava("lava.proc.lif.process")
+        if ctx.period:
+            proc, when = lif.LIFReset, {"reset_interval": ctx.period, "reset_offset": (depth + 1) % ctx.period}
+        else:
+            proc, when = lif.LIF, {"bias_start": depth}
+        procs = []
+        for index in groups:
+            if ctx.fixed:
+                q = ctx.graph.fixed.populations[pop.name]
+                du, dv = (int(np.broadcast_to(np.asarray(d), pop.shape).reshape(-1)[index[0]]) for d in (q.du, q.dv))
+                mant = np.broadcast_to(np.asarray(q.bias_mant), pop.shape).reshape(-1)[index].astype(np.int64)
+                exp = np.broadcast_to(np.asarray(q.bias_exp), pop.shape).reshape(-1)[index].astype(np.int64)
+                procs.append(proc(shape=(len(index),), du=du, dv=dv, vth=int(q.vth), bias_mant=mant, bias_exp=exp,
+                                  **when))
+            else:
+                du, dv = (float(np.broadcast_to(np.asarray(d), pop.shape).reshape(-1)[index[0]]) for d in (pop.du, pop.dv))
+                bias = np.broadcast_to(pop.bias, pop.shape).reshape(-1)[index].astype(np.float64)
+                procs.append(proc(shape=(len(index),), du=du, dv=dv, vth=float(np.unique(pop.threshold)[0]),
+                                  bias_mant=bias, **when))
+        return procs
 
     def lava_readout(self, pop: Population, ctx: Any, v: np.ndarray) -> np.ndarray:
         """A non-spiking population's float value from its Lava ``v`` (NIR layout)."""
