@@ -83,12 +83,18 @@ def write_report(path: Path, reports: list[LayerReport], measured_on: str, model
               "layers": [r.to_dict() for r in reports]}
     atomic_write_text(path.with_suffix(".json"), json.dumps(record, indent=1, default=float) + "\n")
     lines = [f"# Quantisation of {model}", "", f"Calibrated on {measured_on}.", "",
-             "| population | scale | vth | du | dv | synapse | kind | weight_exp | range used | clipped | zeroed "
-             "| saturated states |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Decays that differ between neurons are listed by value; such a population becomes one stock Lava "
+             "LIF per decay group where its synapses allow (`mksgn.deploy.lava_split`).", "",
+             "| population | scale | vth | du | dv | decay groups | synapse | kind | weight_exp | range used | clipped "
+             "| zeroed | saturated states |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def decay(d) -> str:
+        return str(d) if not isinstance(d, list) else f"{len(d)} values, {d[0]}..{d[-1]}"
+
     for r in reports:
         for i, (syn, w) in enumerate(r.weights.items()):
-            head = (f"{r.population} | {r.scale:.4g} | {r.vth if r.vth is not None else '-'} | {r.du} | {r.dv}"
-                    if i == 0 else " | | | |")
+            head = (f"{r.population} | {r.scale:.4g} | {r.vth if r.vth is not None else '-'} | {decay(r.du)} | "
+                    f"{decay(r.dv)} | {r.decay_groups}" if i == 0 else " | | | | |")
             lines.append(f"| {head} | {syn} | {w['kind']} | {w['weight_exp']} | {w['range_used']:.0%} | "
                          f"{w['clipped']} | {w['zeroed']} | {r.saturated if i == 0 else ''} |")
     atomic_write_text(path.with_suffix(".md"), "\n".join(lines) + "\n")
