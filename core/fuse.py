@@ -7,8 +7,12 @@ two populations becomes one synapse, of the first synapse kind whose ``match`` a
 between the same two populations with the same geometry are summed. A chain's bias goes
 into its target's bias where that computes the same (else a ``constant`` source carries it:
 into a synaptic current, after a Delay, or on a cycle's back edge), its target's input gain
-into its weights, its Delay nodes into its ``delay``. Linear nodes feeding an Output directly become a memoryless, non-spiking read-out
-population ``<output>.readout``. The graph is validated by the reference executor first.
+into its weights, its Delay nodes into its ``delay``. Per-neuron thresholds are made one by
+scaling each neuron's gain, bias and floor (:func:`_fold_thresholds`); a gain that varies where
+the weights are shared (a conv kernel) is carried by a graded relay ``<target>:gain`` and an
+``elementwise`` synapse instead. Linear nodes feeding an Output directly become a memoryless,
+non-spiking read-out population ``<output>.readout``. The neuron semantics (:mod:`mksgn.core.semantics`)
+decide each spiking population's rule. The graph is validated by the reference executor first.
 """
 
 from __future__ import annotations

@@ -6,15 +6,19 @@ Float (``PyLifModelFloat``) and bit-accurate (``PyLifModelBitAcc``)::
 
 NIR LIF and LI give ``du = 1`` (``u`` is this step's input), ``dv = dt/tau``; IF and I
 ``dv = 0``; CubaLIF and CubaLI ``du = dt/tau_syn``, ``dv = dt/tau_mem``; Threshold ``du = dv =
-1``. The node's input gain (``r dt/tau``...) is returned to be folded into its synapses,
-``v_leak`` goes into the bias. A population without a threshold (LI, I, CubaLI, a read-out) never
-spikes and outputs ``v``. ``v_reset`` must be 0: Lava resets to zero.
+1`` (``dt/tau`` is ``1 - exp(-dt/tau)`` under the exponential discretisation). The node's input
+gain (``r dt/tau``...) is returned to be folded into its synapses, ``v_leak`` goes into the bias.
+A population without a threshold (LI, I, CubaLI, a read-out) never spikes and outputs ``v``.
+How a spiking one fires and resets is its ``rule`` (:mod:`mksgn.core.semantics`); with NIR's
+reset to ``v_reset``, ``v_reset`` must be 0 (Lava resets to zero).
 
 Quantisation: ``vth = threshold / scale`` (a whole number, at most 17 bits), ``du`` and ``dv``
-as 12-bit fractions (Lava adds 1 to ``du``), the bias as a 13-bit mantissa and a 3-bit exponent
-in units of ``scale / 2**6``. In Lava a stock ``LIFReset`` zeroed at each person row's start
-(rows run back to back), or, where rows cannot share a build, a stock ``LIF`` (mksgn's model of
-it switches the bias on at the population's depth).
+as 12-bit fractions (Lava adds 1 to ``du``; one per neuron where neurons differ), the bias as a
+13-bit mantissa and a 3-bit exponent in units of ``scale / 2**6``. In Lava a stock ``LIFReset``
+zeroed at each person row's start (rows run back to back), or, where rows cannot share a build,
+a stock ``LIF`` (mksgn's model of it switches the bias on at the population's depth); one per
+decay group where decays differ (:mod:`mksgn.deploy.lava_split`); mksgn's ``RuleLIF`` where the
+rule is not a LIF's or the decays cannot be split.
 """
 
 from __future__ import annotations
