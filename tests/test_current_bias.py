@@ -92,3 +92,22 @@ def test_lava_runs_the_constant_sources_equal_to_the_emulator(tag):
     if tag == "fixed_pt":  # the biases are quantised like weights, at the target's scale
         q = sg.fixed.synapses["cuba:current-bias->cuba"]
         assert np.count_nonzero(q.weight) == N
+
+
+def test_a_bias_shared_by_two_chains_counts_once():
+    """Two Inputs feed one Affine: the chains input_a -> fc -> lif and input_b -> fc -> lif share fc's bias,
+    which the executor adds once per step."""
+    lif = nir.LIF(tau=np.full(2, 2e-4), r=np.full(2, 2.0), v_leak=np.zeros(2), v_threshold=np.ones(2),
+                  v_reset=np.zeros(2))
+    graph = nir.NIRGraph(nodes={"input_a": nir.Input(np.array([2])), "input_b": nir.Input(np.array([2])),
+                                "fc": nir.Affine(weight=np.eye(2) * 0.5, bias=np.array([0.3, 0.6])), "lif": lif,
+                                "output": nir.Output(np.array([2]))},
+                         edges=[("input_a", "fc"), ("input_b", "fc"), ("fc", "lif"), ("lif", "output")],
+                         metadata={"dt": 1e-4}, type_check=False)
+    x = {k: torch.as_tensor(np.random.default_rng(i).random((10, 2, 2)), dtype=torch.float64)
+         for i, k in enumerate(("input_a", "input_b"))}
+    sg = fuse(graph)
+    np.testing.assert_allclose(sg.populations["lif"].bias, [0.3, 0.6])  # once, times the gain r dt/tau = 1
+    ref = NIRExecutor(graph).run(x)
+    res = Emulator(sg).run(x, record_spikes=True)
+    np.testing.assert_array_equal(res.spikes["lif"].double().numpy(), ref.records["lif"].numpy())
