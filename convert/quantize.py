@@ -62,6 +62,7 @@ from mksgn.core.kinds.base import WEIGHT_LIMIT_MIXED, PopulationKind
 from mksgn.core.kinds.neuron import decay_groups
 from mksgn.core.nir_file import decode_metadata, read_graph, write_graph
 from mksgn.core.semantics import Semantics, from_metadata, same_semantics
+from mksgn.core.semantics import resolve as resolve_semantics
 from mksgn.core.synapse_graph import FusionError, SynapseGraph
 
 HEADROOM_BITS = 1
@@ -336,7 +337,9 @@ def quantized_synapse_graph(graph: nir.NIRGraph, path: str | os.PathLike[str],
     if fixed.format != FORMAT:
         raise QuantizeError(f"{path}: quantization format {fixed.format!r}, expected {FORMAT!r}")
     stored = from_metadata(meta, str(path))
-    if semantics is not None and stored is not None and not same_semantics(semantics, stored):
+    if stored is None:  # quantised before semantics were stored: under NIR's reading, at its dt
+        stored = resolve_semantics(meta, where=str(path), warn=False)
+    if semantics is not None and not same_semantics(semantics, stored):
         raise QuantizeError(f"{path}: quantised under {stored.describe()}; it cannot run under "
                             f"{semantics.describe()}: quantise the float graph again under these")
     try:

@@ -268,7 +268,8 @@ def _incoming(fuser: _Fuser, pop: Population, gain: np.ndarray, pops: dict[str, 
         syn, biases = _synapse(fuser, chain, pop, gain, pops[chain.source].shape)
         folded = _fold_gain(fuser, syn.kind, syn.weight, gain)
         if folded is None:  # a per-position gain behind shared weights: the chain feeds a relay, the gain follows
-            carriers.append(_gain_relay(pop, gain, extra))
+            if f"{pop.name}{GAIN_SUFFIX}" not in extra:  # one relay and one gain for every such chain
+                carriers.append(_gain_relay(pop, gain, extra))
             syn.name, syn.target = f"{syn.source}->{pop.name}{GAIN_SUFFIX}", f"{pop.name}{GAIN_SUFFIX}"
         else:
             syn.weight = folded

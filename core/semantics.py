@@ -288,15 +288,6 @@ OVERRIDABLE = ("reset", "threshold", "spikes", "v_min", "recurrent_initial", "cu
 """Fields a command line may set on top of a preset or the graph's semantics."""
 
 
-def same_semantics(a: Semantics, b: Semantics) -> bool:
-    """Whether two records run a graph the same way (their ``preset`` names aside)."""
-    return dataclasses.replace(a, preset="") == dataclasses.replace(b, preset="")
-
-
-def _listed(overrides: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-
-
 def resolve(metadata: Mapping[str, Any] | None, *, dt: float | None = None, preset_name: str | None = None,
             overrides: Mapping[str, Any] | None = None, where: str = "graph", warn: bool = True) -> Semantics:
     """The semantics to run a graph with: preset ``preset_name`` if given, else what its metadata

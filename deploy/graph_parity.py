@@ -41,9 +41,32 @@ class GraphParityError(MksgnError, ValueError):
     """Files that do not belong together; names them."""
 
 
-def _thresholds(sg, spiking: list[str]) -> dict[str, torch.Tensor]:
-    return {n: torch.as_tensor(np.broadcast_to(sg.populations[n].threshold, sg.populations[n].shape).copy())
-            for n in spiking}
+def _thresholds(graph, sg, spiking: list[str]) -> dict[str, torch.Tensor]:
+    """Each spiking node's threshold per neuron as the NIR file states it (the executor's membranes are
+    in its units; the fused population's may be scaled to one threshold: mksgn.core.fuse)."""
+    out = {}
+    for name in spiking:
+        node = _nested(graph, name)
+        value = None if node is None else getattr(node, "v_threshold", getattr(node, "threshold", None))
+        value = sg.populations[name].threshold if value is None else value
+        out[name] = torch.as_tensor(np.broadcast_to(np.asarray(value, dtype=np.float64),
+                                                    sg.populations[name].shape).copy())
+    return out
+
+
+def _nested(graph, dotted: str):
+    """The node a dotted name (``"sub.node"``) names in ``graph``, or None."""
+    import nir
+
+    if dotted in graph.nodes:
+        return graph.nodes[dotted]
+    for i, char in enumerate(dotted):
+        sub = graph.nodes.get(dotted[:i]) if char == "." else None
+        if isinstance(sub, nir.NIRGraph):
+            found = _nested(sub, dotted[i + 1:])
+            if found is not None:
+                return found
+    return None
 
 
 def _executor(model: LoadedModel, inputs: dict[str, torch.Tensor], spiking: list[str], dtype: torch.dtype
@@ -186,7 +209,7 @@ def run_graph_parity(model: LoadedModel, quantized: LoadedModel | None, arrays: 
         recs["executor_float32"] = Recording({k: rec32.spikes[k] for k in read_out},
                                              {k: rec32.membranes[k] for k in read_out})
     identity = {name: name for name in spiking}
-    pairs, _, _ = compare_recordings(recs, identity, _thresholds(sg, spiking), None, arrays.time_steps)
+    pairs, _, _ = compare_recordings(recs, identity, _thresholds(model.graph, sg, spiking), None, arrays.time_steps)
     fvf = _float_vs_fixed(recs, outputs, quantized, inputs, n) if quantized is not None else None
     agreement = _output_agreement(outputs, expected) if expected is not None else {}
     return ParityResult(arrays.describe(n), n, n, arrays.time_steps, spiking, pairs, fvf, {}, latency, seconds,

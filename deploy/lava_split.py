@@ -11,9 +11,11 @@ arithmetic is the same: the integers the emulator uses (``SynapseKind.fixed_weig
 weight exponent of the whole synapse. Lava sums what several pieces send into one ``a_in``.
 
 Only synapses with Lava's Dense/Sparse fixed-point semantics can be cut (``elementwise``,
-``dense``: :attr:`~mksgn.core.kinds.base.SynapseKind.exponent`); a population that others
-touch, or whose groups exceed :data:`MAX_GROUPS`, stays one ``RuleLIF`` (mksgn's own process,
-which holds a decay per neuron).
+``dense``: :attr:`~mksgn.core.kinds.base.SynapseKind.exponent`), and in fixed point only where
+no weight is -256 (a mixed-sign synapse allows it; a piece without positive weights is
+inhibitory to Lava, which clips it to -255). A population that other synapses touch, or whose
+groups exceed :data:`MAX_GROUPS`, stays one ``RuleLIF`` (mksgn's own process, which holds a
+decay per neuron).
 """
 
 from __future__ import annotations
@@ -53,7 +55,14 @@ def split_groups(graph: SynapseGraph, name: str, tag: str) -> list[np.ndarray] |
     touching = graph.incoming(name) + graph.outgoing(name)
     if not all(graph.kinds.synapse(s.kind).exponent for s in touching):
         return None
+    if tag == "fixed_pt" and any(np.any(_used(graph, s) == loihi.WEIGHT_MIN_MIXED) for s in touching):
+        return None  # a piece without positive weights is inhibitory to Lava, which clips -256 to -255
     return [np.flatnonzero(inverse.reshape(-1) == g) for g in range(len(pairs))]
+
+
+def _used(graph: SynapseGraph, syn: Synapse) -> np.ndarray:
+    """The integers Lava's model of the whole synapse uses (the emulator's)."""
+    return graph.kinds.synapse(syn.kind).fixed_weights(graph.fixed.synapses[syn.name])
 
 
 def _matrix(graph: SynapseGraph, syn: Synapse, tag: str) -> np.ndarray:

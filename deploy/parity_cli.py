@@ -27,7 +27,7 @@ from pathlib import Path
 from mksgn.cli import (
     ArgumentParser, add_data_option, add_limit_option, add_out_option, add_quiet_option, command_parser, run_cli,
 )
-from mksgn.convert.graph_options import add_graph_options
+from mksgn.convert.graph_options import add_graph_options, semantics_overrides
 
 PROG = "mksgn-parity"
 DEFAULT_LIMIT = 32
@@ -59,6 +59,10 @@ def _check(p: ArgumentParser, args) -> None:
     if args.input is None:
         if args.expected is not None:
             p.error("--expected needs --input (a student's parity compares with the student itself)")
+        given = [flag for flag, value in (("--dt", args.dt), ("--semantics", args.semantics)) if value is not None]
+        if given or semantics_overrides(args):
+            p.error(f"{', '.join(given) or 'the semantics fields'}: with --input only (a student's graph states "
+                    f"its own semantics)")
         if not 2 <= len(files) <= 3:
             p.error("expected CKPT MODEL.nir [MODEL.q.nir] (or MODEL.nir [MODEL.q.nir] --input X.npz)")
         args.checkpoint, args.model, args.quantized = files[0], files[1], files[2] if len(files) == 3 else None

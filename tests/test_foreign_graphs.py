@@ -206,3 +206,48 @@ def test_a_file_of_an_older_nir_with_scalar_fields_is_quantised_and_written(tmp_
     code, _, err = run_main(quantize_cli, [model, "-o", str(q), "--input", data, "--semantics", "norse"], capsys)
     assert code == 0, err
     assert from_metadata(read_graph(q).metadata).preset == "norse"
+
+
+def test_ties_are_measured_against_each_neurons_own_threshold():
+    """The fused population's thresholds are made one (scaled); the executor's membranes are in the file's units."""
+    from mksgn.core.fuse import fuse
+    from mksgn.core.semantics import preset
+    from mksgn.deploy.graph_parity import _thresholds
+
+    model, _ = fixture("snntorch_per_neuron")
+    graph = read_graph(model)
+    sg = fuse(graph, semantics=preset("snntorch"))
+    thresholds = _thresholds(graph, sg, ["1"])["1"].numpy()
+    np.testing.assert_array_equal(thresholds, np.asarray(graph.nodes["1"].v_threshold, dtype=np.float64))
+    assert np.unique(sg.populations["1"].threshold).size == 1 and np.unique(thresholds).size > 1
+
+
+def test_a_quantised_file_without_stored_semantics_refuses_others(tmp_path):
+    """Files quantised before semantics were stored ran under NIR's reading: another preset is refused."""
+    from mksgn.convert.quantize import QuantizeError, quantized_synapse_graph
+    from mksgn.core.nir_file import write_graph
+    from mksgn.core.semantics import preset
+    from mksgn.deploy import run_cli
+
+    model, data = fixture("snntorch_mlp_zero")
+    q = tmp_path / "m.q.nir"
+    assert run_cli.main([model, "--input", data, "--quiet"]) == 0  # smoke: the float graph runs
+    from mksgn.convert import quantize_cli
+
+    assert quantize_cli.main([model, "-o", str(q), "--input", data, "--dt", "1e-4"]) == 0
+    graph = read_graph(q)
+    meta = {k: v for k, v in graph.metadata.items() if k != "neuron_semantics"}
+    old = nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata=meta, type_check=False)
+    write_graph(old, tmp_path / "old.q.nir")
+    assert quantized_synapse_graph(old, "old.q.nir").semantics.preset == "nir"
+    with pytest.raises(QuantizeError, match="quantised under nir"):
+        quantized_synapse_graph(old, "old.q.nir", preset("sinabs"))
+
+
+def test_semantics_flags_without_input_are_a_usage_error(capsys):
+    from mksgn.deploy import parity_cli
+
+    for extra in (["--semantics", "sinabs"], ["--dt", "1"], ["--reset", "subtract"]):
+        with pytest.raises(SystemExit):
+            parity_cli.build_parser().parse_args(["a.pt", "b.nir", *extra])
+        assert "with --input only" in capsys.readouterr().err

@@ -127,3 +127,51 @@ def test_per_neuron_decays_survive_the_quantised_file(tmp_path):
     x = inputs()
     assert torch.equal(Emulator(back, "fixed_pt").run({"input": x}).outputs["output"],
                        Emulator(sg, "fixed_pt").run({"input": x}).outputs["output"])
+
+
+def test_a_read_out_with_per_neuron_decays_outputs_its_value_in_fixed_point():
+    """A non-spiking LI whose tau differs per neuron: the fixed-point emulator and Lava output its ``v``."""
+    tau = DT * np.array([2.0, 3.0, 5.0])
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([4])),
+                                "fc": nir.Affine(weight=np.random.default_rng(7).normal(0.3, 0.2, (3, 4)),
+                                                 bias=np.zeros(3)),
+                                "li": nir.LI(tau=tau, r=np.ones(3), v_leak=np.zeros(3)),
+                                "output": nir.Output(np.array([3]))},
+                         edges=[("input", "fc"), ("fc", "li"), ("li", "output")], metadata={"dt": DT},
+                         type_check=False)
+    x = torch.as_tensor(np.random.default_rng(8).random((10, 2, 4)), dtype=torch.float64)
+    sg, _ = quantize(fuse(graph), {"input": x})
+    float_out = Emulator(sg).run({"input": x}).outputs["output"]
+    fixed_out = Emulator(sg, "fixed_pt").run({"input": x}).outputs["output"]
+    torch.testing.assert_close(fixed_out, float_out, rtol=0.05, atol=0.02)
+    lava = run_lava_rows(sg, "fixed_pt", {"input": x.numpy()})
+    np.testing.assert_array_equal(lava.outputs["output"][-1], fixed_out[-1].numpy())
+
+
+def test_several_conv_chains_share_one_gain_relay():
+    """Two convolutions into one LIF of per-position tau: one relay, its gain applied once."""
+    graph = per_position()
+    second = nir.Conv2d(input_shape=(4, 4), weight=np.random.default_rng(9).normal(0.3, 0.2, (2, 1, 3, 3)), stride=1,
+                        padding=1, dilation=1, groups=1, bias=np.zeros(2))
+    graph = nir.NIRGraph(nodes={**graph.nodes, "conv2": second},
+                         edges=[*graph.edges, ("input", "conv2"), ("conv2", "lif")], metadata={"dt": DT},
+                         type_check=False)
+    sg = fuse(graph)
+    gains = [s for s in sg.synapses if s.source == "lif:gain"]
+    assert len(gains) == 1
+    x = inputs()
+    ref = NIRExecutor(graph).run({"input": x})
+    res = Emulator(sg).run({"input": x}, record_spikes=True)
+    assert ref.records["lif"].sum() > 0
+    np.testing.assert_array_equal(res.spikes["lif"].double().numpy(), ref.records["lif"].numpy())
+
+
+def test_a_weight_of_minus_256_keeps_the_population_whole():
+    """Lava treats a piece without positive weights as inhibitory and clips -256 to -255: no cut there."""
+    from mksgn.deploy.lava_split import split_groups
+
+    sg, _ = quantize(fuse(per_position()), {"input": inputs()})
+    assert split_groups(sg, "lif", "fixed_pt") is not None
+    gain = sg.fixed.synapses["lif:gain->lif"]
+    gain.weight = np.where(np.arange(gain.weight.size).reshape(gain.weight.shape) == 0, -256, gain.weight)
+    assert split_groups(sg, "lif", "fixed_pt") is None

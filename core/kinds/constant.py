@@ -10,9 +10,11 @@ the population. The fuser (:mod:`mksgn.core.fuse`) gives it a source of its own 
 ``constant`` population of the target's shape, named ``<target>:current-bias``, and an
 ``elementwise`` synapse whose weights are the bias (times the target's input gain). Then the
 current receives ``W x_t + bias`` every step, in every backend, with the synapse's own
-quantisation (the bias is quantised as a weight, at the target's scale). A bias on a chain
-that closes a cycle arrives one step late, as the chain's other input does: its synapse is
-recurrent, so the executor's zero back edge at ``t = 0`` is kept.
+quantisation (the bias is quantised as a weight, at the target's scale). A bias before the
+back edge of a cycle arrives one step late where back edges start at zero (the semantics'
+``recurrent_initial = "zero"``): its synapse is recurrent, as the executor's back edge; with
+``"bias"`` (snnTorch's recurrent layers) it is there from ``t = 0``. A bias held back by a Delay
+waits as long.
 
 In Lava a ``RingBuffer`` of ones (binary spikes) for the whole run; every event it sends is a
 synaptic operation, counted as such.

@@ -189,6 +189,10 @@ class Neuron(PopulationKind):
         rule, vth_eff = pop.rule, params["vth_int"] << loihi.THRESHOLD_SHIFT
         u, v, events = loihi.lif_fixed_membrane_torch(a_in, state["u"], state["v"], params["du_int"],
                                                       params["dv_int"], bias)
+        if not pop.spiking:  # a read-out: its v, a crossing of the largest threshold resets (an overflow)
+            crossed = v > vth_eff
+            state["u"], state["v"] = u, v.masked_fill(crossed, 0)
+            return state["v"], events + int(torch.count_nonzero(crossed))
         if "fired" in state:
             v = loihi.pending_reset_fixed(v, state["fired"], vth_eff, rule.reset)
         s = loihi.spike_count_fixed(v, vth_eff, rule.threshold, rule.spikes == "multi")
