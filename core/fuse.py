@@ -61,7 +61,8 @@ class _Fuser:
             self.sources[dst].append(src)
         for name in self.ex.order:
             node = self.nodes[name]
-            if kinds.for_node(node, self.semantics) is None and not isinstance(node, (*LINEAR_TYPES, nir.Input, nir.Output)):
+            linear = isinstance(node, (*LINEAR_TYPES, nir.Input, nir.Output))
+            if kinds.for_node(node, self.semantics) is None and not linear:
                 raise FusionError(f"node {name!r}: type {type(node).__name__} cannot be deployed")
 
     def neuron_kind(self, name: str):

@@ -319,6 +319,7 @@ def resolve(metadata: Mapping[str, Any] | None, *, dt: float | None = None, pres
         if warn:
             warnings.warn(SemanticsWarning(
                 f"{where} states no dt (metadata 'dt'): running it at dt={timestep.DEFAULT_DT:g} (snnTorch's export "
-                f"convention) with {chosen.preset!r} neuron semantics ({dataclasses.replace(chosen, dt=step).describe()}); "
+                f"convention) with {chosen.preset!r} neuron semantics "
+                f"({dataclasses.replace(chosen, dt=step).describe()}); "
                 f"give --dt, or --semantics naming the producer ({', '.join(sorted(PRESETS))})"), stacklevel=2)
     return dataclasses.replace(chosen, dt=step)

@@ -10,7 +10,7 @@ Exact pairs (with the triage of :mod:`mksgn.deploy.parity`: rounding ties, propa
 
 - ``executor_float32`` = ``framework``: the reference executor in float32, the frameworks'
   arithmetic, on the populations the Output nodes read; a mismatch within
-  :data:`FLOAT32_TIE_TOLERANCE` of the threshold is a rounding tie (another summation order);
+  :data:`~mksgn.deploy.parity.FLOAT32_TIE_TOLERANCE` of the threshold is a rounding tie (another summation order);
 - ``executor`` = ``emulator_floating_pt`` and ``executor`` = ``lava_floating_pt`` (float64),
   ``emulator_fixed_pt`` = ``lava_fixed_pt`` (integers), on every spiking population.
 
@@ -29,13 +29,9 @@ import torch
 from tqdm import tqdm
 
 from mksgn.convert.graph_inputs import ArrayInputs, read_arrays
-from mksgn.deploy.parity import ParityResult, Recording, compare_recordings
+from mksgn.deploy.parity import ParityResult, Recording, compare_recordings, layer_agreement
 from mksgn.deploy.run import LoadedModel
 from mksgn.errors import MksgnError
-
-FLOAT32_TIE_TOLERANCE = 1e-5
-"""Relative membrane distance to the threshold under which a float32 mismatch is a rounding tie."""
-
 
 class GraphParityError(MksgnError, ValueError):
     """Files that do not belong together; names them."""
@@ -104,9 +100,9 @@ def _output_agreement(outputs: dict[str, dict[str, torch.Tensor]], expected: dic
             got = values[name].double().numpy()
             ref = want[-got.shape[0]:]  # Lava's non-spiking read-outs: the last step only
             diff = np.abs(got - ref)
-            out.setdefault(backend, {})[name] = {"values": int(ref.size), "equal": int((diff == 0).sum()),
-                                                 "agreement": float((diff == 0).mean()), "max_abs_diff": float(diff.max()),
-                                                 "steps": int(got.shape[0])}
+            out.setdefault(backend, {})[name] = {
+                "values": int(ref.size), "equal": int((diff == 0).sum()), "agreement": float((diff == 0).mean()),
+                "max_abs_diff": float(diff.max()), "steps": int(got.shape[0])}
     return out
 
 
@@ -115,13 +111,7 @@ def _float_vs_fixed(recs: dict[str, Recording], outputs: dict[str, dict[str, tor
     """Spike and output agreement of the executor and the fixed-point emulator, and the error budget."""
     from mksgn.deploy.error_budget import error_budget
 
-    a, b = recs["executor"], recs["emulator_fixed_pt"]
-    layers = {}
-    for n in a.spikes:
-        x, y = a.spikes[n], b.spikes[n]
-        layers[n] = {"agreement": float((x == y).double().mean()), "rate_float": float(x.mean()),
-                     "rate_fixed": float(y.mean()), "rate_difference": float(y.mean() - x.mean()),
-                     "mismatch_rate_per_step": (x != y).flatten(1).double().mean(dim=1).tolist()}
+    layers = layer_agreement(recs["executor"], recs["emulator_fixed_pt"])
     agree = [float((outputs["executor"][k] == outputs["emulator_fixed_pt"][k].double()).double().mean())
              for k in outputs["executor"]]
     sample = torch.arange(rows)

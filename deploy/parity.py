@@ -138,6 +138,19 @@ def _pair_summary(nodes: list[NodeParity], a: str, b: str, kind: str, steps: int
     }
 
 
+def layer_agreement(ra: Recording, rb: Recording) -> dict[str, dict[str, Any]]:
+    """Per layer both record: spike agreement, spike rates (float ``ra``, fixed ``rb``), their difference and
+    the mismatch rate per step."""
+    layers = {}
+    for n in ra.spikes:
+        if n in rb.spikes:
+            x, y = ra.spikes[n].double(), rb.spikes[n].double()
+            layers[n] = {"agreement": float((x == y).double().mean()), "rate_float": float(x.mean()),
+                         "rate_fixed": float(y.mean()), "rate_difference": float(y.mean() - x.mean()),
+                         "mismatch_rate_per_step": (x != y).flatten(1).double().mean(dim=1).tolist()}
+    return layers
+
+
 def compare_recordings(recs: dict[str, Recording], module_map: dict[str, str],
                        thresholds: dict[str, float | torch.Tensor], labels: np.ndarray | None,
                        steps: int) -> tuple[dict, dict | None, dict[str, float]]:
@@ -158,13 +171,7 @@ def compare_recordings(recs: dict[str, Recording], module_map: dict[str, str],
         return pairs, fvf, {}
     if all(k in recs for k in FLOAT_VS_FIXED):
         ra, rb = recs[FLOAT_VS_FIXED[0]], recs[FLOAT_VS_FIXED[1]]
-        layers = {}
-        for n in ra.spikes:
-            if n in rb.spikes:
-                x, y = ra.spikes[n].double(), rb.spikes[n].double()
-                layers[n] = {"agreement": float((x == y).double().mean()), "rate_float": float(x.mean()),
-                             "rate_fixed": float(y.mean()), "rate_difference": float(y.mean() - x.mean()),
-                             "mismatch_rate_per_step": (x != y).flatten(1).double().mean(dim=1).tolist()}
+        layers = layer_agreement(ra, rb)
         pa, pb = ra.logits.argmax(1), rb.logits.argmax(1)
         fvf = {"a": FLOAT_VS_FIXED[0], "b": FLOAT_VS_FIXED[1],
                "spike_agreement": float(np.mean([v["agreement"] for v in layers.values()])),

@@ -253,11 +253,7 @@ class Neuron(PopulationKind):
         whose bias counts from Lava step ``depth`` on (mksgn's gated model). A population whose spike
         rule is not a LIF's (:mod:`mksgn.core.semantics`), or whose decays differ between neurons, is
         mksgn's ``RuleLIF`` instead (not stock), with the same row reset or bias gate."""
-        lif = ctx.lava("lava.proc.lif.process")
-        if ctx.period:
-            proc, when = lif.LIFReset, {"reset_interval": ctx.period, "reset_offset": (depth + 1) % ctx.period}
-        else:
-            proc, when = lif.LIF, {"bias_start": depth}
+        proc, when = self._stock_lif(ctx, depth)
         if ctx.fixed:
             q = ctx.graph.fixed.populations[pop.name]
             du, dv = q.du, q.dv
@@ -275,6 +271,15 @@ class Neuron(PopulationKind):
         vth = float(np.unique(pop.threshold)[0]) if pop.spiking else FLOAT_NEVER
         bias = ctx.to_lava(np.broadcast_to(pop.bias, pop.shape).astype(np.float64), pop.shape)
         return proc(shape=shape, vth=vth, bias_mant=bias, **{"du": du, "dv": dv, **when})
+
+    @staticmethod
+    def _stock_lif(ctx: Any, depth: int) -> tuple[type, dict]:
+        """The stock process and how it starts each row: ``LIFReset`` zeroed when a row's first input
+        reaches ``depth`` (rows back to back), else ``LIF`` whose bias counts from step ``depth``."""
+        lif = ctx.lava("lava.proc.lif.process")
+        if ctx.period:
+            return lif.LIFReset, {"reset_interval": ctx.period, "reset_offset": (depth + 1) % ctx.period}
+        return lif.LIF, {"bias_start": depth}
 
     @staticmethod
     def _rule_params(pop: Population, ctx: Any, when: dict, du: Any, dv: Any) -> dict:
@@ -297,25 +302,21 @@ class Neuron(PopulationKind):
         """One stock ``LIFReset`` (or gated ``LIF``) of shape ``(n,)`` per group of neurons sharing their
         decays (``groups``: NIR-flat indices), in the group's order: a population whose decays differ
         between neurons on stock processes (:mod:`mksgn.deploy.lava_split` connects them)."""
-        lif = ctx.lava("lava.proc.lif.process")
-        if ctx.period:
-            proc, when = lif.LIFReset, {"reset_interval": ctx.period, "reset_offset": (depth + 1) % ctx.period}
-        else:
-            proc, when = lif.LIF, {"bias_start": depth}
+        proc, when = self._stock_lif(ctx, depth)
+        def flat(x: Any) -> np.ndarray:
+            return np.broadcast_to(np.asarray(x), pop.shape).reshape(-1)
+
+        q = ctx.graph.fixed.populations[pop.name] if ctx.fixed else None
         procs = []
         for index in groups:
-            if ctx.fixed:
-                q = ctx.graph.fixed.populations[pop.name]
-                du, dv = (int(np.broadcast_to(np.asarray(d), pop.shape).reshape(-1)[index[0]]) for d in (q.du, q.dv))
-                mant = np.broadcast_to(np.asarray(q.bias_mant), pop.shape).reshape(-1)[index].astype(np.int64)
-                exp = np.broadcast_to(np.asarray(q.bias_exp), pop.shape).reshape(-1)[index].astype(np.int64)
-                procs.append(proc(shape=(len(index),), du=du, dv=dv, vth=int(q.vth), bias_mant=mant, bias_exp=exp,
-                                  **when))
+            if q is not None:
+                procs.append(proc(shape=(len(index),), du=int(flat(q.du)[index[0]]), dv=int(flat(q.dv)[index[0]]),
+                                  vth=int(q.vth), bias_mant=flat(q.bias_mant)[index].astype(np.int64),
+                                  bias_exp=flat(q.bias_exp)[index].astype(np.int64), **when))
             else:
-                du, dv = (float(np.broadcast_to(np.asarray(d), pop.shape).reshape(-1)[index[0]]) for d in (pop.du, pop.dv))
-                bias = np.broadcast_to(pop.bias, pop.shape).reshape(-1)[index].astype(np.float64)
-                procs.append(proc(shape=(len(index),), du=du, dv=dv, vth=float(np.unique(pop.threshold)[0]),
-                                  bias_mant=bias, **when))
+                procs.append(proc(shape=(len(index),), du=float(flat(pop.du)[index[0]]),
+                                  dv=float(flat(pop.dv)[index[0]]), vth=float(np.unique(pop.threshold)[0]),
+                                  bias_mant=flat(pop.bias)[index].astype(np.float64), **when))
         return procs
 
     def lava_readout(self, pop: Population, ctx: Any, v: np.ndarray) -> np.ndarray:
