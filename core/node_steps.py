@@ -59,9 +59,8 @@ import torch
 import torch.nn.functional as F
 
 from mksgn.core import fields, timestep
-from mksgn.core.neuron import (
-    CurrentParams, LeakyParams, SpikeRule, apply_pending_reset, current_step, lif_membrane, reset_membrane, spike_count,
-)
+from mksgn.core.neuron import CurrentParams, LeakyParams, current_step, lif_membrane
+from mksgn.core.spike_rules import SpikeRule, apply_pending_reset, reset_membrane, spike_count
 from mksgn.core.semantics import NeuronRule, Semantics
 from mksgn.errors import MksgnError
 
@@ -246,7 +245,7 @@ def _firing(ctx: BuildContext, node: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _neuron_program(ctx: BuildContext, params: LeakyParams, current: CurrentParams | None = None) -> NodeProgram:
     """A neuron node: :func:`~mksgn.core.neuron.lif_membrane`, then spikes and reset as the semantics
-    say (:class:`~mksgn.core.neuron.SpikeRule`), after :func:`~mksgn.core.neuron.current_step` for a
+    say (:class:`~mksgn.core.spike_rules.SpikeRule`), after :func:`~mksgn.core.neuron.current_step` for a
     current-based one."""
     rule = ctx.rule
     spiking = params.threshold is not None

@@ -105,11 +105,6 @@ class NeuronRule:
     current_input: str = "integrated"
 
     @property
-    def is_nir(self) -> bool:
-        """Whether this is NIR's own reading (reset to ``v_reset``, ``v > theta``, one spike, no floor)."""
-        return self == NeuronRule()
-
-    @property
     def spike_rule_is_lavas(self) -> bool:
         """Whether a stock Lava LIF spikes and resets this way (reset to 0 is checked apart: ``v_reset``)."""
         return (self.reset, self.threshold, self.spikes, self.v_min) == ("to-v-reset", ">", "single", None)
@@ -167,12 +162,6 @@ class Semantics:
                                      f"{list(choices)}")
         _check_number(f"{where} v_min", rule.v_min, allow_none=True)
         return rule
-
-    @property
-    def is_nir(self) -> bool:
-        """Whether every neuron follows NIR's reading (forward Euler) and back edges start at zero."""
-        return (self.recurrent_initial == "zero" and self.discretisation == "forward-euler"
-                and all(self.for_type(t, r).is_nir for t in NEURON_TYPES for r in (False, True)))
 
     def to_metadata(self) -> dict[str, Any]:
         """The graph metadata entries that state these semantics (``dt`` only if known)."""

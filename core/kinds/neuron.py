@@ -33,9 +33,8 @@ import torch
 from mksgn.core import loihi, timestep
 from mksgn.core.fixed_point import QuantizedPopulation, QuantizeError
 from mksgn.core.kinds.base import PopulationKind
-from mksgn.core.neuron import (
-    CurrentParams, LeakyParams, SpikeRule, apply_pending_reset, current_step, lif_membrane, reset_membrane, spike_count,
-)
+from mksgn.core.neuron import CurrentParams, LeakyParams, current_step, lif_membrane
+from mksgn.core.spike_rules import SpikeRule, apply_pending_reset, reset_membrane, spike_count
 from mksgn.core.semantics import Semantics
 from mksgn.core.synapse_graph import FusionError, Population
 

@@ -7,6 +7,7 @@ from types import MappingProxyType
 import numpy as np
 
 from mksgn.core import loihi
+from mksgn.core.spike_rules import SpikeRule, apply_pending_reset, reset_membrane, spike_count
 from mksgn.deploy.lava_compat import lava_import
 from mksgn.deploy.lava_procs.process import FileSink, RuleLIF
 
@@ -284,7 +285,8 @@ class _RuleLifRun:
 @requires(CPU)
 @tag("floating_pt")
 class PyRuleLifModelFloat(_RuleLifRun, _lif_models.AbstractPyLifModelFloat):
-    """Float :class:`RuleLIF`: ``PyLifModelFloat``'s update, then the rule (as :mod:`mksgn.core.neuron`)."""
+    """Float :class:`RuleLIF`: ``PyLifModelFloat``'s update, then the rule (:mod:`mksgn.core.spike_rules`,
+    the functions the executor and the emulator call)."""
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     vth: float = LavaPyType(float, float)
@@ -302,22 +304,12 @@ class PyRuleLifModelFloat(_RuleLifRun, _lif_models.AbstractPyLifModelFloat):
             self.subthr_dynamics(activation_in=a_in)
         finally:
             self.bias_mant = bias
-        p, vth = self.proc_params, float(self.vth)
-        if p["reset"] == "zero":
-            self.v[self.fired > 0] = 0
-        elif p["reset"] == "subtract-next":
-            self.v[:] = self.v - self.fired * vth
-        if p["multi"]:
-            ratio = self.v / vth
-            s = np.clip(np.floor(ratio) if p["threshold_test"] == ">=" else np.ceil(ratio) - 1, 0, None)
-        else:
-            s = ((self.v >= vth) if p["threshold_test"] == ">=" else (self.v > vth)).astype(float)
-        if p["reset"] == "to-v-reset":
-            self.v[s > 0] = 0
-        elif p["reset"] == "subtract":
-            self.v[:] = self.v - s * vth
-        if p["v_min"] is not None:
-            self.v[:] = np.maximum(self.v, np.asarray(p["v_min"], dtype=float))
+        p = self.proc_params
+        rule = SpikeRule(float(self.vth), p["reset"], 0.0, p["threshold_test"], bool(p["multi"]),
+                         None if p["v_min"] is None else np.asarray(p["v_min"], dtype=float))
+        v = apply_pending_reset(self.v, self.fired, rule)
+        s = spike_count(v, rule)
+        self.v[:] = reset_membrane(v, s, rule)
         self.fired[:] = s
         self.s_out.send(s)
 
