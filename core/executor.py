@@ -486,19 +486,19 @@ class NIRExecutor:
     def _initial_back_values(self, back_sources: list[str], batch: int) -> dict[str, torch.Tensor]:
         """What the back edges deliver at ``t = 0``: zeros, or (``recurrent_initial = "bias"``) what their
         sources compute when every Input, neuron and Delay outputs zeros."""
-        zeros = {name: torch.zeros((batch, *self.output_shapes[name]), dtype=self.dtype, device=self.device)
-                 for name in self.order}
+        def zeros(shape: tuple[int, ...]) -> torch.Tensor:
+            return torch.zeros((batch, *shape), dtype=self.dtype, device=self.device)
+
         if self.semantics.recurrent_initial == "zero" or not back_sources:
-            return {src: zeros[src] for src in back_sources}
+            return {src: zeros(self.output_shapes[src]) for src in back_sources}
         value: dict[str, torch.Tensor] = {}
         with torch.no_grad():
             for name in self.order:
                 node = self._flat.nodes[name]
                 if name in self.inputs or isinstance(node, STATEFUL_TYPES):
-                    value[name] = zeros[name]
+                    value[name] = zeros(self.output_shapes[name])
                     continue
-                x = zeros[name] if name not in self.input_shapes else torch.zeros(
-                    (batch, *self.input_shapes[name]), dtype=self.dtype, device=self.device)
+                x = zeros(self.input_shapes[name])
                 for src in self._forward_sources[name]:
                     x = x + value[src]
                 value[name] = self.programs[name].step(self.programs[name].initial_state(batch), x)[0]
