@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import nir
-import numpy as np
 import torch
 
 from mksgn.atomic import atomic_path, atomic_write_text
@@ -58,11 +57,12 @@ def _validate(model, graph: nir.NIRGraph, info: dict, data: str | None, samples:
     from mksgn.convert.validate import compare
     from mksgn.data.builtin import load_dataset
     from mksgn.data.pipeline import SkeletonInputs
+    from mksgn.data.splits import stratified_subset
 
     splits = load_dataset(data)
     test = SkeletonInputs(splits.test, info["frames"], info["modalities"])
-    x, _ = test.batch(np.arange(min(samples, len(test))))
-    result.validated_on = f"{min(samples, len(test))} test samples of {splits.test.source}"
+    index, result.validated_on = stratified_subset(splits.test, samples)
+    x, _ = test.batch(index)
     for dtype in (torch.float64, torch.float32):
         report = compare(model, graph, x, dtype)
         result.parity[report.dtype] = report.to_dict()
@@ -122,17 +122,19 @@ def export_checkpoint(ckpt: str, out: Path, data: str | None = None, samples: in
 
 
 def _person_rows(data: str | None, samples: int, info: dict) -> tuple[torch.Tensor, str]:
-    """The present persons' rows ``(R, Mod, 3, F, V)`` of the first test samples, and what they are."""
+    """The present persons' rows ``(R, Mod, 3, F, V)`` of ``samples`` test samples (stratified by
+    class), and what they are."""
     from mksgn.train.blocks import present_persons
     from mksgn.data.builtin import load_dataset
     from mksgn.data.pipeline import SkeletonInputs
+    from mksgn.data.splits import stratified_subset
 
     splits = load_dataset(data)
     test = SkeletonInputs(splits.test, info["frames"], info["modalities"])
-    n = min(samples, len(test))
-    x, _ = test.batch(np.arange(n))
+    index, described = stratified_subset(splits.test, samples)
+    x, _ = test.batch(index)
     rows, _ = present_persons(x)
-    return rows, f"person rows of {n} test samples of {splits.test.source}"
+    return rows, f"person rows of {described}"
 
 
 def check_checkpoints(ckpt: str | os.PathLike[str], teacher_ckpt: str | os.PathLike[str] | None = None) -> None:

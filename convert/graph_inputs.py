@@ -89,7 +89,7 @@ def on_grid(spec: InputSpec, name: str, x: torch.Tensor) -> torch.Tensor:
 
 def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> Iterator[Batch]:
     """Batches of ``dataset`` (a :class:`~mksgn.data.dataset.SkeletonDataset`) at ``indices``."""
-    from mksgn.data.pipeline import SkeletonInputs
+    from mksgn.data.pipeline import SkeletonInputs, warn_frame_mismatch
     from mksgn.train.blocks import present_persons
 
     joints = dataset.skeleton.num_joints
@@ -98,6 +98,7 @@ def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> I
     if spec.class_names and len(dataset.class_names) != len(spec.class_names):
         raise GraphInputError(f"{dataset.source}: the data has {len(dataset.class_names)} classes, the graph "
                               f"{len(spec.class_names)}")
+    warn_frame_mismatch(dataset, spec.frames)
     source = SkeletonInputs(dataset, spec.frames, spec.modalities, None)
     for start in range(0, len(indices), batch_size):
         idx = np.asarray(indices[start:start + batch_size])

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import nir
-import numpy as np
 import torch
 
 from mksgn.atomic import atomic_write_text
@@ -69,11 +68,12 @@ def calibration_inputs(graph: nir.NIRGraph, sg: SynapseGraph, data: str | None, 
         return inputs, (f"{samples} random standard-normal inputs x {steps} steps (no mksgn input metadata; give "
                         f"--input X.npz to calibrate on the graph's real inputs)")
     from mksgn.data.builtin import load_dataset
+    from mksgn.data.splits import stratified_subset
 
     splits = load_dataset(data)
-    n = min(samples, len(splits.train))
-    batch = next(batches(spec, splits.train, np.arange(n), n))
-    return batch.inputs, f"{n} training samples of {splits.train.source}"
+    index, described = stratified_subset(splits.train, samples, "training")
+    batch = next(batches(spec, splits.train, index, len(index)))
+    return batch.inputs, described
 
 
 def write_report(path: Path, reports: list[LayerReport], measured_on: str, model: str,

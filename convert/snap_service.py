@@ -92,6 +92,7 @@ def snap_checkpoint(ckpt: str | os.PathLike[str], data: str | None = None, sampl
     """
     from mksgn.train.blocks import present_persons
     from mksgn.data.builtin import load_dataset
+    from mksgn.data.splits import stratified_subset
     from mksgn.train.checkpoint import load_checkpoint
     from mksgn.data.pipeline import SkeletonInputs
     from mksgn.train.run import load_student
@@ -106,10 +107,9 @@ def snap_checkpoint(ckpt: str | os.PathLike[str], data: str | None = None, sampl
     splits = load_dataset(data)
     if splits.train.skeleton.num_joints != layout.num_joints or list(splits.train.class_names) != list(info["class_names"]):
         raise SnapError(f"{splits.train.source}: not the data {ckpt} was trained on (joints or class names differ)")
-    n = min(samples, len(splits.train))
-    x, _ = SkeletonInputs(splits.train, info["frames"], info["modalities"]).batch(np.arange(n))
+    index, calibrated_on = stratified_subset(splits.train, samples, "training")
+    x, _ = SkeletonInputs(splits.train, info["frames"], info["modalities"]).batch(index)
     rows, _ = present_persons(x)
-    calibrated_on = f"{n} training samples of {splits.train.source}"
     snapped, report = snap(model, rows, info["frames"], list(info["class_names"]), info["layout"], input_bits,
                            calibrated_on)
     result = {"calibrated_on": calibrated_on, "input_bits": input_bits, **report.to_dict()}

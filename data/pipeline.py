@@ -8,13 +8,43 @@ for training, uniform for evaluation) and split into the modalities, giving
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from mksgn.data.dataset import SkeletonDataset
+from mksgn.errors import MksgnWarning
 from mksgn.data.transforms import centre, modalities, resample
+
+
+class FrameCountWarning(MksgnWarning):
+    """The data's clips are shorter than the frames the model takes: frames are interpolated."""
+
+
+def frame_mismatch(dataset: SkeletonDataset, frames: int) -> str | None:
+    """A sentence saying that ``dataset``'s clips are upsampled to ``frames``, or None when most are not.
+
+    Clips longer than ``frames`` are resampled down (every model input frame is a recorded frame
+    or between two); clips shorter are *interpolated* up, so that a model then sees, and its energy
+    is counted on, frames that were never recorded. Stated when the median clip is shorter.
+    """
+    lengths = np.asarray(dataset.lengths)
+    median = float(np.median(lengths))
+    if median >= frames:
+        return None
+    return (f"{dataset.source}: clips have {int(lengths.min())}-{int(lengths.max())} frames (median {median:g}); "
+            f"the model takes {frames}, so they are interpolated {frames / median:.2g}x (figures are measured "
+            f"on the interpolated frames; train with --set data.frames={int(median)} to follow the data)")
+
+
+def warn_frame_mismatch(dataset: SkeletonDataset, frames: int) -> str | None:
+    """:func:`frame_mismatch` issued as a :class:`FrameCountWarning` (returned too)."""
+    message = frame_mismatch(dataset, frames)
+    if message is not None:
+        warnings.warn(message, FrameCountWarning, stacklevel=2)
+    return message
 
 
 class SkeletonInputs:
@@ -30,11 +60,14 @@ class SkeletonInputs:
         Streams to produce, in order.
     p_interval
         Training crop (``None``: uniform resampling, for evaluation).
+    description
+        What the samples are, for reports (default ``"N samples of SOURCE"``).
     """
 
     def __init__(self, dataset: SkeletonDataset, frames: int, modality_names: Sequence[str],
-                 p_interval: tuple[float, float] | None = None) -> None:
+                 p_interval: tuple[float, float] | None = None, description: str | None = None) -> None:
         self.dataset = dataset
+        self.description = description or f"{len(dataset)} samples of {dataset.source}"
         self.layout = dataset.skeleton
         self.frames = frames
         self.modality_names = tuple(modality_names)
@@ -44,6 +77,10 @@ class SkeletonInputs:
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def describe(self) -> str:
+        """What the samples are (see ``description``)."""
+        return self.description
 
     def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs ``(n, Mod, C, F, V, M)`` and labels ``(n,)`` of the samples at ``index``."""

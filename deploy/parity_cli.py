@@ -9,7 +9,7 @@ and fixed-point emulators and Lava (both tags) against each other, and, with ``-
 (the framework's own outputs, one array per Output node), the float32 executor against the
 framework and every backend's outputs against it (:mod:`mksgn.deploy.graph_parity`).
 
-Runs the first ``N`` test samples (default 32) through every backend (see
+Runs ``N`` test samples (stratified by class, seed 0) (default 32) through every backend (see
 :mod:`mksgn.deploy.parity` and :mod:`mksgn.deploy.parity_run`) and writes ``DIR/parity.json``, ``parity.md`` and
 ``parity_heatmap.png``. Without ``MODEL.q.nir`` the fixed-point pairs are skipped; with
 ``--no-lava`` the Lava runs are skipped (they take about 6 s per person row and arithmetic for ``tiny``).

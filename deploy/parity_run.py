@@ -122,7 +122,7 @@ def run_parity(student: Student, model: LoadedModel, quantized: LoadedModel | No
         Its quantised graph, loaded for ``fixed_pt`` on the emulator; ``None`` skips the
         fixed-point pairs.
     dataset
-        The samples (a test split); the first ``limit`` are compared.
+        The samples (a test split); ``limit`` of them, stratified by class, are compared.
     lava
         Run Lava float (and fixed); ``False`` skips the Lava pairs.
     strict
@@ -144,8 +144,11 @@ def run_parity(student: Student, model: LoadedModel, quantized: LoadedModel | No
     sg = model.sg
     spiking = [name for name, p in sg.populations.items() if p.spiking]
     thresholds = {name: float(np.unique(sg.populations[name].threshold)[0]) for name in spiking}
-    n = min(limit, len(dataset))
-    batch = next(batches(spec, dataset, np.arange(n), n))
+    from mksgn.data.splits import stratified_subset
+
+    index, described = stratified_subset(dataset, limit)
+    n = len(index)
+    batch = next(batches(spec, dataset, index, n))
     recs: dict[str, Recording] = {}
     seconds: dict[str, float] = {}
     # Lava first: each Lava process is forked from this one, and forking is slower the more
@@ -160,5 +163,5 @@ def run_parity(student: Student, model: LoadedModel, quantized: LoadedModel | No
         fvf["error_budget"] = error_budget(quantized.sg, batch.inputs, batch.sample_index, n)
         seconds["error_budget"] = time.perf_counter() - start
         fvf["snapped"] = student.model.fixed_point is not None
-    return ParityResult(f"{n} test samples of {dataset.source}", n, batch.sample_index.numel(), spec.time_steps,
+    return ParityResult(described, n, batch.sample_index.numel(), spec.time_steps,
                         spiking, pairs, fvf, accuracy, latency, {k: round(v, 2) for k, v in seconds.items()}, strict)

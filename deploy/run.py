@@ -26,6 +26,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from mksgn.convert.graph_inputs import ArrayInputs, InputSpec
+from mksgn.data.splits import stratified_subset
 from mksgn.core.semantics import Semantics
 from mksgn.core.semantics import resolve as resolve_semantics
 from mksgn.core.synapse_graph import SynapseGraph
@@ -281,7 +282,7 @@ def _gathered(loaded: LoadedModel, parts: list[dict[str, Any]], n: int, source: 
 
 def run(loaded: LoadedModel, dataset, backend: str = "emulator", tag: str | None = None, timing: str = "aligned",
         limit: int | None = None, batch: int = 64, device: str = "auto", progress: bool = True) -> RunResult | None:
-    """Run the first test samples of ``dataset`` (or the first rows of arrays) through one backend.
+    """Run test samples of ``dataset`` (or the first rows of arrays) through one backend.
 
     Parameters
     ----------
@@ -298,7 +299,9 @@ def run(loaded: LoadedModel, dataset, backend: str = "emulator", tag: str | None
     timing
         Emulator timing: ``aligned`` (as the reference executor) or ``lava`` (Lava's latency).
     limit, batch
-        Run only the first ``limit`` samples (``None``: all), ``batch`` samples at a time.
+        Run only ``limit`` samples (``None``: all), ``batch`` samples at a time: of a dataset split a
+        stratified subset covering every class (:func:`~mksgn.data.splits.stratified_indices`,
+        seed 0), of arrays the first ``limit`` rows.
     device
         ``auto``, ``cpu`` or ``cuda``.
     progress
@@ -318,9 +321,10 @@ def run(loaded: LoadedModel, dataset, backend: str = "emulator", tag: str | None
     arrays = isinstance(dataset, ArrayInputs)
     spec = None if arrays else loaded.input_spec()
     n = len(dataset) if limit is None else min(limit, len(dataset))
+    index, source = (np.arange(n), dataset.describe(n)) if arrays else stratified_subset(dataset, n)
     ctx = init_context(device)
     try:
-        part = _run_share(loaded, dataset, spec, np.arange(n)[ctx.rank::ctx.world_size], backend, tag, timing,
+        part = _run_share(loaded, dataset, spec, index[ctx.rank::ctx.world_size], backend, tag, timing,
                           batch, ctx, progress)
         parts = [part]
         if ctx.distributed:
@@ -330,7 +334,6 @@ def run(loaded: LoadedModel, dataset, backend: str = "emulator", tag: str | None
             return None
     finally:
         close_context(ctx)
-    source = dataset.describe(n) if arrays else f"{n} test samples of {dataset.source}"
     result = _gathered(loaded, parts, n, source, backend, tag, timing,
                        dataset.time_steps if arrays else spec.time_steps)
     if arrays:

@@ -6,7 +6,7 @@ Usage::
                  [--profile NAME|FILE ...] [--teacher CKPT | --teacher-config NAME] [--onnx ANN.onnx] [--device auto|cpu|cuda] [-o DIR]
                  [--dt DT] [--semantics PRESET] ...
 
-Runs the first ``N`` test samples (or, for any NIR graph, the first ``N`` rows of ``--input``:
+Runs ``N`` test samples (stratified by class, seed 0) (or, for any NIR graph, the first ``N`` rows of ``--input``:
 one ``(T, B, *shape)`` array per Input node, binary ones counted as synaptic events, real ones as
 MACs) through the emulator (or Lava), counts what the run did
 (:mod:`mksgn.hw_profiles.counts`), prices it on every profile

@@ -1,7 +1,7 @@
 """Energy per sample of a loaded NIR model on hardware profiles, from a real run: the service behind
 ``mksgn-energy``.
 
-:func:`estimate` runs the first test samples of a dataset through the emulator (or Lava) on a
+:func:`estimate` runs test samples of a dataset (stratified by class) through the emulator (or Lava) on a
 model loaded once (:func:`mksgn.deploy.run.load_model`), counts what the run did
 (:mod:`mksgn.hw_profiles.counts`), prices it on every profile
 (:mod:`mksgn.hw_profiles.estimator`), maps the graph to cores

@@ -8,7 +8,8 @@ The options (the README's table lists which command has which):
   Checked before any work: a file option naming a directory, a folder option naming a file,
   or a place this process cannot write is refused.
 - ``--data X.npz``: the dataset (default: the one the model records, else the built-in one);
-  ``--limit N``: the first ``N`` test samples; ``--device auto|cpu|cuda``; ``--quiet``: no
+  ``--limit N``: ``N`` test samples, a seeded subset stratified by class (the first ``N`` rows
+  of ``--input`` arrays); ``--device auto|cpu|cuda``; ``--quiet``: no
   progress bars; ``--version``.
 
 Bad input is one line on stderr and exit status 2; a usage error prints the usage line too.
@@ -150,8 +151,8 @@ def add_data_option(parser: argparse.ArgumentParser, help: str = DATA_HELP) -> N
 
 
 def add_limit_option(parser: ArgumentParser, default: int | None = None,
-                     help: str = "run only the first N test samples") -> None:
-    """``--limit N``: the first ``N`` test samples (at least 1, a usage error otherwise)."""
+                     help: str = "run only N test samples (stratified by class, seed 0)") -> None:
+    """``--limit N``: ``N`` test samples, stratified by class (at least 1, a usage error otherwise)."""
     parser.add_argument("--limit", type=int, default=default, help=help)
     parser.add_check(lambda args: check_at_least_one(parser, "--limit", args.limit))
 

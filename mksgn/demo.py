@@ -73,11 +73,18 @@ def _stage_train(out: Path) -> dict:
     cfg = preset("tiny")
     results = train_run(cfg, out / "train", data_path=str(out / "data.npz"), seed=0, device="cpu", resume=True)
     record: dict = {"config": cfg.name, "folder": "train"}
-    for kind, res in results.items():
-        record[kind] = {k: res[k] for k in ("top1", "top5", "epoch", "samples", "measured_on")}
     metrics = json.loads((out / "train" / "metrics.json").read_text())
-    record["epoch_seconds"] = {k: round(sum(e["train"]["seconds"] for e in v["epochs"]), 1) for k, v in metrics.items()}
-    record["spike_rate"] = metrics["student"]["epochs"][-1]["test"]["spike_rate"]
+    for kind in ("teacher", "student"):
+        if kind in results:
+            res = results[kind]
+            record[kind] = {**{k: res[k] for k in ("top1", "top5", "epoch", "samples", "measured_on", "val_top1")},
+                            "last_epoch": res["last_epoch"], "epochs_trained": len(metrics[kind]["epochs"]),
+                            "stopped_early": metrics[kind].get("stopped_early")}
+    record["baseline"] = {k: metrics["baseline"][k] for k in ("model", "top1", "val_top1", "measured_on")}
+    record["validation"] = results["student"]["chosen_on"]
+    record["epoch_seconds"] = {k: round(sum(e["train"]["seconds"] for e in v["epochs"]), 1)
+                               for k, v in metrics.items() if "epochs" in v}
+    record["spike_rate"] = metrics["student"]["epochs"][-1]["val"]["spike_rate"]
     return record
 
 
@@ -291,16 +298,24 @@ def _train_section(train: dict) -> list[str]:
         f"Config `{train['config']}`; training time (excluding evaluation): "
         + ", ".join(f"{k} {v} s" for k, v in train["epoch_seconds"].items()) + ".",
         "",
-        "| model | top-1 | top-5 | best epoch | measured on |",
-        "|---|---|---|---|---|",
+        f"Each network's checkpoint is the epoch with the best validation top-1: {train['validation']}.",
+        "The test split is evaluated once, at the end, on that checkpoint and on the last epoch's.",
+        "",
+        "| model | test top-1 | test top-5 | chosen epoch (val top-1) | last epoch: test top-1 | measured on |",
+        "|---|---|---|---|---|---|",
     ]
+    base = train["baseline"]
+    lines.append(f"| linear baseline | {base['top1']:.3f} | | (val {base['val_top1']:.3f}) | | {base['measured_on']} |")
     for kind in ("teacher", "student"):
         if kind in train:
-            r = train[kind]
-            lines.append(f"| {kind} | {r['top1']:.3f} | {r['top5']:.3f} | {r['epoch']} | {r['measured_on']} |")
-    lines += ["", "![training curves](train/training_curves.png)", "",
+            r, last = train[kind], train[kind]["last_epoch"]
+            early = f", stopped early after {r['epochs_trained']}" if r.get("stopped_early") else ""
+            lines.append(f"| {kind} | {r['top1']:.3f} | {r['top5']:.3f} | {r['epoch']} ({r['val_top1']:.3f}) | "
+                         f"{last['epoch']}{early}: {last['top1']:.3f} | {r['measured_on']} |")
+    lines += ["", f"Linear baseline: {base['model']}.",
+              "", "![training curves](train/training_curves.png)", "",
               "![student confusion matrix](train/confusion_student.png)", "",
-              "Student spike rate per LIF population (last epoch, test split):", "",
+              "Student spike rate per LIF population (last epoch, validation split):", "",
               "| layer | spike rate |", "|---|---|"]
     lines += [f"| `{k}` | {v:.3f} |" for k, v in train["spike_rate"].items()]
     lines.append("")

@@ -229,7 +229,7 @@ def test_mksgn_energy_writes_report_and_agrees_with_mksgn_run(files, capsys):
     assert energy_main([str(files / "student.q.nir"), "--limit", "2", "--teacher-config", "tiny", "--out", str(out),
                         "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "loihi" in printed and "measured on 2 test samples" in printed
+    assert "loihi" in printed and "measured on 2 of 602 test samples" in printed and "stratified by class" in printed
     assert "SNN on loihi vs ANN on cmos45nm" in printed
     result = json.loads((out / "energy.json").read_text())
     for name in ("energy.md", "energy_ops.png", "energy_profiles.png", "energy_snn_vs_ann.png"):

@@ -38,7 +38,7 @@ def test_every_backend_agrees_on_the_tiny_student(files, capsys):
     for pair in report["pairs"].values():
         assert pair["real"] == 0 and pair["compared_spikes"] > 0
     assert report["pairs"]["emulator_fixed_pt = lava_fixed_pt"]["mismatches"] == 0
-    assert report["lava_latency_steps"] == 27 and report["measured_on"].startswith("2 test samples of")
+    assert report["lava_latency_steps"] == 27 and report["measured_on"].startswith("2 of ")
     assert 0.5 < report["float_vs_fixed"]["spike_agreement"] <= 1.0
     assert (out / "parity_heatmap.png").stat().st_size > 10_000
     assert "Status: **PASS**" in (out / "parity.md").read_text()

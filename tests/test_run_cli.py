@@ -45,7 +45,7 @@ def _usage_error(capsys, code: int, *needles: str) -> None:
 
 def test_quantize_writes_graph_and_reports(files):
     report = json.loads((files / "student.q.quantization.json").read_text())
-    assert report["calibrated_on"].startswith("16 training samples of")
+    assert report["calibrated_on"].startswith("16 of ") and "training samples of" in report["calibrated_on"]
     assert len(report["layers"]) == 30 + 29  # neurons and graded relays
     assert (files / "student.q.quantization.md").read_text().startswith("# Quantisation of")
     assert "quantization" in nir.read(str(files / "student.q.nir"), type_check=False).metadata
@@ -57,7 +57,8 @@ def test_run_emulator_fixed_and_reference(files, capsys):
     assert "accuracy" in capsys.readouterr().out
     fixed = json.loads(out.read_text())
     assert fixed["tag"] == "fixed_pt" and fixed["samples"] == 6 and len(fixed["predictions"]) == 6
-    assert fixed["measured_on"].startswith("6 test samples of")
+    assert fixed["measured_on"].startswith("6 of ") and "stratified by class" in fixed["measured_on"]
+    assert len(set(fixed["labels"])) == 6  # six classes of the 14, not the first six rows
     assert len(fixed["spikes_per_population"]) == 29 and len(fixed["synops_per_synapse"]) == 86
     assert fixed["synops_per_sample"] > 0
     ref_out, emu_out = files / "ref.json", files / "float.json"

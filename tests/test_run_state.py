@@ -217,7 +217,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_continues_there(data, tmp_path, capsy
     # the interrupted and resumed run computes what the uninterrupted one did
     for ea, eb in zip(_metrics(reference, "student"), _metrics(out, "student"), strict=True):
         assert ea["train"]["loss"] == eb["train"]["loss"] and ea["train"]["loss_curve"] == eb["train"]["loss_curve"]
-        assert ea["test"] == eb["test"]
+        assert ea["val"] == eb["val"]
 
 
 def test_keyboard_interrupt_in_the_teacher_saves_the_last_batch_boundary(data, tmp_path, capsys, monkeypatch):
@@ -234,7 +234,7 @@ def test_keyboard_interrupt_in_the_teacher_saves_the_last_batch_boundary(data, t
     assert "teacher: resumed in epoch 1 at batch 2 of" in capsys.readouterr().out
     for kind in ("teacher", "student"):
         for ea, eb in zip(_metrics(reference, kind), _metrics(out, kind), strict=True):
-            assert ea["train"]["loss"] == eb["train"]["loss"] and ea["test"] == eb["test"]
+            assert ea["train"]["loss"] == eb["train"]["loss"] and ea["val"] == eb["val"]
 
 
 @pytest.mark.parametrize("signum, status, said", [(signal.SIGINT, 130, "interrupted"),

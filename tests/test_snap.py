@@ -86,7 +86,7 @@ def snapped(tmp_path_factory):
 
 def test_snap_cli_reports_and_writes_a_loadable_checkpoint(snapped, capsys):
     rec = json.loads((snapped / "snapped.snap.json").read_text())
-    assert rec["calibrated_on"].startswith("8 training samples of")
+    assert rec["calibrated_on"].startswith("8 of ") and "stratified by class" in rec["calibrated_on"]
     assert 0 <= rec["top1_snapped"] <= 1 and rec["measured_on"].startswith("test split of")
     assert rec["exact_steps"] == 7 and rec["time_steps"] == 4
     model, _, _ = load_student(snapped / "snapped.pt")

@@ -33,20 +33,24 @@ def test_train_writes_metrics_checkpoints_and_evaluation(data, tmp_path):
     out = tmp_path / "run"
     assert _train(data, out, "--epochs", "2") == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"teacher", "student"}
+    assert set(metrics) == {"teacher", "student", "baseline"}
     for kind in ("teacher", "student"):
         epochs = metrics[kind]["epochs"]
         assert [e["epoch"] for e in epochs] == [1, 2]
         for e in epochs:
-            assert 0 <= e["test"]["top1"] <= e["test"]["top5"] <= 1
+            assert 0 <= e["val"]["top1"] <= e["val"]["top5"] <= 1 and "test" not in e
             assert e["train"]["loss"] > 0 and e["train"]["samples"] > 0
-            assert str(data) in e["measured_on"]["test"]
+            assert str(data) in e["measured_on"]["val"] and "performers" in e["measured_on"]["val"]
         for name in ("last", "best"):
             assert (out / f"{kind}_{name}.pt").is_file()
         evaluation = json.loads((out / f"eval_{kind}.json").read_text())
         assert "test split" in evaluation["measured_on"] and len(evaluation["confusion"]) == 14
+        assert evaluation["epoch"] == metrics[kind]["best"]["epoch"] and evaluation["last_epoch"]["epoch"] == 2
+        assert metrics[kind]["test"]["best"]["top1"] == evaluation["top1"]
+        assert "validation" in evaluation["chosen_on"]
         assert (out / f"confusion_{kind}.png").read_bytes()[:8] == PNG_MAGIC
-    rates = metrics["student"]["epochs"][-1]["test"]["spike_rate"]
+    rates = metrics["student"]["epochs"][-1]["val"]["spike_rate"]
+    assert 0 <= metrics["baseline"]["top1"] <= 1 and "test split" in metrics["baseline"]["measured_on"]
     assert "blocks.1.lif_t" in rates and all(0 <= r <= 1 for r in rates.values())
     assert {"ce", "kd_soft", "kd_feature", "mi_probe"} <= set(metrics["student"]["epochs"][0]["train"])
     assert (out / "training_curves.png").read_bytes()[:8] == PNG_MAGIC
@@ -72,7 +76,7 @@ def test_resume_continues_and_is_deterministic(data, tmp_path):
     # same seed, same numbers: the resumed run equals the uninterrupted one
     for ea, eb in zip(ma, mb, strict=True):
         assert ea["train"]["loss"] == eb["train"]["loss"]
-        assert ea["test"] == eb["test"]
+        assert ea["val"] == eb["val"]
 
 
 @pytest.mark.parametrize("kd", ["soft", "feature"])
@@ -151,7 +155,8 @@ def test_torchrun_two_processes(data, tmp_path):
     assert last["world_size"] == 2 and last["ranks_identical"] is True
     curve = last["train"]["loss_curve"]
     assert curve[-1] < curve[0], curve
-    assert last["train"]["samples"] >= 68  # the two ranks together cover the training split
+    held = load_checkpoint(out / "student_last.pt")["data"]["validation"]
+    assert last["train"]["samples"] >= held["train_samples"]  # the two ranks together cover the training part
 
 
 def test_training_curves_plot_every_loss_term_and_say_what_the_total_is(tmp_path):
@@ -159,7 +164,7 @@ def test_training_curves_plot_every_loss_term_and_say_what_the_total_is(tmp_path
 
     def epoch(i: int, **train: float) -> dict:
         return {"epoch": i, "train": {**train, "top1": 0.5, "samples": 10, "seconds": 1.0, "samples_per_s": 10.0,
-                                      "loss_curve": [1.0], "lr_end": 0.01}, "test": {"top1": 0.4, "loss": 1.5}}
+                                      "loss_curve": [1.0], "lr_end": 0.01}, "val": {"top1": 0.4, "loss": 1.5}}
 
     student = {"ce": 2.0, "kd_soft": 3.0, "kd_feature": 1.0, "mi_probe": 10.0, "mi_guidance": 0.5}
     metrics = {"teacher": {"epochs": [epoch(i, loss=2.0 / i, ce_joint=2.0 / i, ce_bone=2.0 / i) for i in (1, 2)]},
@@ -169,9 +174,60 @@ def test_training_curves_plot_every_loss_term_and_say_what_the_total_is(tmp_path
     assert teacher_ax.get_title().endswith("loss = mean of the streams' CE")
     assert student_ax.get_title().endswith("loss = ce + kd_feature + kd_soft + 0.1 x mi_guidance + mi_probe")
     legend = [t.get_text() for t in student_ax.get_legend().get_texts()]
-    assert legend[0] == "training loss (what is minimised)" and legend[-1] == "test cross-entropy"
+    assert legend[0] == "student's own loss (without the probes' CE)" and legend[-1] == "validation cross-entropy"
     assert "mi_probe: MI probes' own CE (trains the probes only)" in legend
     assert "mi_guidance: MI fusion guidance (x 0.1 in the loss)" in legend
-    assert len(student_ax.get_lines()) == 2 + len(student) and acc_ax.get_ylabel() == "test top-1"
+    assert len(student_ax.get_lines()) == 2 + len(student) and acc_ax.get_ylabel() == "validation top-1"
+    assert student_ax.get_yscale() == "log" and student_ax.get_lines()[0].get_ydata()[0] == 16.05 - 10.0
     plot_training_curves(metrics, tmp_path / "curves.png", "a title")
     assert (tmp_path / "curves.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_test_split_cannot_influence_the_chosen_checkpoint(data, tmp_path):
+    """Shuffled test labels: the same epochs chosen, the same weights; only the test figures move."""
+    import numpy as np
+
+    from mksgn.data.dataset import DatasetSplits
+    from mksgn.data.readers.ctrgcn_npz import read_ctrgcn_npz, write_ctrgcn_npz
+
+    splits = read_ctrgcn_npz(data)
+    test = splits.test.subset(np.arange(len(splits.test)))
+    test.labels = np.random.default_rng(0).permutation(test.labels)
+    shuffled = tmp_path / "shuffled.npz"
+    write_ctrgcn_npz(shuffled, DatasetSplits(splits.train, test, splits.benchmark))
+    a, b = tmp_path / "a", tmp_path / "b"
+    for source, out in ((data, a), (shuffled, b)):
+        assert _train(source, out, "--epochs", "3", "--kd", "soft") == 0
+    ma, mb = (json.loads((x / "metrics.json").read_text()) for x in (a, b))
+    for kind in ("teacher", "student"):
+        assert ma[kind]["best"] == mb[kind]["best"]
+        assert [e["val"] for e in ma[kind]["epochs"]] == [e["val"] for e in mb[kind]["epochs"]]
+        wa, wb = (load_checkpoint(x / f"{kind}_best.pt")["model"] for x in (a, b))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert ma["baseline"]["l2"] == mb["baseline"]["l2"] and ma["baseline"]["val_top1"] == mb["baseline"]["val_top1"]
+
+
+def test_patience_stops_after_epochs_without_a_better_validation_top1(tmp_path):
+    from torch import nn
+
+    from mksgn.train.config import OptimConfig
+    from mksgn.train.trainer import RunContext, Trainer
+
+    class Objective(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = nn.Linear(2, 2)
+
+    trainer = Trainer("student", Objective(), OptimConfig(epochs=10, patience=3), RunContext(), tmp_path,
+                      {"config": {}}, 0, 4)
+    assert trainer.improves({"top1": 0.0, "loss": 9.0})  # anything beats nothing yet
+    trainer.best = {"top1": 0.5, "loss": 1.0, "epoch": 2}
+    assert trainer.improves({"top1": 0.6, "loss": 2.0}) and trainer.improves({"top1": 0.5, "loss": 0.9})
+    assert not trainer.improves({"top1": 0.5, "loss": 1.0}) and not trainer.improves({"top1": 0.4, "loss": 0.1})
+    assert [trainer.patience_ran_out(e) for e in (3, 4, 5, 10)] == [False, False, True, False]  # 10: the end anyway
+    trainer.stopped_early = 5
+    assert trainer.finished
+    never = Trainer("student", Objective(), OptimConfig(epochs=10, patience=0), RunContext(), tmp_path,
+                    {"config": {}}, 0, 4)
+    never.best = {"top1": 0.5, "loss": 1.0, "epoch": 1}
+    assert not never.patience_ran_out(9)

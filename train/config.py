@@ -32,12 +32,15 @@ def _positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Input pipeline: frame count after resampling, the training crop, batch size."""
+    """Input pipeline: frame count after resampling, the training crop, batch size, and the share
+    of the training split held out for validation (by performer or recording where the sample
+    ids name them, :func:`mksgn.data.splits.validation_split`)."""
 
     frames: int = 64
     p_interval: tuple[float, float] = (0.5, 1.0)
     batch_size: int = 16
     modalities: tuple[str, ...] = MODALITIES
+    val_fraction: float = 0.1
 
     def validate(self) -> None:
         if self.frames < 4:
@@ -46,6 +49,8 @@ class DataConfig:
         if not 0 < lo <= hi <= 1:
             raise ConfigError(f"data.p_interval must satisfy 0 < lo <= hi <= 1, got {self.p_interval}")
         _positive("data.batch_size", self.batch_size)
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {self.val_fraction}")
         bad = [m for m in self.modalities if m not in MODALITIES]
         if bad or not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"data.modalities must be distinct names from {MODALITIES}, got {self.modalities}")
@@ -105,7 +110,8 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD with Nesterov momentum, linear warm-up, then a cosine or step schedule."""
+    """SGD with Nesterov momentum, linear warm-up, then a cosine or step schedule; training stops
+    early after ``patience`` epochs without a better validation top-1 (0: never)."""
 
     epochs: int = 65
     lr: float = 0.1
@@ -115,6 +121,7 @@ class OptimConfig:
     schedule: str = "cosine"
     milestones: tuple[int, ...] = (35, 55)
     gamma: float = 0.1
+    patience: int = 15
 
     def validate(self, prefix: str) -> None:
         if self.epochs < 1:
@@ -126,6 +133,8 @@ class OptimConfig:
             raise ConfigError(f"{prefix}.weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ConfigError(f"{prefix}.warmup_epochs must be in 0..epochs, got {self.warmup_epochs}")
+        if self.patience < 0:
+            raise ConfigError(f"{prefix}.patience must be >= 0, got {self.patience}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"{prefix}.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -211,8 +220,8 @@ def _presets() -> dict[str, Config]:
             data=DataConfig(frames=32, batch_size=32),
             student=StudentConfig(branch_channels=16, channels=(16, 32, 32), strides=(1, 2, 1)),
             teacher=TeacherConfig(channels=(16, 16, 16, 16, 32, 32, 32, 64, 64, 64)),
-            train_teacher=OptimConfig(epochs=6, lr=0.05, warmup_epochs=1, weight_decay=4e-4),
-            train_student=OptimConfig(epochs=10, lr=0.05, warmup_epochs=1, weight_decay=1e-4),
+            train_teacher=OptimConfig(epochs=6, lr=0.05, warmup_epochs=1, weight_decay=4e-4, patience=3),
+            train_student=OptimConfig(epochs=10, lr=0.05, warmup_epochs=1, weight_decay=1e-4, patience=4),
             distill=DistillConfig(feature_layers=2),
         )
     return PRESETS

@@ -36,6 +36,8 @@ def plot_confusion(confusion: np.ndarray, class_names: list[str], path: str | os
 
 NOT_LOSS_TERMS = frozenset({"loss", "top1", "samples", "seconds", "samples_per_s", "loss_curve", "lr_end"})
 """Keys of an epoch's ``train`` metrics that are not loss terms."""
+PROBE_TERM = "mi_probe"
+"""The loss term that trains the MI probes, not the student."""
 TERM_NOTES = {
     "ce": "cross-entropy on the labels",
     "kd_soft": "KD soft labels",
@@ -62,12 +64,17 @@ def _total_formula(terms: list[str], weights: dict[str, float]) -> str:
 
 
 def training_curves_figure(metrics: dict, title: str, weights: dict[str, float] | None = None) -> Any:
-    """Per model in ``metrics``, its training loss and every term it is made of per epoch; test top-1 of all.
+    """Per model in ``metrics``, its training loss and every term it is made of per epoch (log scale);
+    validation top-1 of all, with the epoch chosen on it.
+
+    The MI probes' own cross-entropy (``mi_probe``) trains the probes, not the student: the
+    thick line is the student's own loss without it, so that a large probe loss does not hide
+    the student's progress.
 
     Parameters
     ----------
     metrics
-        ``metrics.json``: model kind -> ``{"epochs": [{"epoch", "train": {...}, "test": {...}}]}``.
+        ``metrics.json``: model kind -> ``{"epochs": [{"epoch", "train": {...}, "val": {...}}]}``.
     title
         The figure's title.
     weights
@@ -75,19 +82,23 @@ def training_curves_figure(metrics: dict, title: str, weights: dict[str, float] 
         named in the legend; the terms are plotted as recorded (unweighted).
     """
     weights = weights or {}
-    kinds = list(metrics)
+    kinds = [k for k, v in metrics.items() if "epochs" in v]  # not the baseline
     fig = figure(5.2 * (len(kinds) + 1), 4.4)
     axes = [fig.add_subplot(1, len(kinds) + 1, i + 1) for i in range(len(kinds) + 1)]
     for ax, kind in zip(axes, kinds, strict=False):
         epochs = metrics[kind]["epochs"]
         x = [e["epoch"] for e in epochs]
         terms = sorted({k for e in epochs for k in e["train"] if k not in NOT_LOSS_TERMS})
-        ax.plot(x, [e["train"]["loss"] for e in epochs], color="black", linewidth=2, marker=".",
-                label="training loss (what is minimised)")
+        own = [e["train"]["loss"] - e["train"].get(PROBE_TERM, 0.0) for e in epochs]
+        ax.plot(x, own, color="black", linewidth=2, marker=".",
+                label=f"{kind}'s own loss" + (" (without the probes' CE)" if PROBE_TERM in terms else ""))
         for term in terms:
-            ax.plot(x, [e["train"].get(term, np.nan) for e in epochs], marker=".", label=_term_label(term, weights))
-        if all("loss" in e["test"] for e in epochs):
-            ax.plot(x, [e["test"]["loss"] for e in epochs], color="black", linestyle="--", label="test cross-entropy")
+            ax.plot(x, [e["train"].get(term, np.nan) for e in epochs], marker=".", label=_term_label(term, weights),
+                    linestyle=":" if term == PROBE_TERM else "-")
+        if all("loss" in e.get("val", {}) for e in epochs):
+            ax.plot(x, [e["val"]["loss"] for e in epochs], color="black", linestyle="--",
+                    label="validation cross-entropy")
+        ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss per batch (mean over the epoch)")
         formula = _total_formula(terms, weights)
@@ -96,10 +107,14 @@ def training_curves_figure(metrics: dict, title: str, weights: dict[str, float] 
         ax.legend(fontsize=8, loc="upper right")
     ax_acc = axes[-1]
     for kind in kinds:
-        epochs = metrics[kind]["epochs"]
-        ax_acc.plot([e["epoch"] for e in epochs], [e["test"]["top1"] for e in epochs], marker=".", label=kind)
-    ax_acc.set(xlabel="epoch", ylabel="test top-1", ylim=(0, 1))
-    ax_acc.set_title("test top-1", fontsize=9)
+        epochs = [e for e in metrics[kind]["epochs"] if "val" in e]
+        line, = ax_acc.plot([e["epoch"] for e in epochs], [e["val"]["top1"] for e in epochs], marker=".", label=kind)
+        best = metrics[kind].get("best", {})
+        if best.get("epoch", -1) > 0:
+            ax_acc.plot([best["epoch"]], [best["top1"]], marker="*", markersize=12, color=line.get_color(),
+                        label=f"{kind}: chosen (epoch {best['epoch']})")
+    ax_acc.set(xlabel="epoch", ylabel="validation top-1", ylim=(0, 1))
+    ax_acc.set_title("validation top-1 (chooses the checkpoint; the test split is not used)", fontsize=9)
     ax_acc.grid(alpha=0.3)
     ax_acc.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)

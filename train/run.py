@@ -23,7 +23,9 @@ from torch import nn
 from mksgn.atomic import atomic_write_text
 from mksgn.data.builtin import load_dataset
 from mksgn.data.dataset import DatasetSplits
-from mksgn.data.pipeline import SkeletonInputs
+from mksgn.data.pipeline import SkeletonInputs, warn_frame_mismatch
+from mksgn.data.splits import ValidationSplit, validation_split
+from mksgn.train.baseline import baseline_report
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint
 from mksgn.train.config import Config, load_config
 from mksgn.train.distill import DistillationLoss
@@ -39,6 +41,8 @@ from mksgn.train.trainer import RunContext, Trainer, close_context, init_context
 TEACHER_SEED_OFFSET = 0
 STUDENT_SEED_OFFSET = 1
 DISTILL_SEED_OFFSET = 2
+VALIDATION_SEED = 0
+"""The validation split is the same for every run seed (seeds then differ in training only)."""
 
 
 class TeacherObjective(nn.Module):
@@ -142,19 +146,48 @@ def load_student(path: str | os.PathLike[str]) -> tuple[MKSGN, Config, dict[str,
     return model.eval(), cfg, record["data"]
 
 
-def _final_eval(trainer: Trainer, test: SkeletonInputs, classes: list[str], out: Path, ctx: RunContext) -> dict:
-    """Evaluate the best checkpoint; rank 0 writes eval_<kind>.json and confusion_<kind>.png."""
-    best = load_checkpoint(trainer.path("best"), kind=trainer.kind)
-    trainer.model.load_state_dict(best["model"])
-    result = trainer.evaluate(test, len(classes))
-    result.update({"epoch": best["epoch"], "checkpoint": trainer.path("best").name,
-                   "measured_on": f"test split of {test.dataset.source} ({result['samples']} samples)",
-                   "class_names": classes})
+def _final_eval(trainer: Trainer, test: SkeletonInputs, val: SkeletonInputs, classes: list[str], out: Path,
+                ctx: RunContext) -> dict:
+    """The test split, touched once at the end: the last epoch's checkpoint, then the one chosen on
+    validation (which the model keeps). Rank 0 writes ``eval_<kind>.json`` (the chosen checkpoint's
+    figures, the last epoch's beside them), ``confusion_<kind>.png`` and the ``test`` section of
+    ``metrics.json``."""
+    measured_on = f"test split of {test.dataset.source} ({len(test)} samples)"
+    figures = {}
+    for which in ("last", "best"):
+        record = load_checkpoint(trainer.path(which), kind=trainer.kind)
+        if which == "best" and record["epoch"] == figures["last"]["epoch"]:
+            figures["best"] = figures["last"]
+            continue
+        trainer.model.load_state_dict(record["model"])
+        figures[which] = {**trainer.evaluate(test, len(classes)), "epoch": record["epoch"]}
+    if figures["best"] is figures["last"]:
+        trainer.model.load_state_dict(load_checkpoint(trainer.path("best"), kind=trainer.kind)["model"])
+    best = figures["best"]
+    summary = {which: {k: figures[which][k] for k in ("epoch", "top1", "top5", "loss")} for which in figures}
+    result = {**best, "checkpoint": trainer.path("best").name, "measured_on": measured_on, "class_names": classes,
+              "chosen_on": f"validation top-1 ({val.describe()}); the test split was not seen until now",
+              "val_top1": trainer.best["top1"], "last_epoch": summary["last"]}
     if ctx.is_main:
         atomic_write_text(out / f"eval_{trainer.kind}.json", json.dumps(result, indent=1) + "\n")
-        plot_confusion(result["confusion"], classes, out / f"confusion_{trainer.kind}.png",
-                       f"{trainer.kind}: top-1 {result['top1']:.3f}, top-5 {result['top5']:.3f} on {result['measured_on']}")
+        plot_confusion(best["confusion"], classes, out / f"confusion_{trainer.kind}.png",
+                       f"{trainer.kind} (epoch {best['epoch']}, chosen on validation): top-1 {best['top1']:.3f}, "
+                       f"top-5 {best['top5']:.3f} on {measured_on}")
+        path = out / "metrics.json"
+        metrics = json.loads(path.read_text())
+        metrics[trainer.kind]["test"] = {**summary, "measured_on": measured_on}
+        atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     return result
+
+
+def _baseline(splits: DatasetSplits, held: ValidationSplit, out: Path) -> dict[str, Any]:
+    """The linear baseline (:mod:`mksgn.train.baseline`) on this run's split, into ``metrics.json``."""
+    report = baseline_report(splits.train.subset(held.train), splits.train.subset(held.val), splits.test,
+                             held.describe())
+    path = out / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    atomic_write_text(path, json.dumps({**metrics, "baseline": report}, indent=1) + "\n")
+    return report
 
 
 def _main_rank() -> bool:
@@ -241,6 +274,24 @@ def resume_summary(out: str | os.PathLike[str], settings: RunSettings, cfg: Conf
             f"{', '.join(stages)}")
 
 
+def _run_data(cfg: Config, settings: RunSettings) -> tuple[DatasetSplits, dict[str, Any], ValidationSplit,
+                                                           tuple[SkeletonInputs, SkeletonInputs, SkeletonInputs]]:
+    """The run's data: the splits, the description checkpoints record, the validation split, and
+    the training, validation and test inputs. A frame-count mismatch is warned of and recorded."""
+    splits = load_dataset(settings.data)
+    data = data_description(splits, cfg, {"path": settings.data, "sha256": settings.data_sha256})
+    mismatch = warn_frame_mismatch(splits.train, cfg.data.frames)
+    if mismatch:
+        data["frames_note"] = mismatch
+    held = validation_split(splits.train, cfg.data.val_fraction, VALIDATION_SEED)
+    data["validation"] = held.to_dict()
+    frames, mods = cfg.data.frames, cfg.data.modalities
+    train = SkeletonInputs(splits.train.subset(held.train), frames, mods, cfg.data.p_interval,
+                           f"{len(held.train)} training samples of {splits.train.source}")
+    val = SkeletonInputs(splits.train.subset(held.val), frames, mods, None, f"{held.describe()} of {splits.train.source}")
+    return splits, data, held, (train, val, SkeletonInputs(splits.test, frames, mods, None))
+
+
 def _train(cfg: Config, out: Path, settings: RunSettings, device: str, resume: bool, progress: bool,
            log: Callable[[str], None], stop_after: int | None, write_record: bool) -> dict[str, Any]:
     """Train (the folder is locked and checked); ``write_record``: write ``run.json`` once the data are read."""
@@ -258,29 +309,33 @@ def _train(cfg: Config, out: Path, settings: RunSettings, device: str, resume: b
             say(f"{kind}: {where}")
         if not trainer.finished:
             before = trainer.start_epoch
-            trainer.fit(train, test, len(classes), say, max_epochs=budget[0])
+            trainer.fit(train, val, len(classes), say, max_epochs=budget[0])
             if budget[0] is not None:
                 budget[0] -= trainer.start_epoch - before
             if not trainer.finished:
                 say(f"{kind}: stopped after epoch {trainer.start_epoch} (--stop-after); continue with --resume")
                 return None
-        result = _final_eval(trainer, test, classes, out, ctx)
-        say(f"{kind}: best top-1 {result['top1']:.3f} top-5 {result['top5']:.3f} on {result['measured_on']}")
+        result = _final_eval(trainer, test, val, classes, out, ctx)
+        last = result["last_epoch"]
+        say(f"{kind}: test top-1 {result['top1']:.3f} top-5 {result['top5']:.3f} at epoch {result['epoch']} "
+            f"(chosen on validation), last epoch {last['epoch']}: {last['top1']:.3f}; on {result['measured_on']}")
         return result
 
     ctx = init_context(device)
     say = log if ctx.is_main else (lambda _msg: None)
     try:
-        splits = load_dataset(settings.data)
-        data = data_description(splits, cfg, {"path": settings.data, "sha256": settings.data_sha256})
+        splits, data, held, (train, val, test) = _run_data(cfg, settings)
         classes = data["class_names"]
-        train = SkeletonInputs(splits.train, cfg.data.frames, cfg.data.modalities, cfg.data.p_interval)
-        test = SkeletonInputs(splits.test, cfg.data.frames, cfg.data.modalities, None)
         payload = {"config": cfg.to_dict(), "data": data}
         results: dict[str, Any] = {}
         if write_record:
             write_run_record(out, settings, cfg.to_dict())
-        say(f"data: {splits.train.source} ({splits.benchmark}): {len(train)} train, {len(test)} test samples, "
+        if ctx.is_main:
+            results["baseline"] = _baseline(splits, held, out)
+            say(f"baseline: {results['baseline']['model']}: test top-1 {results['baseline']['top1']:.3f} on "
+                f"{results['baseline']['measured_on']}")
+        say(f"data: {splits.train.source} ({splits.benchmark}): {len(train)} train, {len(val)} validation "
+            f"(by {held.by}), {len(test)} test samples, "
             f"{len(classes)} classes; config {cfg.name}; {ctx.world_size} process(es) on {ctx.device}")
 
         teacher = None

@@ -1,9 +1,11 @@
 """The training loop shared by teacher and student: SGD, schedule, DDP, metrics, checkpoints.
 
 One :class:`Trainer` trains one model (an *objective* module that returns its loss) for
-the epochs of an :class:`~mksgn.train.config.OptimConfig`. Per epoch it writes
-``metrics.json`` and ``<kind>_last.pt`` (plus ``<kind>_best.pt`` on a new best test
-top-1), all atomically; ``resume`` continues from ``<kind>_last.pt``. Ctrl-C (SIGINT), or SIGTERM
+the epochs of an :class:`~mksgn.train.config.OptimConfig`. Per epoch it evaluates the
+*validation* split (never the test split: :meth:`Trainer.fit` is not given it) and writes
+``metrics.json`` and ``<kind>_last.pt`` (plus ``<kind>_best.pt`` on a new best validation
+top-1, ties to the lower validation loss), all atomically; it stops early once ``patience``
+epochs passed without a new best. ``resume`` continues from ``<kind>_last.pt``. Ctrl-C (SIGINT), or SIGTERM
 under ``mksgn-train`` (a cluster's pre-emption), during an epoch takes effect at the end of the current batch: the state then (model, optimiser,
 training-only modules, RNG, the position in the epoch and its partial metrics) goes to
 ``<kind>_interrupted.pt`` and ``resume`` continues from that batch (a second Ctrl-C stops at
@@ -236,7 +238,8 @@ class Trainer:
             self.wrapped = DistributedDataParallel(self.objective, device_ids=ids)
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
-        self.best = {"top1": -1.0, "epoch": -1}
+        self.best = {"top1": -1.0, "loss": math.inf, "epoch": -1}
+        self.stopped_early: int | None = None  # the epoch after which patience ran out
         self.position: dict[str, Any] | None = None  # the epoch in progress (plain data), or None
         self.resume_position: dict[str, Any] | None = None  # where a resumed epoch continues
         self.batch_rng: dict[str, Any] | None = None  # the RNG at the last batch boundary
@@ -262,6 +265,7 @@ class Trainer:
             "extra": extra,
             "optimizer": self.optimizer.state_dict(),
             "best": dict(self.best if best is None else best),
+            "stopped_early": self.stopped_early,
             "history": self.history if history is None else history,
             "rng": rng_state(),
         }
@@ -285,7 +289,8 @@ class Trainer:
         self.optimizer.load_state_dict(record["optimizer"])
         self.start_epoch = int(record["epoch"])
         self.history = list(record["history"])
-        self.best = dict(record["best"])
+        self.best = {"loss": math.inf, **record["best"]}
+        self.stopped_early = record.get("stopped_early")
         set_rng_state(record.get("rng"))
         self.resume_position = record.get("position")
         if self.resume_position is None:
@@ -295,7 +300,17 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return self.start_epoch >= self.optim_cfg.epochs
+        """All epochs trained, or stopped early (no new best validation top-1 for ``patience`` epochs)."""
+        return self.start_epoch >= self.optim_cfg.epochs or self.stopped_early is not None
+
+    def improves(self, val: dict[str, Any]) -> bool:
+        """Whether validation metrics beat the best so far: higher top-1, or equal top-1 and lower loss."""
+        return (val["top1"], -val["loss"]) > (self.best["top1"], -self.best["loss"])
+
+    def patience_ran_out(self, epoch: int) -> bool:
+        """Whether ``patience`` epochs (0: never) have passed since the best, after ``epoch`` epochs."""
+        patience = self.optim_cfg.patience
+        return bool(patience) and epoch < self.optim_cfg.epochs and epoch - self.best["epoch"] >= patience
 
     # -- loops ---------------------------------------------------------------------------
     def _all_reduce(self, values: list[float]) -> list[float]:
@@ -418,9 +433,10 @@ class Trainer:
             "spike_rate": spike,
         }
 
-    def fit(self, train: SkeletonInputs, test: SkeletonInputs, num_classes: int,
+    def fit(self, train: SkeletonInputs, val: SkeletonInputs, num_classes: int,
             log: Callable[[str], None] = print, max_epochs: int | None = None) -> dict[str, Any]:
-        """Train the remaining epochs (at most ``max_epochs`` now); return the last record.
+        """Train the remaining epochs (at most ``max_epochs`` now), choosing the best checkpoint on
+        ``val`` and stopping early on it; return the last record.
 
         On a KeyboardInterrupt the epoch in progress is saved (see :meth:`save_interrupted`)
         and the interrupt goes on.
@@ -428,33 +444,40 @@ class Trainer:
         record: dict[str, Any] = self.history[-1] if self.history else {}
         end = self.optim_cfg.epochs if max_epochs is None else min(self.optim_cfg.epochs, self.start_epoch + max_epochs)
         for epoch in range(self.start_epoch, end):
+            if self.finished:
+                break
             resume_at, self.resume_position = self.resume_position, None
             try:
                 train_metrics = self.train_epoch(train, epoch, resume_at)
-                test_metrics = self.evaluate(test, num_classes)
+                val_metrics = self.evaluate(val, num_classes)
             except (KeyboardInterrupt, Terminated):
                 self.save_interrupted(log)
                 raise
-            confusion = test_metrics.pop("confusion")
-            record = {"epoch": epoch + 1, "train": train_metrics, "test": test_metrics,
-                      "measured_on": {"train": train.dataset.source, "test": test.dataset.source}}
+            val_metrics.pop("confusion")
+            record = {"epoch": epoch + 1, "train": train_metrics, "val": val_metrics,
+                      "measured_on": {"train": train.describe(), "val": val.describe()}}
             history = [*self.history, record]
-            improved = test_metrics["top1"] > self.best["top1"]
-            best = {"top1": test_metrics["top1"], "epoch": epoch + 1} if improved else self.best
+            improved = self.improves(val_metrics)
+            best = ({"top1": val_metrics["top1"], "loss": val_metrics["loss"], "epoch": epoch + 1}
+                    if improved else self.best)
+            self.history, self.best = history, best
+            self.stopped_early = epoch + 1 if self.patience_ran_out(epoch + 1) else None
             if self.ctx.is_main:
                 state = self.state(epoch + 1, history, best)
                 save_checkpoint(self.path("last"), state)
                 if improved:
-                    save_checkpoint(self.path("best"), {**state, "confusion": confusion})
-            self.history, self.best, self.position, self.start_epoch = history, best, None, epoch + 1
+                    save_checkpoint(self.path("best"), state)
+            self.position, self.start_epoch = None, epoch + 1
             if self.ctx.is_main:
                 self.path("interrupted").unlink(missing_ok=True)
                 self.write_metrics()
                 log(f"{self.kind} epoch {epoch + 1}/{self.optim_cfg.epochs}: train loss {train_metrics['loss']:.3f} "
-                    f"top-1 {train_metrics['top1']:.3f} | test top-1 {test_metrics['top1']:.3f} "
-                    f"top-5 {test_metrics['top5']:.3f} ({test_metrics['samples']} test samples of "
-                    f"{test.dataset.source}) | {train_metrics['samples_per_s']:.0f} samples/s")
-        self.start_epoch = max(self.start_epoch, end)
+                    f"top-1 {train_metrics['top1']:.3f} | val top-1 {val_metrics['top1']:.3f} "
+                    f"top-5 {val_metrics['top5']:.3f} ({val.describe()}) | {train_metrics['samples_per_s']:.0f} "
+                    f"samples/s" + (" | new best" if improved else ""))
+            if self.stopped_early is not None:
+                log(f"{self.kind}: stopped early after epoch {epoch + 1}: no better validation top-1 for "
+                    f"{self.optim_cfg.patience} epochs (best: epoch {best['epoch']})")
         if self.ctx.distributed:
             digests: list[str] = [""] * self.ctx.world_size
             dist.all_gather_object(digests, parameter_digest(self.model))
@@ -483,5 +506,7 @@ class Trainer:
         """Update this trainer's section of ``metrics.json`` (atomically)."""
         path = self.out / "metrics.json"
         metrics = json.loads(path.read_text()) if path.is_file() else {}
-        metrics[self.kind] = {"best": self.best, "epochs": self.history}
+        section = metrics.get(self.kind, {})
+        metrics[self.kind] = {**{k: v for k, v in section.items() if k not in ("best", "epochs", "stopped_early")},
+                              "best": self.best, "stopped_early": self.stopped_early, "epochs": self.history}
         atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
