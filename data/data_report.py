@@ -23,7 +23,7 @@ def summarise(splits: DatasetSplits, source: str) -> dict:
     ``joint_frames`` (missing joints of present persons in valid frames),
     ``joint_frames_fraction`` (of all joints of present persons in valid frames),
     ``samples`` and ``samples_fraction`` (samples with any missing joint). Value ranges are
-    over the present joints only.
+    over the present joints only; ``confidence`` says whether the split has one.
     """
     out: dict = {
         "source": source,
@@ -40,7 +40,7 @@ def summarise(splits: DatasetSplits, source: str) -> dict:
         coords = ds.data.transpose(0, 2, 1, 3, 4)[valid]  # (frames, C, V, M)
         present = np.abs(coords).max(axis=(1, 2)) > 0  # (frames, M)
         persons = np.abs(ds.data).reshape(n, -1, m).max(axis=1) > 0
-        missing = missing_joints(ds.data, ds.lengths)  # (N, F, V, M)
+        missing = missing_joints(ds.data, ds.lengths, ds.confidence)  # (N, F, V, M)
         shown = present[:, None, :] & ~missing[valid]  # (frames, V, M)
         ranges = {}
         for axis, label in enumerate("xyz"[:c]):
@@ -53,6 +53,7 @@ def summarise(splits: DatasetSplits, source: str) -> dict:
             "two_person_samples": int(persons[:, 1:].any(axis=1).sum()) if m > 1 else 0,
             "value_range": ranges,
             "missing_joints": _missing_summary(missing, int(present.sum()) * v),
+            "confidence": ds.confidence is not None,
             "class_counts": ds.class_counts().tolist(),
         }
     return out
@@ -82,6 +83,7 @@ def format_summary(summary: dict) -> str:
         lines.append(
             f"  {name}: {s['samples']} samples, shape (N, C, F, V, M) = {tuple(s['shape'])}, valid frames "
             f"{fr['min']}..{fr['max']} (mean {fr['mean']:.1f}), two persons in {s['two_person_samples']}"
+            + (", a confidence per joint" if s.get("confidence") else "")
         )
         lines.append(f"    value range: {rng}")
         gone = s.get("missing_joints")
@@ -116,7 +118,8 @@ def plot_sample_strip(ds: SkeletonDataset, index: int, path: str | os.PathLike[s
     length = int(ds.lengths[index])
     picks = np.unique(np.linspace(0, length - 1, min(frames, length)).round().astype(int))
     present = np.abs(seq).max(axis=(0, 2)) > 0  # (F, M)
-    shown = ~missing_joints(seq[None], ds.lengths[index:index + 1])[0]  # (F, V, M)
+    conf = None if ds.confidence is None else ds.confidence[index:index + 1]
+    shown = ~missing_joints(seq[None], ds.lengths[index:index + 1], conf)[0]  # (F, V, M)
     pts = seq[:2, :length][:, (present[:length, None, :] & shown[:length])]
     lo, hi = (pts.min(axis=1), pts.max(axis=1)) if pts.size else (np.zeros(2), np.ones(2))
     pad = 0.05 * float((hi - lo).max() or 1.0)

@@ -6,7 +6,8 @@ for training, uniform for evaluation) and split into the modalities, giving
 ``(seed, epoch, batch)``, so a run is reproducible whatever the number of processes.
 
 Missing joints (see :func:`~mksgn.data.transforms.missing_joints`) are found once, on the
-raw data, and stay 0 in every modality; data without them give exactly the unmasked arrays.
+raw data (with the dataset's confidence, which is no input channel), and stay 0 in every
+modality; data without them give exactly the unmasked arrays.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class SkeletonInputs:
         self.frames = frames
         self.modality_names = tuple(modality_names)
         self.p_interval = p_interval
-        missing = missing_joints(dataset.data, dataset.lengths)
+        missing = missing_joints(dataset.data, dataset.lengths, dataset.confidence)
         self.missing: np.ndarray | None = missing if missing.any() else None
         """bool ``(N, F, V, M)``: the missing joints, ``None`` when there are none."""
         self.data = centre(dataset.data, dataset.lengths, self.layout, missing)

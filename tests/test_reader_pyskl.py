@@ -195,10 +195,18 @@ def test_2d_with_score(tmp_path: Path) -> None:
     splits = read_pyskl(dump(tmp_path / "k.pkl", anns))
     assert splits.train.layout == "kinetics18"
     assert splits.train.class_names == ["class_0", "class_1"]
+    assert splits.train.data.shape[1] == 2  # x, y: the score is no coordinate
     x = splits.train.data[0].transpose(1, 2, 3, 0)  # (F, V, M, C)
+    conf = splits.train.confidence[0]  # (F, V, M)
     for person in range(2):
-        np.testing.assert_array_equal(x[..., person, :2], anns[0]["keypoint"][person].astype(np.float32))
-        np.testing.assert_array_equal(x[..., person, 2], anns[0]["keypoint_score"][person].astype(np.float32))
+        np.testing.assert_array_equal(x[..., person, :], anns[0]["keypoint"][person].astype(np.float32))
+        np.testing.assert_array_equal(conf[..., person], anns[0]["keypoint_score"][person].astype(np.float32))
+    assert splits.test.confidence.shape == (1, 4, 18, 2) and not splits.test.confidence[..., 1].any()
+
+
+def test_3d_has_no_confidence(tmp_path: Path) -> None:
+    splits = read_pyskl(dump(tmp_path / "n.pkl", [annotation("a", 0), annotation("b", 1)]))
+    assert splits.train.confidence is None and splits.train.data.shape[1] == 3
 
 
 def test_ucla_layout(tmp_path: Path) -> None:
@@ -285,6 +293,16 @@ BAD_ANNOTATIONS = {
         "annotations[2]",
     ),
     "2-D without score": (with_change(2, keypoint=np.zeros((1, 4, 25, 2), F16)), "keypoint_score", "annotations[2]"),
+    "score above 1": (
+        with_change(2, keypoint=np.zeros((1, 4, 25, 2), F16), keypoint_score=np.full((1, 4, 25), 2.0, F16)),
+        "outside [0, 1]",
+        "annotations[2]",
+    ),
+    "2-D among 3-D": (
+        with_change(2, keypoint=np.zeros((1, 4, 25, 2), F16), keypoint_score=np.ones((1, 4, 25), F16)),
+        "2-D and 3-D keypoints mixed",
+        "annotations[2]",
+    ),
     "negative label": (with_change(4, label=-1), "label -1 out of range", "annotations[4]"),
     "float label": (with_change(4, label=1.0), "'label' must be an integer", "annotations[4]"),
     "total_frames mismatch": (with_change(1, total_frames=9), "'total_frames' 9", "annotations[1]"),

@@ -8,8 +8,10 @@ The format (for example pyskl's ``ntu60_3danno.pkl`` or ``ntu120_hrnet.pkl``)::
                       'keypoint_score': (M, T, V)  # with 2-D keypoints
                       }, ...]}
 
-The pickle is loaded with :func:`~mksgn.data.readers.safe_pickle.safe_load`, which runs no
-code from the file.
+3-D keypoints give ``x y z`` coordinates (C = 3); 2-D keypoints give ``x y`` (C = 2) and
+``keypoint_score`` becomes the dataset's ``confidence`` (never a coordinate). The pickle is
+loaded with :func:`~mksgn.data.readers.safe_pickle.safe_load`, which runs no code from the
+file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mksgn.data.class_names import NTU60_CLASSES, NTU120_CLASSES
-from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset, stack_sequences
+from mksgn.data.dataset import MAX_PERSONS, DatasetSplits, SkeletonDataset, stack_sequences
 from mksgn.data.readers.ntu_skeleton import body_activity
 from mksgn.data.readers.safe_pickle import safe_load
 from mksgn.errors import DatasetError
@@ -37,11 +39,13 @@ TEST_SPLIT_SUFFIXES: tuple[str, ...] = ("_val", "_test")
 
 @dataclass(frozen=True)
 class _Sample:
-    """One checked annotation: ``(T, V, 2, 3)`` float32 joints and its label."""
+    """One checked annotation: ``(T, V, 2, C)`` float32 joints, its label and, for 2-D
+    keypoints, the score ``(T, V, 2)``."""
 
     frame_dir: str
     label: int
     joints: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def _require(ann: dict, key: str, path: Path, where: str) -> object:
@@ -56,8 +60,8 @@ def _as_int(value: object, what: str, path: Path, where: str) -> int:
     return int(value)
 
 
-def _keypoint_array(ann: dict, path: Path, where: str) -> np.ndarray:
-    """The ``keypoint`` array as float32 ``(M, T, V, 3)``."""
+def _keypoint_array(ann: dict, path: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``keypoint`` array as float32 ``(M, T, V, C)`` and, for C = 2, its score ``(M, T, V)``."""
     kp = _require(ann, "keypoint", path, where)
     if not isinstance(kp, np.ndarray) or not np.issubdtype(kp.dtype, np.floating):
         kind = kp.dtype if isinstance(kp, np.ndarray) else type(kp).__name__
@@ -68,19 +72,19 @@ def _keypoint_array(ann: dict, path: Path, where: str) -> np.ndarray:
     if m < 1 or t < 1:
         raise DatasetError(f"'keypoint' has no person or no frame, shape {kp.shape}", path, where)
     if c == 3:
-        out = _finite_float32(kp, path, where)
-    elif c == 2:
-        score = ann.get("keypoint_score")
-        if not isinstance(score, np.ndarray) or score.shape != (m, t, v):
-            got = score.shape if isinstance(score, np.ndarray) else type(score).__name__
-            raise DatasetError(f"2-D 'keypoint' needs 'keypoint_score' of shape {(m, t, v)}, got {got}", path, where)
-        if not np.issubdtype(score.dtype, np.floating):
-            raise DatasetError(f"'keypoint_score' must be float, got {score.dtype}", path, where)
-        scores = _finite_float32(score, path, where)[..., None]
-        out = np.concatenate([_finite_float32(kp, path, where), scores], axis=-1)
-    else:
+        return _finite_float32(kp, path, where), None
+    if c != 2:
         raise DatasetError(f"'keypoint' must have C = 2 or 3 channels, got shape {kp.shape}", path, where)
-    return out
+    score = ann.get("keypoint_score")
+    if not isinstance(score, np.ndarray) or score.shape != (m, t, v):
+        got = score.shape if isinstance(score, np.ndarray) else type(score).__name__
+        raise DatasetError(f"2-D 'keypoint' needs 'keypoint_score' of shape {(m, t, v)}, got {got}", path, where)
+    if not np.issubdtype(score.dtype, np.floating):
+        raise DatasetError(f"'keypoint_score' must be float, got {score.dtype}", path, where)
+    scores = _finite_float32(score, path, where)
+    if not ((scores >= 0) & (scores <= 1)).all():
+        raise DatasetError("'keypoint_score' outside [0, 1]", path, where)
+    return _finite_float32(kp, path, where), scores
 
 
 def _finite_float32(values: np.ndarray, path: Path, where: str) -> np.ndarray:
@@ -90,28 +94,27 @@ def _finite_float32(values: np.ndarray, path: Path, where: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def _person_order(kp: np.ndarray, planar: bool) -> list[int]:
+def _person_order(kp: np.ndarray, scores: np.ndarray | None) -> list[int]:
     """The persons to keep, in order: the first two, or the two most active if ``M > 2``.
 
     A person's activity is :func:`~mksgn.data.readers.ntu_skeleton.body_activity` over the
-    frames where it is present (any non-zero value), of its spatial coordinates: ``x y z``
-    for 3-D keypoints, ``x y`` for 2-D ones (whose third channel is a score).
+    frames where it is present (any non-zero coordinate or score), of its coordinates.
     """
     m, t = kp.shape[:2]
     if m <= MAX_PERSONS:
         return list(range(m))
-    spatial = kp[..., :2] if planar else kp
     activity = []
     for person in range(m):
         present = np.abs(kp[person]).reshape(t, -1).max(axis=1) > 0
-        activity.append(body_activity(spatial[person][present]))
+        if scores is not None:
+            present |= scores[person].max(axis=1) > 0
+        activity.append(body_activity(kp[person][present]))
     return sorted(range(m), key=lambda i: (-activity[i], i))[:MAX_PERSONS]
 
 
 def _keep_persons(kp: np.ndarray, order: list[int]) -> np.ndarray:
-    """``(M, T, V, 3)`` to ``(T, V, 2, 3)`` with the persons ``order``; others are zeros."""
-    _, t, v, _ = kp.shape
-    out = np.zeros((t, v, MAX_PERSONS, NUM_COORDS), dtype=np.float32)
+    """``(M, T, V, ...)`` to ``(T, V, 2, ...)`` with the persons ``order``; others are zeros."""
+    out = np.zeros(kp.shape[1:3] + (MAX_PERSONS,) + kp.shape[3:], dtype=np.float32)
     for slot, person in enumerate(order[:MAX_PERSONS]):
         out[:, :, slot] = kp[person]
     return out
@@ -127,15 +130,15 @@ def _parse_annotation(ann: object, path: Path, where: str) -> tuple[_Sample, int
     label = _as_int(_require(ann, "label", path, where), "'label'", path, where)
     if label < 0:
         raise DatasetError(f"label {label} out of range (negative)", path, where)
-    kp = _keypoint_array(ann, path, where)
-    planar = ann["keypoint"].shape[-1] == 2
+    kp, scores = _keypoint_array(ann, path, where)
     _, t, v, _ = kp.shape
     if "total_frames" in ann:
         total = _as_int(ann["total_frames"], "'total_frames'", path, where)
         if total != t:
             raise DatasetError(f"'total_frames' {total} but 'keypoint' has {t} frames", path, where)
-    joints = _keep_persons(kp, _person_order(kp, planar))
-    return _Sample(frame_dir, label, joints), v
+    order = _person_order(kp, scores)
+    kept = None if scores is None else _keep_persons(scores, order)
+    return _Sample(frame_dir, label, _keep_persons(kp, order), kept), v
 
 
 def _layout_for(v: int, path: Path, where: str) -> str:
@@ -194,6 +197,9 @@ def _build(
             raise DatasetError(f"frame_dir {frame_dir!r} has no annotation", path, f"split[{name!r}][{i}]")
     chosen = [samples[d] for d in frame_dirs]
     data, lengths = stack_sequences([s.joints for s in chosen], frames)
+    confidence = None
+    if chosen[0].scores is not None:
+        confidence = stack_sequences([s.scores[..., None] for s in chosen], frames)[0][:, 0]
     return SkeletonDataset(
         data=data,
         labels=np.array([s.label for s in chosen], dtype=np.int64),
@@ -202,6 +208,7 @@ def _build(
         sample_ids=list(frame_dirs),
         layout=layout,
         source=str(path),
+        confidence=confidence,
     )
 
 
@@ -221,15 +228,17 @@ def _parse_all(annotations: object, path: Path) -> tuple[dict[str, _Sample], int
     if not isinstance(annotations, (list, tuple)) or not annotations:
         raise DatasetError("'annotations' must be a non-empty list", path, "key 'annotations'")
     samples: dict[str, _Sample] = {}
-    joints = None
+    joints, first_scores = None, None
     for i, ann in enumerate(annotations):
         where = f"annotations[{i}]"
         sample, v = _parse_annotation(ann, path, where)
         if joints is None:
             _layout_for(v, path, where)
-            joints = v
+            joints, first_scores = v, sample.scores
         elif v != joints:
             raise DatasetError(f"{v} joints, but annotations[0] has {joints}", path, where)
+        elif (sample.scores is None) != (first_scores is None):
+            raise DatasetError("2-D and 3-D keypoints mixed; annotations[0] differs", path, where)
         if sample.frame_dir in samples:
             raise DatasetError(f"duplicate frame_dir {sample.frame_dir!r}", path, where)
         samples[sample.frame_dir] = sample
@@ -254,7 +263,8 @@ def read_pyskl(path: str | PathLike[str], benchmark: str = "xsub", max_frames: i
     -------
     DatasetSplits
         Layout ``ntu25`` (V = 25), ``ucla20`` (V = 20) or ``kinetics18`` (V = 18); channels
-        ``x y z`` (C = 3) or ``x y score`` (C = 2 with ``keypoint_score``); at most two
+        ``x y z`` (C = 3), or ``x y`` (C = 2) with ``keypoint_score`` as the ``confidence``
+        (in ``[0, 1]``; a score of 0 marks a joint missing); at most two
         persons (the first two, or the two most active when M > 2); class names the NTU
         ones when V = 25 and every label is below 120 (60 names when below 60), else
         ``class_0 .. class_{max label}``; ``benchmark`` is ``f"{file stem}-{benchmark}"``.
