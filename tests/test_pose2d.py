@@ -137,3 +137,26 @@ def test_bad_2d_npz(tmp_path, change, match, where):
     assert err.value.path == str(path)
     if where:
         assert err.value.position == where
+
+
+def test_2d_npz_without_layout_key(tmp_path):
+    path = tmp_path / "b.npz"
+    ds = dataset_2d(joints=25, layout="body25")
+    write_ctrgcn_npz(path, DatasetSplits(ds, dataset_2d(joints=25, layout="body25", seed=1), "b"))
+    assert read_ctrgcn_npz(path).train.layout == "body25"
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "layout"}
+    np.savez(path, **arrays)
+    with pytest.raises(DatasetError, match=r"25 joints fit the layouts \['body25', 'ntu25'\]") as err:
+        read_ctrgcn_npz(path)
+    assert err.value.position == "key 'layout'"
+    assert read_ctrgcn_npz(path, layout="ntu25").train.layout == "ntu25"
+    # a 3-D file without the key stays NTU's, as before
+    three = tmp_path / "n.npz"
+    from helpers import random_splits
+
+    write_ctrgcn_npz(three, random_splits())
+    with np.load(three) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "layout"}
+    np.savez(three, **arrays)
+    assert read_ctrgcn_npz(three).train.layout == "ntu25"

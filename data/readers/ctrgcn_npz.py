@@ -48,7 +48,8 @@ def read_ctrgcn_npz(path: str | os.PathLike[str], layout: str | None = None) -> 
         The ``.npz`` file.
     layout
         Skeleton layout name; default the file's ``layout`` key, else inferred from the
-        joint count (25: ntu25, 20: ucla20, 18: kinetics18).
+        joint count (see :func:`~mksgn.data.skeletons.layout_for_joints`; 3-D: 25 ntu25,
+        20 ucla20, 18 kinetics18, 17 coco17; 2-D with 25 joints is ambiguous, an error).
 
     Raises
     ------
@@ -77,8 +78,10 @@ def read_ctrgcn_npz(path: str | os.PathLike[str], layout: str | None = None) -> 
         conf = _to_confidence(arrays[f"x_{split}_score"], data.shape, path, f"x_{split}_score") if all(scored) else None
         num_classes = max(num_classes or 0, width)
         splits[split] = (data, labels, conf)
-    layout_name = layout or _string(arrays, "layout", path) or layout_for_joints(splits["train"][0].shape[3]).name
+    layout_name = layout or _string(arrays, "layout", path)
     try:
+        if layout_name is None:
+            layout_name = layout_for_joints(splits["train"][0].shape[3], coords).name
         get_layout(layout_name)
     except ValueError as exc:
         raise DatasetError(str(exc), path, "key 'layout'") from exc

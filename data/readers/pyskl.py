@@ -26,12 +26,10 @@ from mksgn.data.class_names import NTU60_CLASSES, NTU120_CLASSES
 from mksgn.data.dataset import MAX_PERSONS, DatasetSplits, SkeletonDataset, stack_sequences
 from mksgn.data.readers.ntu_skeleton import body_activity
 from mksgn.data.readers.safe_pickle import safe_load
+from mksgn.data.skeletons import get_layout, layout_for_joints
 from mksgn.errors import DatasetError
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-LAYOUT_BY_JOINTS: tuple[tuple[int, str], ...] = ((25, "ntu25"), (20, "ucla20"), (18, "kinetics18"))
-"""Joint count ``V`` of the keypoints to the skeleton layout used."""
 
 TEST_SPLIT_SUFFIXES: tuple[str, ...] = ("_val", "_test")
 """Suffixes of the test split's name after the benchmark, tried in this order."""
@@ -141,18 +139,21 @@ def _parse_annotation(ann: object, path: Path, where: str) -> tuple[_Sample, int
     return _Sample(frame_dir, label, _keep_persons(kp, order), kept), v
 
 
-def _layout_for(v: int, path: Path, where: str) -> str:
-    for joints, layout in LAYOUT_BY_JOINTS:
-        if v == joints:
-            return layout
-    hint = " (17-joint COCO keypoints are not supported; convert to the 18-joint OpenPose layout)" if v == 17 else ""
-    raise DatasetError(f"unsupported joint count V = {v}; expected 25, 20 or 18{hint}", path, where)
+def _layout_for(v: int, coords: int, layout: str | None, path: Path, where: str) -> str:
+    """The layout: ``layout`` when given (its joint count checked), else by ``V`` and ``C``."""
+    try:
+        found = get_layout(layout) if layout is not None else layout_for_joints(v, coords)
+    except ValueError as exc:
+        raise DatasetError(f"joint count V = {v}: {exc}", path, where) from None
+    if found.num_joints != v:
+        raise DatasetError(f"layout {layout} has {found.num_joints} joints, the keypoints V = {v}", path, where)
+    return layout if layout is not None else found.name
 
 
-def _class_names(v: int, max_label: int) -> list[str]:
-    if v == 25 and max_label < len(NTU60_CLASSES):
+def _class_names(layout: str, max_label: int) -> list[str]:
+    if layout == "ntu25" and max_label < len(NTU60_CLASSES):
         return list(NTU60_CLASSES)
-    if v == 25 and max_label < len(NTU120_CLASSES):
+    if layout == "ntu25" and max_label < len(NTU120_CLASSES):
         return list(NTU120_CLASSES)
     return [f"class_{k}" for k in range(max_label + 1)]
 
@@ -223,8 +224,8 @@ def _load_root(path: Path) -> dict:
     return root
 
 
-def _parse_all(annotations: object, path: Path) -> tuple[dict[str, _Sample], int]:
-    """Samples by ``frame_dir`` and the common joint count."""
+def _parse_all(annotations: object, layout: str | None, path: Path) -> tuple[dict[str, _Sample], str]:
+    """Samples by ``frame_dir`` and their layout's name."""
     if not isinstance(annotations, (list, tuple)) or not annotations:
         raise DatasetError("'annotations' must be a non-empty list", path, "key 'annotations'")
     samples: dict[str, _Sample] = {}
@@ -233,7 +234,7 @@ def _parse_all(annotations: object, path: Path) -> tuple[dict[str, _Sample], int
         where = f"annotations[{i}]"
         sample, v = _parse_annotation(ann, path, where)
         if joints is None:
-            _layout_for(v, path, where)
+            name = _layout_for(v, 2 if sample.scores is not None else 3, layout, path, where)
             joints, first_scores = v, sample.scores
         elif v != joints:
             raise DatasetError(f"{v} joints, but annotations[0] has {joints}", path, where)
@@ -242,11 +243,12 @@ def _parse_all(annotations: object, path: Path) -> tuple[dict[str, _Sample], int
         if sample.frame_dir in samples:
             raise DatasetError(f"duplicate frame_dir {sample.frame_dir!r}", path, where)
         samples[sample.frame_dir] = sample
-    assert joints is not None
-    return samples, joints
+    return samples, name
 
 
-def read_pyskl(path: str | PathLike[str], benchmark: str = "xsub", max_frames: int = 300) -> DatasetSplits:
+def read_pyskl(
+    path: str | PathLike[str], benchmark: str = "xsub", max_frames: int = 300, layout: str | None = None
+) -> DatasetSplits:
     """Read a pyskl annotation pickle into a benchmark's splits.
 
     Parameters
@@ -258,15 +260,20 @@ def read_pyskl(path: str | PathLike[str], benchmark: str = "xsub", max_frames: i
         split ``f"{benchmark}_val"`` or else ``f"{benchmark}_test"``.
     max_frames
         Both splits are zero-padded to the longest clip, cut at ``max_frames`` frames.
+    layout
+        The skeleton layout (name or alias); default by the joint count ``V``, see
+        :func:`~mksgn.data.skeletons.layout_for_joints` (needed for 2-D keypoints of 25
+        joints: ``ntu25`` or ``body25``).
 
     Returns
     -------
     DatasetSplits
-        Layout ``ntu25`` (V = 25), ``ucla20`` (V = 20) or ``kinetics18`` (V = 18); channels
+        Layout ``layout``, else ``ntu25`` (V = 25, 3-D), ``ucla20`` (V = 20),
+        ``kinetics18`` (V = 18, OpenPose) or ``coco17`` (V = 17, COCO / HRNet); channels
         ``x y z`` (C = 3), or ``x y`` (C = 2) with ``keypoint_score`` as the ``confidence``
         (in ``[0, 1]``; a score of 0 marks a joint missing); at most two
         persons (the first two, or the two most active when M > 2); class names the NTU
-        ones when V = 25 and every label is below 120 (60 names when below 60), else
+        ones for ``ntu25`` when every label is below 120 (60 names when below 60), else
         ``class_0 .. class_{max label}``; ``benchmark`` is ``f"{file stem}-{benchmark}"``.
 
     Raises
@@ -282,12 +289,11 @@ def read_pyskl(path: str | PathLike[str], benchmark: str = "xsub", max_frames: i
         raise DatasetError(f"max_frames must be at least 1, got {max_frames}", p)
     root = _load_root(p)
     train, test = _split_lists(root, benchmark, p)
-    samples, v = _parse_all(_require(root, "annotations", p, "top level"), p)
+    samples, layout = _parse_all(_require(root, "annotations", p, "top level"), layout, p)
     both = sorted(set(train[1]) & set(test[1]))
     if both:
         raise DatasetError(f"{len(both)} frame_dirs in both splits, first {both[0]!r}", p, "key 'split'")
-    layout = _layout_for(v, p, "annotations[0]")
-    classes = _class_names(v, max(s.label for s in samples.values()))
+    classes = _class_names(layout, max(s.label for s in samples.values()))
     used = [samples[d].joints.shape[0] for d in train[1] + test[1] if d in samples]
     frames = min(max_frames, max(used, default=1))
     return DatasetSplits(
