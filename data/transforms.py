@@ -28,6 +28,7 @@ MODALITIES = ("joint", "bone", "joint_motion", "bone_motion")
 
 FRAME_AXIS = 2
 JOINT_AXIS = 3
+_CHUNK = 512  # samples per step of missing_joints
 
 
 def missing_joints(data: np.ndarray, lengths: np.ndarray, confidence: np.ndarray | None = None) -> np.ndarray:
@@ -38,11 +39,17 @@ def missing_joints(data: np.ndarray, lengths: np.ndarray, confidence: np.ndarray
     joint's coordinates are exactly 0, or, given ``confidence`` ``(N, F, V, M)``, its
     confidence is 0. Absent persons and padding frames are not missing joints.
     """
-    zero = ~np.any(data != 0, axis=1)  # (N, F, V, M)
-    present = ~zero.all(axis=2, keepdims=True)  # (N, F, 1, M)
-    valid = np.arange(data.shape[FRAME_AXIS])[None, :] < np.asarray(lengths)[:, None]  # (N, F)
-    gone = zero if confidence is None else zero | (np.asarray(confidence) == 0)
-    return gone & present & valid[:, :, None, None]
+    n, _, f, v, m = data.shape
+    out = np.empty((n, f, v, m), dtype=bool)
+    lengths = np.asarray(lengths)
+    for start in range(0, n, _CHUNK):  # in chunks: no temporary as large as the data
+        part = slice(start, start + _CHUNK)
+        zero = ~np.any(data[part] != 0, axis=1)  # (n, F, V, M)
+        present = ~zero.all(axis=2, keepdims=True)  # (n, F, 1, M)
+        valid = np.arange(f)[None, :] < lengths[part, None]  # (n, F)
+        gone = zero if confidence is None else zero | (np.asarray(confidence[part]) == 0)
+        out[part] = gone & present & valid[:, :, None, None]
+    return out
 
 
 def resample(
