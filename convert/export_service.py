@@ -122,7 +122,7 @@ def export_checkpoint(ckpt: str, out: Path, data: str | None = None, samples: in
 
 
 def _person_rows(data: str | None, samples: int, info: dict) -> tuple[torch.Tensor, str]:
-    """The present persons' rows ``(R, Mod, 3, F, V)`` of ``samples`` test samples (stratified by
+    """The present persons' rows ``(R, Mod, C, F, V)`` of ``samples`` test samples (stratified by
     class), and what they are."""
     from mksgn.train.blocks import present_persons
     from mksgn.data.builtin import load_dataset

@@ -48,6 +48,9 @@ class InputSpec:
     """Input node -> ``{"scale", "bits"}`` of a snapped graph (``metadata["fixed_point_grid"]``):
     its inputs are fed rounded to that grid, to every backend alike, as the host sends them
     to Loihi as graded messages (:mod:`mksgn.convert.snap`)."""
+    coords: int = 3
+    """Coordinates per joint ``C`` of each input (the first axis of ``metadata["input"]["shape"]``;
+    3 for graphs that do not state it)."""
 
     @classmethod
     def of(cls, graph: nir.NIRGraph, where: str = "graph") -> InputSpec:
@@ -60,7 +63,7 @@ class InputSpec:
             grid = meta.get("fixed_point_grid")
             return cls(tuple(info["inputs"]), tuple(info["modalities"]), int(info["frames"]), int(info["joints"]),
                        int(meta["time_steps"]), tuple(meta.get("class_names", ())), str(info.get("skeleton", "")),
-                       dict(grid["inputs"]) if isinstance(grid, dict) else None)
+                       dict(grid["inputs"]) if isinstance(grid, dict) else None, int(info.get("shape", [3])[0]))
         except (KeyError, TypeError, ValueError) as exc:
             raise GraphInputError(f"{where}: malformed input metadata ({exc})") from exc
 
@@ -95,6 +98,9 @@ def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> I
     joints = dataset.skeleton.num_joints
     if joints != spec.joints:
         raise GraphInputError(f"{dataset.source}: the data has {joints} joints, the graph expects {spec.joints}")
+    if dataset.data.shape[1] != spec.coords:
+        raise GraphInputError(f"{dataset.source}: the data has {dataset.data.shape[1]} coordinates per joint, "
+                              f"the graph expects {spec.coords}")
     if spec.class_names and len(dataset.class_names) != len(spec.class_names):
         raise GraphInputError(f"{dataset.source}: the data has {len(dataset.class_names)} classes, the graph "
                               f"{len(spec.class_names)}")

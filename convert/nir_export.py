@@ -2,8 +2,8 @@
 
 Layout and conventions of the exported graph (also written into its metadata):
 
-- One ``Input`` per modality, ``input_<name>``, of shape ``(3, F, V)`` (coordinates,
-  frames, joints) for ONE person: persons are separate samples whose logits are summed
+- One ``Input`` per modality, ``input_<name>``, of shape ``(C, F, V)`` (coordinates: 3,
+  x y z, or 2, x y for 2-D keypoints; frames, joints) for ONE person: persons are separate samples whose logits are summed
   by the runner. The modalities are computed at the input (``mksgn.data.transforms``),
   not in the graph. Every time step receives the same input (direct encoding).
 - Tensors are ``(C, F, V)`` per time step. Graph convolution ``sum_k W_k X (A_k + B_k)``
@@ -57,6 +57,9 @@ from mksgn.train.neuron import LIF
 from mksgn.train.student import MKSGN, SpikingAttention, SpikingBlock, non_deployable_modules
 
 DATA_KEYS = ("path", "sha256", "source", "benchmark")
+
+COORD_NAMES: Mapping[int, str] = MappingProxyType({3: "x y z", 2: "x y"})
+"""What the input's coordinate axis holds, by its size ``C``."""
 """The keys of the training data's record copied into the metadata."""
 
 DT = DEFAULT_DT
@@ -381,7 +384,7 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
     model = copy.deepcopy(model).eval().double()
     fold_input_scales(model)
     g = GraphBuilder(dt=dt, exporters={**DEFAULT_EXPORTERS, **(exporters or {})})
-    in_shape = (3, frames, num_joints)
+    in_shape = (model.in_channels, frames, num_joints)
     with torch.no_grad():
         branch_ports = []
         for name in model.modalities:
@@ -410,7 +413,7 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
             "modalities": list(model.modalities),
             "inputs": [node_name(f"input.{m}") for m in model.modalities],
             "shape": list(in_shape),
-            "layout": "(C, F, V): coordinates x y z, frames, joints",
+            "layout": f"(C, F, V): coordinates {COORD_NAMES[model.in_channels]}, frames, joints",
             "frames": frames,
             "joints": num_joints,
             "skeleton": layout,

@@ -1,7 +1,8 @@
 """ONNX export of the teacher (the ANN baseline) and of the student unrolled over ``T`` steps.
 
 Both graphs work **per person**, like the NIR graph: the input ``"x"`` is
-``(B, Mod, 3, F, V)``, one row per person (modalities, coordinates x y z, frames, joints;
+``(B, Mod, C, F, V)``, one row per person (modalities, coordinates x y z or, for 2-D
+keypoints, x y; frames, joints;
 ``B`` is a dynamic axis), and the output ``"logits"`` is ``(B, K)``, one row of logits per
 person. The PyTorch models take ``(N, Mod, C, F, V, M)`` and pick the persons present with
 :func:`~mksgn.train.blocks.present_persons` (a data-dependent ``nonzero``, which has no
@@ -70,7 +71,7 @@ PERSONS_CONVENTION = (
 
 
 class TeacherPerPerson(nn.Module):
-    """The teacher on person rows: ``(B, Mod, 3, F, V) -> (B, K)``, the mean of the stream logits.
+    """The teacher on person rows: ``(B, Mod, C, F, V) -> (B, K)``, the mean of the stream logits.
 
     Parameters
     ----------
@@ -87,7 +88,7 @@ class TeacherPerPerson(nn.Module):
 
 
 class StudentUnrolled(nn.Module):
-    """The student on person rows, its ``T`` steps unrolled: ``(B, Mod, 3, F, V) -> (B, K)``.
+    """The student on person rows, its ``T`` steps unrolled: ``(B, Mod, C, F, V) -> (B, K)``.
 
     The same computation as :meth:`MKSGN.forward <mksgn.train.student.MKSGN.forward>` on the
     rows, without :func:`~mksgn.train.blocks.present_persons`; it reuses the student's
@@ -111,30 +112,32 @@ class StudentUnrolled(nn.Module):
 
 
 def validation_rows(mods: int, frames: int, num_joints: int, rows: torch.Tensor | None = None,
-                    seed: int = 0, rows_desc: str = "given rows") -> tuple[torch.Tensor, str]:
+                    seed: int = 0, rows_desc: str = "given rows", coords: int = 3) -> tuple[torch.Tensor, str]:
     """Person rows to compare PyTorch and onnxruntime on, and a description of them.
 
     Parameters
     ----------
     mods, frames, num_joints
-        The row shape ``(Mod, 3, F, V)``.
+        The row shape ``(Mod, C, F, V)``.
     rows
-        Real person rows ``(R, Mod, 3, F, V)`` to include first (for example test samples
+        Real person rows ``(R, Mod, C, F, V)`` to include first (for example test samples
         split by :func:`~mksgn.train.blocks.present_persons`), or ``None``.
     seed
         Seed of the random rows.
     rows_desc
         What ``rows`` are, for the description.
+    coords
+        ``C``, the coordinates per joint (3, or 2 for 2-D keypoints).
 
     Returns
     -------
     x, description
-        ``x`` float32 ``(R + len(AMPLITUDES) * RANDOM_ROWS + 1, Mod, 3, F, V)``: the given
+        ``x`` float32 ``(R + len(AMPLITUDES) * RANDOM_ROWS + 1, Mod, C, F, V)``: the given
         rows, standard normal rows scaled by each of :data:`AMPLITUDES`, and one all-zero
         row (an absent person).
     """
     g = torch.Generator().manual_seed(seed)
-    shape = (RANDOM_ROWS, mods, 3, frames, num_joints)
+    shape = (RANDOM_ROWS, mods, coords, frames, num_joints)
     parts = [torch.randn(shape, generator=g) * a for a in AMPLITUDES]
     parts.append(torch.zeros((1, *shape[1:])))
     desc = f"{len(AMPLITUDES) * RANDOM_ROWS} random normal rows (x{', x'.join(f'{a:g}' for a in AMPLITUDES)}) + 1 zero row"
@@ -210,7 +213,7 @@ def _export(module: nn.Module, kind: str, mods: int, frames: int, num_joints: in
             opset: int, rows: torch.Tensor | None, seed: int, rows_desc: str,
             metadata: dict[str, Any]) -> tuple[dict, torch.Tensor, np.ndarray, np.ndarray]:
     """Trace, check, run both ways; returns the record (without writing) and the outputs."""
-    x, desc = validation_rows(mods, frames, num_joints, rows, seed, rows_desc)
+    x, desc = validation_rows(mods, frames, num_joints, rows, seed, rows_desc, _coords(module))
     with torch.no_grad():
         expected = module(x).numpy()
     data, model = _finish(_trace(module, x[:2], opset), metadata)
@@ -231,6 +234,14 @@ def _export(module: nn.Module, kind: str, mods: int, frames: int, num_joints: in
     return record, x, expected, got
 
 
+def _coords(module: nn.Module) -> int:
+    """The coordinates per joint ``C`` of the wrapped teacher's or student's input."""
+    inner = getattr(module, "teacher", None)
+    if inner is None:
+        inner = getattr(module, "student", None)
+    return int(getattr(inner, "in_channels", 3))
+
+
 def _write(record: dict) -> dict:
     atomic_write_bytes(record["path"], record.pop("_bytes"))
     return record
@@ -247,13 +258,13 @@ def export_teacher_onnx(teacher: GCNTeacher, frames: int, num_joints: int, path:
         The trained :class:`~mksgn.train.teacher.GCNTeacher` (exported in inference mode;
         its training flag is restored afterwards).
     frames, num_joints
-        ``F`` and ``V`` of the input ``"x"`` ``(B, Mod, 3, F, V)``.
+        ``F`` and ``V`` of the input ``"x"`` ``(B, Mod, C, F, V)`` (``C`` the model's ``in_channels``).
     path
         The ``.onnx`` file, written atomically only after validation.
     opset
         ONNX opset.
     rows
-        Optional real person rows ``(R, Mod, 3, F, V)`` to validate on, besides the random
+        Optional real person rows ``(R, Mod, C, F, V)`` to validate on, besides the random
         rows of :func:`validation_rows`.
     seed
         Seed of the random validation rows.
@@ -279,7 +290,8 @@ def export_teacher_onnx(teacher: GCNTeacher, frames: int, num_joints: int, path:
     try:
         module = TeacherPerPerson(teacher).eval()
         meta = {"mksgn_kind": "teacher", "modalities": ",".join(teacher.modalities), "frames": frames,
-                "joints": num_joints, "input": "x (B, Mod, 3, F, V): person rows", "output": "logits (B, K) per row",
+                "joints": num_joints, "input": f"x (B, Mod, {teacher.in_channels}, F, V): person rows",
+                "output": "logits (B, K) per row",
                 "persons": PERSONS_CONVENTION}
         record, _, expected, got = _export(module, "teacher", len(teacher.modalities), frames, num_joints, path,
                                            opset, rows, seed, rows_desc, meta)
@@ -302,13 +314,13 @@ def export_student_onnx(student: MKSGN, frames: int, num_joints: int, path: str 
         The trained :class:`~mksgn.train.student.MKSGN` (inference mode; its training flag is
         restored afterwards).
     frames, num_joints
-        ``F`` and ``V`` of the input ``"x"`` ``(B, Mod, 3, F, V)``.
+        ``F`` and ``V`` of the input ``"x"`` ``(B, Mod, C, F, V)`` (``C`` the model's ``in_channels``).
     path
         The ``.onnx`` file, written atomically only after validation.
     opset
         ONNX opset.
     rows
-        Optional real person rows ``(R, Mod, 3, F, V)`` to validate on, besides the random
+        Optional real person rows ``(R, Mod, C, F, V)`` to validate on, besides the random
         rows of :func:`validation_rows` (whose larger amplitudes make the student spike).
     seed
         Seed of the random validation rows.
@@ -336,7 +348,8 @@ def export_student_onnx(student: MKSGN, frames: int, num_joints: int, path: str 
         module = StudentUnrolled(student).eval()
         meta = {"mksgn_kind": "student", "modalities": ",".join(student.modalities), "frames": frames,
                 "joints": num_joints, "time_steps": int(student.cfg.time_steps),
-                "input": "x (B, Mod, 3, F, V): person rows, the same input at every step (direct encoding)",
+                "input": f"x (B, Mod, {student.in_channels}, F, V): person rows, the same input at every step "
+                         "(direct encoding)",
                 "output": "logits (B, K) per row: (1/T) sum_t fc(pool(spikes_t))",
                 "lif": "v = beta v + I; spike = (v > threshold); v = 0 where it spiked; unrolled over T steps",
                 "persons": PERSONS_CONVENTION}

@@ -3,7 +3,7 @@
 Sub-commands::
 
     mksgn-data synth -o X.npz [--samples N] [--seed S] [--frames F] [--difficulty D]
-    mksgn-data convert --from {ntu-skeleton,pyskl,ucla} SRC -o X.npz [--benchmark B]
+    mksgn-data convert --from {ntu-skeleton,pyskl,ucla,kinetics-json} SRC -o X.npz [--benchmark B] [--layout L]
     mksgn-data inspect [X.npz] [-o DIR] [--split train|test] [--sample I]
 
 Bad input exits with status 2 and one line naming the file and position.
@@ -20,7 +20,7 @@ from pathlib import Path
 from mksgn.cli import ArgumentParser, add_out_option, command_parser, run_cli
 
 PROG = "mksgn-data"
-SOURCES = ("ntu-skeleton", "pyskl", "ucla")
+SOURCES = ("ntu-skeleton", "pyskl", "ucla", "kinetics-json")
 BENCHMARKS = ("xsub", "xview", "xset")
 
 
@@ -39,12 +39,15 @@ def build_parser() -> ArgumentParser:
     synth.add_argument("--frames", type=int, default=defaults.frames, help="frames per clip (default %(default)s)")
     synth.add_argument("--difficulty", type=float, default=defaults.difficulty, help="0 (easy) .. 1 (hard), default %(default)s")
 
-    convert = sub.add_parser("convert", help="convert NTU .skeleton files, a pyskl pickle or NW-UCLA json")
+    convert = sub.add_parser("convert", help="convert NTU .skeleton files, a pyskl pickle, NW-UCLA or Kinetics-skeleton json")
     convert.add_argument("--from", dest="source_format", required=True, choices=SOURCES)
-    convert.add_argument("src", type=Path, help="a directory (ntu-skeleton, ucla) or a .pkl file (pyskl)")
+    convert.add_argument("src", type=Path, help="a directory (ntu-skeleton, ucla, kinetics-json: ST-GCN's kinetics "
+                         "folder) or a .pkl file (pyskl)")
     add_out_option(convert, "output .npz", "file", required=True)
     convert.add_argument("--benchmark", choices=BENCHMARKS, default="xsub", help="split (default %(default)s; ucla: by view)")
     convert.add_argument("--max-frames", type=int, default=300, help="cut clips longer than this (default %(default)s)")
+    convert.add_argument("--layout", help="pyskl: the skeleton layout (default by joint count; 2-D with 25 joints: "
+                         "ntu25 or body25)")
 
     inspect = sub.add_parser("inspect", help="counts per class, shapes, value ranges and a PNG strip of one sample")
     inspect.add_argument("data", nargs="?", type=Path, help="a CTR-GCN .npz (default: the built-in dataset)")
@@ -85,7 +88,11 @@ def _convert(args) -> int:
     elif args.source_format == "pyskl":
         from mksgn.data.readers.pyskl import read_pyskl
 
-        splits = read_pyskl(args.src, args.benchmark, max_frames=args.max_frames)
+        splits = read_pyskl(args.src, args.benchmark, max_frames=args.max_frames, layout=args.layout)
+    elif args.source_format == "kinetics-json":
+        from mksgn.data.readers.kinetics_json import read_kinetics_dir
+
+        splits = read_kinetics_dir(args.src, max_frames=args.max_frames)
     else:
         from mksgn.data.readers.ucla import read_ucla_dir
 
@@ -122,7 +129,10 @@ def _inspect(args) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "convert" and args.layout is not None and args.source_format != "pyskl":
+        parser.error(f"--layout applies to --from pyskl only ({args.source_format} has its own layout)")
     return {"synth": _synth, "convert": _convert, "inspect": _inspect}[args.command](args)
 
 

@@ -1,7 +1,11 @@
 """The one in-memory skeleton dataset every reader produces.
 
-``data`` is float32 ``(N, C, F, V, M)``: samples, coordinates (x, y, z), frames, joints and
-persons. Frames past a sample's ``length`` are zero padding; an absent person is all zeros.
+``data`` is float32 ``(N, C, F, V, M)``: samples, coordinates (x, y, z; or x, y for 2-D
+keypoints), frames, joints and persons. Frames past a sample's ``length`` are zero padding;
+an absent person is all zeros. A pose estimator's per-joint confidence, where the data have
+one, is kept apart in ``confidence`` ``(N, F, V, M)``: it is never centred or differenced and
+is no model input channel (a confidence of 0 marks a joint missing, see
+:func:`~mksgn.data.transforms.missing_joints`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from mksgn.data.skeletons import SkeletonLayout, get_layout
 from mksgn.errors import DatasetError
 
 NUM_COORDS = 3
-"""Channels per joint in a dataset: x, y, z (or x, y, score for 2-D keypoints)."""
+"""Coordinates per joint of 3-D data: x, y, z (what a file without a coordinate count holds)."""
+
+COORD_COUNTS: tuple[int, ...] = (2, 3)
+"""The coordinate counts ``C`` a dataset may have: x, y (2-D keypoints) or x, y, z."""
 
 MAX_PERSONS = 2
 """Persons kept per sample, as in NTU RGB+D and CTR-GCN."""
@@ -40,6 +47,9 @@ class SkeletonDataset:
         Name of the skeleton layout (see :mod:`mksgn.data.skeletons`).
     source
         Where the samples came from (a path), for error messages and reports.
+    confidence
+        float32 ``(N, F, V, M)`` in ``[0, 1]``, the pose estimator's confidence per joint, or
+        ``None`` (no confidence, as for Kinect data).
     """
 
     data: np.ndarray
@@ -49,6 +59,7 @@ class SkeletonDataset:
     sample_ids: list[str]
     layout: str
     source: str = "<memory>"
+    confidence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -80,8 +91,8 @@ class SkeletonDataset:
             raise DatasetError(str(exc), src) from exc
         if v != layout.num_joints:
             raise DatasetError(f"layout {self.layout} has {layout.num_joints} joints, data has {v}", src)
-        if c != NUM_COORDS:
-            raise DatasetError(f"expected {NUM_COORDS} coordinates per joint, got {c}", src)
+        if c not in COORD_COUNTS:
+            raise DatasetError(f"expected {' or '.join(map(str, COORD_COUNTS))} coordinates per joint, got {c}", src)
         if f < 1:
             raise DatasetError("sequences have no frames", src)
         for name, arr in (("labels", self.labels), ("lengths", self.lengths)):
@@ -105,6 +116,20 @@ class SkeletonDataset:
         if not finite.all():
             i = int(np.flatnonzero(~finite)[0])
             raise DatasetError("NaN or infinite coordinates", src, f"sample {i}")
+        if self.confidence is not None:
+            self._validate_confidence()
+
+    def _validate_confidence(self) -> None:
+        """``confidence``: float32 ``(N, F, V, M)``, finite, in ``[0, 1]``."""
+        n, _, f, v, m = self.data.shape
+        conf = self.confidence
+        if not isinstance(conf, np.ndarray) or conf.shape != (n, f, v, m) or conf.dtype != np.float32:
+            got = f"{conf.dtype} {conf.shape}" if isinstance(conf, np.ndarray) else type(conf).__name__
+            raise DatasetError(f"confidence must be float32 of shape {(n, f, v, m)}, got {got}", self.source)
+        ok = ((conf >= 0) & (conf <= 1)).reshape(n, -1).all(axis=1)  # False for NaN too
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise DatasetError("confidence NaN, infinite or outside [0, 1]", self.source, f"sample {i}")
 
     def subset(self, index: np.ndarray | list[int]) -> "SkeletonDataset":
         """The samples at ``index`` (an integer or boolean array), as a new dataset."""
@@ -119,6 +144,7 @@ class SkeletonDataset:
             sample_ids=[self.sample_ids[i] for i in idx],
             layout=self.layout,
             source=self.source,
+            confidence=None if self.confidence is None else self.confidence[idx],
         )
 
     def class_counts(self) -> np.ndarray:

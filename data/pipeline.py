@@ -4,6 +4,10 @@ Centring happens once per dataset; each batch is resampled to ``frames`` (a rand
 for training, uniform for evaluation) and split into the modalities, giving
 ``(N, Mod, C, F, V, M)`` float32 tensors. Random crops draw from a generator seeded by
 ``(seed, epoch, batch)``, so a run is reproducible whatever the number of processes.
+
+Missing joints (see :func:`~mksgn.data.transforms.missing_joints`) are found once, on the
+raw data (with the dataset's confidence, which is no input channel), and stay 0 in every
+modality; data without them give exactly the unmasked arrays.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import numpy as np
 import torch
 
 from mksgn.data.dataset import SkeletonDataset
+from mksgn.data.transforms import centre, missing_joints, modalities, resample, resample_masked
 from mksgn.errors import MksgnWarning
-from mksgn.data.transforms import centre, modalities, resample
 
 
 class FrameCountWarning(MksgnWarning):
@@ -72,7 +76,10 @@ class SkeletonInputs:
         self.frames = frames
         self.modality_names = tuple(modality_names)
         self.p_interval = p_interval
-        self.data = centre(dataset.data, dataset.lengths, self.layout)
+        missing = missing_joints(dataset.data, dataset.lengths, dataset.confidence)
+        self.missing: np.ndarray | None = missing if missing.any() else None
+        """bool ``(N, F, V, M)``: the missing joints, ``None`` when there are none."""
+        self.data = centre(dataset.data, dataset.lengths, self.layout, missing)
         self.labels = torch.as_tensor(dataset.labels, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -85,9 +92,15 @@ class SkeletonInputs:
     def batch(self, index: np.ndarray, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs ``(n, Mod, C, F, V, M)`` and labels ``(n,)`` of the samples at ``index``."""
         index = np.asarray(index)
-        x = resample(self.data[index], self.dataset.lengths[index], self.frames,
-                     p_interval=self.p_interval if rng is not None else None, rng=rng)
-        mods = modalities(x, self.layout, self.modality_names)
+        p_interval = self.p_interval if rng is not None else None
+        lengths = self.dataset.lengths[index]
+        if self.missing is None:
+            x = resample(self.data[index], lengths, self.frames, p_interval=p_interval, rng=rng)
+            mods = modalities(x, self.layout, self.modality_names)
+        else:
+            x, gone = resample_masked(self.data[index], self.missing[index], lengths, self.frames,
+                                      p_interval=p_interval, rng=rng)
+            mods = modalities(x, self.layout, self.modality_names, missing=gone[:, None])
         stacked = np.stack([mods[m] for m in self.modality_names], axis=1)
         return torch.from_numpy(np.ascontiguousarray(stacked)), self.labels[index]
 

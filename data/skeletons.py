@@ -35,19 +35,24 @@ class SkeletonLayout:
     Parameters
     ----------
     name
-        Short identifier (``"ntu25"``, ``"ucla20"``, ``"kinetics18"``).
+        Short identifier (``"ntu25"``, ``"ucla20"``, ``"kinetics18"``, ``"coco17"``, ``"body25"``).
     joint_names
         One name per joint, in data order.
     edges
         0-based ``(child, parent)`` pairs; together a spanning tree rooted at ``centre``.
     centre
         0-based index of the centre (root) joint.
+    native_coords
+        Coordinates per joint its source records: 3 for depth cameras (Kinect), 2 for pose
+        estimators on images. :func:`layout_for_joints` uses it to tell 3-D data's layout
+        from 2-D layouts with the same joint count.
     """
 
     name: str
     joint_names: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]
     centre: int
+    native_coords: int = 3
     parents: np.ndarray = field(init=False, repr=False, compare=False)
     hops: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -180,24 +185,86 @@ KINETICS18 = SkeletonLayout(
         (8, 2), (5, 1), (2, 1), (0, 1), (15, 0), (14, 0), (17, 15), (16, 14),
     ),
     centre=1,
+    native_coords=2,
 )
-"""Kinetics (OpenPose), 18 joints, 0-based edges; centre: neck (1)."""
+"""Kinetics (OpenPose COCO-18, alias ``openpose18``), 18 joints, 0-based edges; centre: neck (1)."""
 
-LAYOUTS: dict[str, SkeletonLayout] = {lay.name: lay for lay in (NTU25, UCLA20, KINETICS18)}
+COCO17 = SkeletonLayout(
+    name="coco17",
+    joint_names=(
+        "nose", "eye_left", "eye_right", "ear_left", "ear_right",
+        "shoulder_left", "shoulder_right", "elbow_left", "elbow_right", "wrist_left", "wrist_right",
+        "hip_left", "hip_right", "knee_left", "knee_right", "ankle_left", "ankle_right",
+    ),
+    edges=(
+        (15, 13), (13, 11), (16, 14), (14, 12), (11, 5), (12, 6), (9, 7), (7, 5), (10, 8),
+        (8, 6), (5, 0), (6, 0), (1, 0), (3, 1), (2, 0), (4, 2),
+    ),
+    centre=0,
+    native_coords=2,
+)
+"""COCO keypoints (the order of COCO, mmpose and pyskl's 2-D pickles), 17 joints, 0-based.
+
+Edges and centre are pyskl's ``Graph(layout='coco')`` (``pyskl/utils/graph.py``: its
+``inward`` list, ``center = 0``): the tree is rooted at the nose (0), COCO having no neck or
+pelvis joint; each hip hangs from its shoulder.
+"""
+
+BODY25 = SkeletonLayout(
+    name="body25",
+    joint_names=(
+        "nose", "neck", "shoulder_right", "elbow_right", "wrist_right",
+        "shoulder_left", "elbow_left", "wrist_left", "mid_hip", "hip_right", "knee_right",
+        "ankle_right", "hip_left", "knee_left", "ankle_left", "eye_right", "eye_left",
+        "ear_right", "ear_left", "big_toe_left", "small_toe_left", "heel_left",
+        "big_toe_right", "small_toe_right", "heel_right",
+    ),
+    edges=(
+        (8, 1), (2, 1), (5, 1), (3, 2), (4, 3), (6, 5), (7, 6), (9, 8), (10, 9), (11, 10),
+        (12, 8), (13, 12), (14, 13), (0, 1), (15, 0), (17, 15), (16, 0), (18, 16),
+        (19, 14), (20, 19), (21, 14), (22, 11), (23, 22), (24, 11),
+    ),
+    centre=1,
+    native_coords=2,
+)
+"""OpenPose BODY_25, 25 joints, 0-based; centre: neck (1), as for OpenPose-18.
+
+The edges are OpenPose's 24 rendered limb pairs of BODY_25 (its part-affinity pairs less the
+two ear-shoulder ones, which would close cycles), each as ``(child, parent)`` towards the neck.
+"""
+
+LAYOUTS: dict[str, SkeletonLayout] = {lay.name: lay for lay in (NTU25, UCLA20, KINETICS18, COCO17, BODY25)}
 """The built-in layouts by name."""
+
+LAYOUT_ALIASES: dict[str, str] = {"openpose18": "kinetics18"}
+"""Other names of built-in layouts: alias to name."""
 
 
 def get_layout(name: str) -> SkeletonLayout:
-    """Return a built-in layout by name; ``ValueError`` naming the choices otherwise."""
+    """Return a built-in layout by name or alias; ``ValueError`` naming the choices otherwise."""
     try:
-        return LAYOUTS[name]
+        return LAYOUTS[LAYOUT_ALIASES.get(name, name)]
     except KeyError:
-        raise ValueError(f"unknown skeleton layout {name!r}; choose from {sorted(LAYOUTS)}") from None
+        choices = sorted([*LAYOUTS, *LAYOUT_ALIASES])
+        raise ValueError(f"unknown skeleton layout {name!r}; choose from {choices}") from None
 
 
-def layout_for_joints(num_joints: int) -> SkeletonLayout:
-    """The built-in layout with ``num_joints`` joints (25, 20 or 18)."""
-    for lay in LAYOUTS.values():
-        if lay.num_joints == num_joints:
-            return lay
-    raise ValueError(f"no built-in skeleton layout has {num_joints} joints (25, 20, 18 do)")
+def layout_for_joints(num_joints: int, coords: int | None = None) -> SkeletonLayout:
+    """The built-in layout with ``num_joints`` joints.
+
+    Where several layouts have that many joints (25: ``ntu25`` and ``body25``), 3-D data
+    (``coords=3``) keep the layouts whose source records 3 coordinates (25: Kinect's
+    ``ntu25``, as 3-D readers always had it); 2-D keypoints may come from any layout (NTU
+    has 2-D joints too), so a choice still open is a ``ValueError`` naming the layouts: an
+    ambiguous joint count is never resolved silently.
+    """
+    found = [lay for lay in LAYOUTS.values() if lay.num_joints == num_joints]
+    if len(found) > 1 and coords == 3:
+        found = [lay for lay in found if lay.native_coords == 3] or found
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = sorted(lay.name for lay in found)
+        raise ValueError(f"{num_joints} joints fit the layouts {names}; name the layout")
+    counts = ", ".join(str(c) for c in sorted({lay.num_joints for lay in LAYOUTS.values()}, reverse=True))
+    raise ValueError(f"no built-in skeleton layout has {num_joints} joints ({counts} do)")

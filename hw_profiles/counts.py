@@ -130,7 +130,7 @@ def teacher_counts(teacher, frames: int, num_joints: int) -> ANNCounts:
     from mksgn.train.complexity import count_macs_by_module
 
     rows = TeacherPerPerson(teacher).eval()
-    x = torch.zeros((1, len(teacher.modalities), 3, frames, num_joints))
+    x = torch.zeros((1, len(teacher.modalities), teacher.in_channels, frames, num_joints))
     macs = count_macs_by_module(rows, x)
     return ANNCounts({k.removeprefix("teacher."): v for k, v in macs.items()},
                      f"GCN teacher, {len(teacher.modalities)} streams, one person row of {frames} frames x "

@@ -99,7 +99,8 @@ def ann_baseline(spec: InputSpec | None, teacher: Path | None = None, teacher_co
         frames = int(record["data"]["frames"])
     else:
         cfg = preset(teacher_config)
-        data = {"layout": spec.layout, "class_names": list(spec.class_names), "modalities": list(cfg.data.modalities)}
+        data = {"layout": spec.layout, "class_names": list(spec.class_names), "modalities": list(cfg.data.modalities),
+                "coords": spec.coords}
         model = build_teacher(cfg, data)
         frames = cfg.data.frames
     return teacher_counts(model.eval(), frames, spec.joints)

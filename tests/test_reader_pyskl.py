@@ -195,10 +195,38 @@ def test_2d_with_score(tmp_path: Path) -> None:
     splits = read_pyskl(dump(tmp_path / "k.pkl", anns))
     assert splits.train.layout == "kinetics18"
     assert splits.train.class_names == ["class_0", "class_1"]
+    assert splits.train.data.shape[1] == 2  # x, y: the score is no coordinate
     x = splits.train.data[0].transpose(1, 2, 3, 0)  # (F, V, M, C)
+    conf = splits.train.confidence[0]  # (F, V, M)
     for person in range(2):
-        np.testing.assert_array_equal(x[..., person, :2], anns[0]["keypoint"][person].astype(np.float32))
-        np.testing.assert_array_equal(x[..., person, 2], anns[0]["keypoint_score"][person].astype(np.float32))
+        np.testing.assert_array_equal(x[..., person, :], anns[0]["keypoint"][person].astype(np.float32))
+        np.testing.assert_array_equal(conf[..., person], anns[0]["keypoint_score"][person].astype(np.float32))
+    assert splits.test.confidence.shape == (1, 4, 18, 2) and not splits.test.confidence[..., 1].any()
+
+
+def test_coco17_2d(tmp_path: Path) -> None:
+    anns = [annotation("a", 0, m=3, t=5, c=2, v=17), annotation("b", 1, c=2, v=17, seed=1)]
+    splits = read_pyskl(dump(tmp_path / "ntu60_hrnet.pkl", anns))
+    assert splits.train.layout == "coco17" and splits.train.data.shape == (1, 2, 5, 17, 2)
+    assert splits.train.confidence.shape == (1, 5, 17, 2)
+
+
+def test_2d_with_25_joints_needs_a_layout(tmp_path: Path) -> None:
+    path = dump(tmp_path / "b.pkl", [annotation("a", 0, c=2, v=25), annotation("b", 1, c=2, v=25, seed=1)])
+    with pytest.raises(DatasetError) as err:
+        read_pyskl(path)
+    assert "['body25', 'ntu25']" in str(err.value) and "\n" not in str(err.value)
+    assert read_pyskl(path, layout="body25").train.layout == "body25"
+    assert read_pyskl(path, layout="ntu25").train.layout == "ntu25"
+    with pytest.raises(DatasetError, match="layout coco17 has 17 joints"):
+        read_pyskl(path, layout="coco17")
+    with pytest.raises(DatasetError, match="unknown skeleton layout 'nope'"):
+        read_pyskl(path, layout="nope")
+
+
+def test_3d_has_no_confidence(tmp_path: Path) -> None:
+    splits = read_pyskl(dump(tmp_path / "n.pkl", [annotation("a", 0), annotation("b", 1)]))
+    assert splits.train.confidence is None and splits.train.data.shape[1] == 3
 
 
 def test_ucla_layout(tmp_path: Path) -> None:
@@ -271,7 +299,7 @@ BAD_ANNOTATIONS = {
     "keypoint ndim 3": (with_change(4, keypoint=np.zeros((4, 25, 3), F16)), "(M, T, V, C)", "annotations[4]"),
     "keypoint ndim 5": (with_change(0, keypoint=np.zeros((1, 1, 4, 25, 3), F16)), "(M, T, V, C)", "annotations[0]"),
     "keypoint C 4": (with_change(5, keypoint=np.zeros((1, 4, 25, 4), F16)), "C = 2 or 3", "annotations[5]"),
-    "keypoint V 17": (with_change(0, keypoint=np.zeros((1, 4, 17, 3), F16)), "V = 17", "annotations[0]"),
+    "keypoint V 19": (with_change(0, keypoint=np.zeros((1, 4, 19, 3), F16)), "V = 19", "annotations[0]"),
     "keypoint V 24": (with_change(0, keypoint=np.zeros((1, 4, 24, 3), F16)), "V = 24", "annotations[0]"),
     "inconsistent V": (with_change(2, keypoint=np.zeros((1, 4, 20, 3), F16)), "20 joints", "annotations[2]"),
     "keypoint list": (with_change(1, keypoint=[[0.0]]), "float numpy array", "annotations[1]"),
@@ -285,6 +313,16 @@ BAD_ANNOTATIONS = {
         "annotations[2]",
     ),
     "2-D without score": (with_change(2, keypoint=np.zeros((1, 4, 25, 2), F16)), "keypoint_score", "annotations[2]"),
+    "score above 1": (
+        with_change(2, keypoint=np.zeros((1, 4, 25, 2), F16), keypoint_score=np.full((1, 4, 25), 2.0, F16)),
+        "outside [0, 1]",
+        "annotations[2]",
+    ),
+    "2-D among 3-D": (
+        with_change(2, keypoint=np.zeros((1, 4, 25, 2), F16), keypoint_score=np.ones((1, 4, 25), F16)),
+        "2-D and 3-D keypoints mixed",
+        "annotations[2]",
+    ),
     "negative label": (with_change(4, label=-1), "label -1 out of range", "annotations[4]"),
     "float label": (with_change(4, label=1.0), "'label' must be an integer", "annotations[4]"),
     "total_frames mismatch": (with_change(1, total_frames=9), "'total_frames' 9", "annotations[1]"),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mksgn.data.skeletons import KINETICS18, LAYOUTS, NTU25, UCLA20, SkeletonLayout, get_layout, layout_for_joints
+from mksgn.data.skeletons import (
+    BODY25, COCO17, KINETICS18, LAYOUTS, NTU25, UCLA20, SkeletonLayout, get_layout, layout_for_joints,
+)
 
 # Pinned from ../shared/reference/mksgn-spec.md (NTU and UCLA 1-based, Kinetics 0-based).
 NTU_EDGES_1 = [
@@ -16,6 +18,18 @@ NTU_EDGES_1 = [
 UCLA_EDGES_1 = [
     (1, 2), (2, 3), (4, 3), (5, 3), (6, 5), (7, 6), (8, 7), (9, 3), (10, 9), (11, 10),
     (12, 11), (13, 1), (14, 13), (15, 14), (16, 15), (17, 1), (18, 17), (19, 18), (20, 19),
+]
+# pyskl/utils/graph.py, Graph(layout='coco'): inward, center = 0
+COCO_EDGES_0 = [
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 5), (12, 6), (9, 7), (7, 5), (10, 8), (8, 6),
+    (5, 0), (6, 0), (1, 0), (3, 1), (2, 0), (4, 2),
+]
+# OpenPose BODY_25 rendered pairs (1,8 1,2 1,5 2,3 3,4 5,6 6,7 8,9 9,10 10,11 8,12 12,13 13,14
+# 1,0 0,15 15,17 0,16 16,18 14,19 19,20 14,21 11,22 22,23 11,24) as (child, parent)
+BODY25_PAIRS = [
+    (1, 8), (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (10, 11), (8, 12), (12, 13),
+    (13, 14), (1, 0), (0, 15), (15, 17), (0, 16), (16, 18), (14, 19), (19, 20), (14, 21), (11, 22),
+    (22, 23), (11, 24),
 ]
 KINETICS_EDGES_0 = [
     (4, 3), (3, 2), (7, 6), (6, 5), (13, 12), (12, 11), (10, 9), (9, 8), (11, 5), (8, 2),
@@ -29,6 +43,8 @@ KINETICS_EDGES_0 = [
         (NTU25, [(a - 1, b - 1) for a, b in NTU_EDGES_1], 25, 20),
         (UCLA20, [(a - 1, b - 1) for a, b in UCLA_EDGES_1], 20, 2),
         (KINETICS18, KINETICS_EDGES_0, 18, 1),
+        (COCO17, COCO_EDGES_0, 17, 0),
+        (BODY25, [(b, a) for a, b in BODY25_PAIRS], 25, 1),
     ],
 )
 def test_edges_centre_and_parents_are_pinned(layout, edges, num_joints, centre):
@@ -48,6 +64,11 @@ def test_ntu_named_joints():
     assert NTU25.joint_names[NTU25.centre] == "spine_shoulder"
     assert NTU25.joint_names[NTU25.parents[NTU25.joint_names.index("elbow_right")]] == "shoulder_right"
     assert KINETICS18.joint_names[KINETICS18.centre] == "neck"
+    assert COCO17.joint_names[COCO17.centre] == "nose" and BODY25.joint_names[BODY25.centre] == "neck"
+    assert COCO17.joint_names[COCO17.parents[COCO17.joint_names.index("ankle_right")]] == "knee_right"
+    assert BODY25.joint_names[BODY25.parents[BODY25.joint_names.index("heel_left")]] == "ankle_left"
+    # the joints OpenPose-18 and BODY_25 share carry the same names at the same indices
+    assert BODY25.joint_names[:8] == KINETICS18.joint_names[:8]
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
@@ -92,8 +113,16 @@ def test_lookup():
     assert layout_for_joints(20) is UCLA20
     with pytest.raises(ValueError, match="unknown skeleton layout 'coco'"):
         get_layout("coco")
-    with pytest.raises(ValueError, match="17 joints"):
-        layout_for_joints(17)
+    assert layout_for_joints(17) is COCO17 and layout_for_joints(18) is KINETICS18
+    assert get_layout("openpose18") is KINETICS18
+    with pytest.raises(ValueError, match="19 joints"):
+        layout_for_joints(19)
+    # 25 joints: NTU (Kinect) or OpenPose BODY_25; 3-D data are NTU's as they always were
+    assert layout_for_joints(25, coords=3) is NTU25
+    assert layout_for_joints(18, coords=3) is KINETICS18  # older x, y, score files
+    for coords in (None, 2):
+        with pytest.raises(ValueError, match=r"25 joints fit the layouts \['body25', 'ntu25'\]; name the layout"):
+            layout_for_joints(25, coords)
 
 
 def test_invalid_layouts_are_refused():

@@ -1,8 +1,9 @@
 """A linear baseline beside every accuracy: logistic regression on simple pose statistics.
 
 Features of a sample: the mean and the standard deviation over its valid frames of every
-coordinate of every joint of every person slot, after the same centring the networks see
-(:func:`mksgn.data.transforms.centre`), standardised with the training split's statistics.
+coordinate of every joint of every person slot (missing joints left out), after the same
+centring the networks see (:func:`mksgn.data.transforms.centre`), standardised with the
+training split's statistics. A confidence is not a feature.
 A multinomial logistic regression (full-batch L-BFGS) is fitted on the training samples
 for each L2 strength of :data:`L2_GRID`; the validation split chooses one, and the test
 split is evaluated once. If the networks do not beat it, they do not earn their cost.
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mksgn.data.dataset import SkeletonDataset
-from mksgn.data.transforms import FRAME_AXIS, centre
+from mksgn.data.transforms import FRAME_AXIS, centre, missing_joints
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 """L2 penalties tried (on the mean log-loss); the validation split picks one."""
@@ -26,12 +27,15 @@ LBFGS_STEPS = 200
 
 
 def pose_statistics(dataset: SkeletonDataset) -> np.ndarray:
-    """``(N, 2 * C * V * M)`` float64: per-coordinate mean and std over each sample's valid frames."""
-    x = centre(dataset.data, dataset.lengths, dataset.skeleton).astype(np.float64)
-    valid = (np.arange(x.shape[FRAME_AXIS])[None, :] < dataset.lengths[:, None])[:, None, :, None, None]
-    count = dataset.lengths.astype(np.float64)[:, None, None, None]
-    mean = np.where(valid, x, 0.0).sum(axis=FRAME_AXIS) / count
-    var = np.where(valid, (x - mean[:, :, None]) ** 2, 0.0).sum(axis=FRAME_AXIS) / count
+    """``(N, 2 * C * V * M)`` float64: per-coordinate mean and std over the frames where each joint is
+    recorded (valid, not missing: :func:`~mksgn.data.transforms.missing_joints`); 0 where it never is."""
+    missing = missing_joints(dataset.data, dataset.lengths, dataset.confidence)
+    x = centre(dataset.data, dataset.lengths, dataset.skeleton, missing).astype(np.float64)
+    valid = np.arange(x.shape[FRAME_AXIS])[None, :, None, None] < dataset.lengths[:, None, None, None]
+    seen = (valid & ~missing)[:, None]  # (N, 1, F, V, M)
+    count = np.maximum(seen.sum(axis=FRAME_AXIS), 1).astype(np.float64)
+    mean = np.where(seen, x, 0.0).sum(axis=FRAME_AXIS) / count
+    var = np.where(seen, (x - mean[:, :, None]) ** 2, 0.0).sum(axis=FRAME_AXIS) / count
     return np.concatenate([mean.reshape(len(x), -1), np.sqrt(var).reshape(len(x), -1)], axis=1)
 
 

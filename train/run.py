@@ -96,6 +96,7 @@ def data_description(splits: DatasetSplits, cfg: Config, file: Mapping[str, Any]
         "layout": splits.train.layout,
         "modalities": list(cfg.data.modalities),
         "frames": cfg.data.frames,
+        "coords": int(splits.train.data.shape[1]),
         "source": splits.train.source,
         "benchmark": splits.benchmark,
     }
@@ -104,22 +105,26 @@ def data_description(splits: DatasetSplits, cfg: Config, file: Mapping[str, Any]
 def build_teacher(cfg: Config, data: dict[str, Any]) -> GCNTeacher:
     from mksgn.data.skeletons import get_layout
 
-    return GCNTeacher(cfg.teacher, get_layout(data["layout"]), len(data["class_names"]), tuple(data["modalities"]))
+    return GCNTeacher(cfg.teacher, get_layout(data["layout"]), len(data["class_names"]), tuple(data["modalities"]),
+                      int(data.get("coords", 3)))
 
 
 def build_student(cfg: Config, data: dict[str, Any]) -> MKSGN:
     from mksgn.data.skeletons import get_layout
 
-    return MKSGN(cfg.student, get_layout(data["layout"]), len(data["class_names"]), tuple(data["modalities"]))
+    return MKSGN(cfg.student, get_layout(data["layout"]), len(data["class_names"]), tuple(data["modalities"]),
+                 int(data.get("coords", 3)))
 
 
 def load_teacher(path: str | os.PathLike[str], data: dict[str, Any]) -> GCNTeacher:
     """A trained teacher from its checkpoint; refused if its data differs from this run's."""
     record = load_checkpoint(path, kind="teacher")
     theirs = record["data"]
-    for key in ("class_names", "layout", "modalities", "frames"):
-        if theirs.get(key) != data[key]:
-            raise CheckpointError(f"{path}: teacher trained with another {key} ({theirs.get(key)!r} vs {data[key]!r})")
+    for key in ("class_names", "layout", "modalities", "frames", "coords"):
+        default = 3 if key == "coords" else None  # a record from before 2-D data: 3 coordinates
+        if theirs.get(key, default) != data.get(key, default):
+            raise CheckpointError(f"{path}: teacher trained with another {key} ({theirs.get(key, default)!r} vs "
+                                  f"{data.get(key, default)!r})")
     teacher = build_teacher(Config.from_dict(record["config"], str(path)), data)
     teacher.load_state_dict(record["model"])
     return teacher

@@ -3,7 +3,7 @@
 Per time step (``T`` steps, the same input each step: direct encoding, SSC) a sample of
 one person flows as::
 
-    modality m (3, F, V) --InputScale--> branch block_m --+
+    modality m (C, F, V) --InputScale--> branch block_m --+
                                                           +--Fusion--> LIF --> trunk blocks --> readout
     (joint, bone, joint motion, bone motion)  ...      ---+
 
@@ -145,18 +145,21 @@ class MKSGN(nn.Module):
         Classes of the readout.
     modalities
         Input streams, in the order of the input's modality axis.
+    in_channels
+        Coordinates per joint of the data ``C``: 3 (x y z) or 2 (2-D keypoints).
     """
 
     def __init__(self, cfg: StudentConfig, layout: SkeletonLayout, num_classes: int,
-                 modalities: tuple[str, ...]) -> None:
+                 modalities: tuple[str, ...], in_channels: int = 3) -> None:
         super().__init__()
         self.cfg = cfg
         self.modalities = tuple(modalities)
+        self.in_channels = int(in_channels)
         params = LIFParams(cfg.beta, cfg.threshold)
         cb = cfg.branch_channels
-        self.input_scale = nn.ModuleDict({m: InputScale(3) for m in self.modalities})
+        self.input_scale = nn.ModuleDict({m: InputScale(self.in_channels) for m in self.modalities})
         self.branches = nn.ModuleDict(
-            {m: SpikingBlock(3, cb, 1, layout, cfg, residual=False) for m in self.modalities}
+            {m: SpikingBlock(self.in_channels, cb, 1, layout, cfg, residual=False) for m in self.modalities}
         )
         self.fusion = Fusion(len(self.modalities), cb)
         self.fusion_lif = LIF(params)

@@ -95,13 +95,18 @@ class TeacherOutput:
 
 
 class GCNTeacher(nn.Module):
-    """Multi-stream GCN teacher; input ``(N, Mod, C, F, V, M)`` like the student."""
+    """Multi-stream GCN teacher; input ``(N, Mod, C, F, V, M)`` like the student.
+
+    ``in_channels`` is the data's coordinates per joint ``C``: 3 (x y z) or 2 (2-D keypoints).
+    """
 
     def __init__(self, cfg: TeacherConfig, layout: SkeletonLayout, num_classes: int,
-                 modalities: tuple[str, ...]) -> None:
+                 modalities: tuple[str, ...], in_channels: int = 3) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
-        self.streams = nn.ModuleDict({m: GCNStream(cfg, layout, num_classes) for m in self.modalities})
+        self.in_channels = int(in_channels)
+        self.streams = nn.ModuleDict({m: GCNStream(cfg, layout, num_classes, self.in_channels)
+                                      for m in self.modalities})
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> TeacherOutput | torch.Tensor:
         n = x.shape[0]

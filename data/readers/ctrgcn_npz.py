@@ -6,6 +6,15 @@ coordinates, zero padded after the last valid frame), and ``y_train`` / ``y_test
 ``class_names``, ``train_ids``, ``test_ids`` and ``layout``, and an integer ``persons``,
 which CTR-GCN ignores. ``x.reshape(N, T, M, V, 3).transpose(0, 4, 1, 3, 2)`` gives mksgn's
 ``(N, 3, T, V, M)``.
+
+2-D keypoints extend this with two optional keys (written only for such data, so 3-D files
+are what they always were, and a file without them reads as before):
+
+- ``coords``, an integer ``C`` in :data:`~mksgn.data.dataset.COORD_COUNTS`: the coordinates
+  per joint (default 3); ``x_train`` is then ``(N, T, M * V * C)``;
+- ``x_train_score`` and ``x_test_score``, float32 ``(N, T, M * V)`` in ``[0, 1]``, persons
+  then joints as in ``x_*``: the pose estimator's confidence per joint (both or neither);
+  ``score.reshape(N, T, M, V).transpose(0, 1, 3, 2)`` gives the dataset's ``confidence``.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mksgn.atomic import atomic_open
-from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset
+from mksgn.data.dataset import COORD_COUNTS, MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset
 from mksgn.data.skeletons import get_layout, layout_for_joints
 from mksgn.errors import DatasetError
 from mksgn.paths import PathError, check_input_file
@@ -39,7 +48,8 @@ def read_ctrgcn_npz(path: str | os.PathLike[str], layout: str | None = None) -> 
         The ``.npz`` file.
     layout
         Skeleton layout name; default the file's ``layout`` key, else inferred from the
-        joint count (25: ntu25, 20: ucla20, 18: kinetics18).
+        joint count (see :func:`~mksgn.data.skeletons.layout_for_joints`; 3-D: 25 ntu25,
+        20 ucla20, 18 kinetics18, 17 coco17; 2-D with 25 joints is ambiguous, an error).
 
     Raises
     ------
@@ -55,22 +65,29 @@ def read_ctrgcn_npz(path: str | os.PathLike[str], layout: str | None = None) -> 
     persons = int(arrays["persons"]) if "persons" in arrays else MAX_PERSONS
     if persons < 1:
         raise DatasetError(f"persons must be >= 1, got {persons}", path, "key 'persons'")
+    coords = _coords(arrays, path)
+    scored = [f"x_{s}_score" in arrays for s in SPLITS]
+    if any(scored) and not all(scored):
+        raise DatasetError("x_train_score and x_test_score come together; the file has one", path)
     splits = {}
     num_classes = None
     for split in SPLITS:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        data = _to_ncfvm(x, persons, path, f"x_{split}")
+        data = _to_ncfvm(x, persons, path, f"x_{split}", coords)
         labels, width = _to_labels(y, data.shape[0], path, f"y_{split}")
+        conf = _to_confidence(arrays[f"x_{split}_score"], data.shape, path, f"x_{split}_score") if all(scored) else None
         num_classes = max(num_classes or 0, width)
-        splits[split] = (data, labels)
-    layout_name = layout or _string(arrays, "layout", path) or layout_for_joints(splits["train"][0].shape[3]).name
+        splits[split] = (data, labels, conf)
+    layout_name = layout or _string(arrays, "layout", path)
     try:
+        if layout_name is None:
+            layout_name = layout_for_joints(splits["train"][0].shape[3], coords).name
         get_layout(layout_name)
     except ValueError as exc:
         raise DatasetError(str(exc), path, "key 'layout'") from exc
     class_names = _class_names(arrays, num_classes, layout_name, path)
     result = {}
-    for split, (data, labels) in splits.items():
+    for split, (data, labels, conf) in splits.items():
         bad = np.flatnonzero(labels >= len(class_names))
         if bad.size:
             raise DatasetError(
@@ -84,7 +101,7 @@ def read_ctrgcn_npz(path: str | os.PathLike[str], layout: str | None = None) -> 
         lengths = _valid_lengths(data, path, f"x_{split}")
         result[split] = SkeletonDataset(
             data=data, labels=labels, lengths=lengths, class_names=class_names,
-            sample_ids=ids, layout=layout_name, source=str(path),
+            sample_ids=ids, layout=layout_name, source=str(path), confidence=conf,
         )
     benchmark = _string(arrays, "benchmark", path) or "default"
     return DatasetSplits(train=result["train"], test=result["test"], benchmark=benchmark)
@@ -94,8 +111,11 @@ def write_ctrgcn_npz(path: str | os.PathLike[str], splits: DatasetSplits) -> Non
     """Write ``splits`` in CTR-GCN's npz layout, atomically (temporary file, then rename).
 
     Both splits are padded to the longer one's frame count. Labels are written one-hot;
-    class names, sample ids, the layout and the person count ride along as extra keys.
+    class names, sample ids, the layout and the person count ride along as extra keys; 2-D
+    data add ``coords`` and a confidence ``x_*_score`` (see the module docstring).
     """
+    if (splits.train.confidence is None) != (splits.test.confidence is None):
+        raise DatasetError("one split has a confidence and the other none", splits.train.source)
     frames = max(splits.train.data.shape[2], splits.test.data.shape[2])
     out: dict[str, np.ndarray] = {}
     for split in SPLITS:
@@ -106,6 +126,12 @@ def write_ctrgcn_npz(path: str | os.PathLike[str], splits: DatasetSplits) -> Non
         y = np.zeros((n, ds.num_classes), dtype=np.float32)
         y[np.arange(n), ds.labels] = 1.0
         out[f"x_{split}"], out[f"y_{split}"] = x, y
+        if ds.confidence is not None:
+            score = np.zeros((n, frames, m * v), dtype=np.float32)
+            score[:, :f] = ds.confidence.transpose(0, 1, 3, 2).reshape(n, f, m * v)
+            out[f"x_{split}_score"] = score
+        if c != NUM_COORDS:
+            out["coords"] = np.array(c, dtype=np.int64)
         out[f"{split}_ids"] = np.array(ds.sample_ids, dtype=np.str_)
         out["persons"] = np.array(m, dtype=np.int64)
     out["class_names"] = np.array(splits.train.class_names, dtype=np.str_)
@@ -161,23 +187,47 @@ def _load_arrays(path: Path) -> dict[str, np.ndarray]:
         raise DatasetError(f"a corrupt npz file ({type(exc).__name__}: {exc})", path) from exc
 
 
-def _to_ncfvm(x: np.ndarray, persons: int, path: Path, key: str) -> np.ndarray:
+def _coords(arrays: dict[str, np.ndarray], path: Path) -> int:
+    """The file's coordinate count (key ``coords``, default 3)."""
+    if "coords" not in arrays:
+        return NUM_COORDS
+    value = arrays["coords"]
+    if value.ndim != 0 or not np.issubdtype(value.dtype, np.integer) or int(value) not in COORD_COUNTS:
+        raise DatasetError(f"expected an integer in {list(COORD_COUNTS)}, got {value.dtype} {value.shape} "
+                           f"{value if value.ndim == 0 else ''}".rstrip(), path, "key 'coords'")
+    return int(value)
+
+
+def _to_ncfvm(x: np.ndarray, persons: int, path: Path, key: str, coords: int = NUM_COORDS) -> np.ndarray:
     if x.ndim != 3:
-        raise DatasetError(f"expected (N, T, M*V*{NUM_COORDS}), got shape {x.shape}", path, f"key '{key}'")
+        raise DatasetError(f"expected (N, T, M*V*{coords}), got shape {x.shape}", path, f"key '{key}'")
     if not np.issubdtype(x.dtype, np.floating):
         raise DatasetError(f"expected floating-point coordinates, got {x.dtype}", path, f"key '{key}'")
     n, t, width = x.shape
-    if t < 1 or width % (persons * NUM_COORDS) != 0:
+    if t < 1 or width % (persons * coords) != 0:
         raise DatasetError(
-            f"shape {x.shape}: last axis must be persons ({persons}) x joints x {NUM_COORDS}",
+            f"shape {x.shape}: last axis must be persons ({persons}) x joints x {coords}",
             path, f"key '{key}'",
         )
-    v = width // (persons * NUM_COORDS)
+    v = width // (persons * coords)
     bad = ~np.isfinite(x).reshape(n, -1).all(axis=1)
     if bad.any():
         raise DatasetError("NaN or infinite coordinates", path, f"key '{key}', sample {int(np.flatnonzero(bad)[0])}")
-    data = x.reshape(n, t, persons, v, NUM_COORDS).transpose(0, 4, 1, 3, 2)
+    data = x.reshape(n, t, persons, v, coords).transpose(0, 4, 1, 3, 2)
     return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _to_confidence(score: np.ndarray, shape: tuple[int, ...], path: Path, key: str) -> np.ndarray:
+    """``x_*_score`` ``(N, T, M * V)`` as the confidence ``(N, T, V, M)`` float32, checked."""
+    n, _, t, v, m = shape
+    if score.shape != (n, t, m * v) or not np.issubdtype(score.dtype, np.floating):
+        raise DatasetError(f"expected float (N, T, M*V) = {(n, t, m * v)}, got {score.dtype} {score.shape}",
+                           path, f"key '{key}'")
+    ok = ((score >= 0) & (score <= 1)).reshape(n, -1).all(axis=1)
+    if not ok.all():
+        raise DatasetError("confidence NaN, infinite or outside [0, 1]", path,
+                           f"key '{key}', sample {int(np.flatnonzero(~ok)[0])}")
+    return np.ascontiguousarray(score.reshape(n, t, m, v).transpose(0, 1, 3, 2), dtype=np.float32)
 
 
 def _to_labels(y: np.ndarray, n: int, path: Path, key: str) -> tuple[np.ndarray, int]:

@@ -8,8 +8,10 @@ The format (for example pyskl's ``ntu60_3danno.pkl`` or ``ntu120_hrnet.pkl``)::
                       'keypoint_score': (M, T, V)  # with 2-D keypoints
                       }, ...]}
 
-The pickle is loaded with :func:`~mksgn.data.readers.safe_pickle.safe_load`, which runs no
-code from the file.
+3-D keypoints give ``x y z`` coordinates (C = 3); 2-D keypoints give ``x y`` (C = 2) and
+``keypoint_score`` becomes the dataset's ``confidence`` (never a coordinate). The pickle is
+loaded with :func:`~mksgn.data.readers.safe_pickle.safe_load`, which runs no code from the
+file.
 """
 
 from __future__ import annotations
@@ -21,15 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from mksgn.data.class_names import NTU60_CLASSES, NTU120_CLASSES
-from mksgn.data.dataset import MAX_PERSONS, NUM_COORDS, DatasetSplits, SkeletonDataset, stack_sequences
+from mksgn.data.dataset import MAX_PERSONS, DatasetSplits, SkeletonDataset, stack_sequences
 from mksgn.data.readers.ntu_skeleton import body_activity
 from mksgn.data.readers.safe_pickle import safe_load
+from mksgn.data.skeletons import get_layout, layout_for_joints
 from mksgn.errors import DatasetError
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-LAYOUT_BY_JOINTS: tuple[tuple[int, str], ...] = ((25, "ntu25"), (20, "ucla20"), (18, "kinetics18"))
-"""Joint count ``V`` of the keypoints to the skeleton layout used."""
 
 TEST_SPLIT_SUFFIXES: tuple[str, ...] = ("_val", "_test")
 """Suffixes of the test split's name after the benchmark, tried in this order."""
@@ -37,11 +37,13 @@ TEST_SPLIT_SUFFIXES: tuple[str, ...] = ("_val", "_test")
 
 @dataclass(frozen=True)
 class _Sample:
-    """One checked annotation: ``(T, V, 2, 3)`` float32 joints and its label."""
+    """One checked annotation: ``(T, V, 2, C)`` float32 joints, its label and, for 2-D
+    keypoints, the score ``(T, V, 2)``."""
 
     frame_dir: str
     label: int
     joints: np.ndarray
+    scores: np.ndarray | None = None
 
 
 def _require(ann: dict, key: str, path: Path, where: str) -> object:
@@ -56,8 +58,8 @@ def _as_int(value: object, what: str, path: Path, where: str) -> int:
     return int(value)
 
 
-def _keypoint_array(ann: dict, path: Path, where: str) -> np.ndarray:
-    """The ``keypoint`` array as float32 ``(M, T, V, 3)``."""
+def _keypoint_array(ann: dict, path: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``keypoint`` array as float32 ``(M, T, V, C)`` and, for C = 2, its score ``(M, T, V)``."""
     kp = _require(ann, "keypoint", path, where)
     if not isinstance(kp, np.ndarray) or not np.issubdtype(kp.dtype, np.floating):
         kind = kp.dtype if isinstance(kp, np.ndarray) else type(kp).__name__
@@ -68,19 +70,19 @@ def _keypoint_array(ann: dict, path: Path, where: str) -> np.ndarray:
     if m < 1 or t < 1:
         raise DatasetError(f"'keypoint' has no person or no frame, shape {kp.shape}", path, where)
     if c == 3:
-        out = _finite_float32(kp, path, where)
-    elif c == 2:
-        score = ann.get("keypoint_score")
-        if not isinstance(score, np.ndarray) or score.shape != (m, t, v):
-            got = score.shape if isinstance(score, np.ndarray) else type(score).__name__
-            raise DatasetError(f"2-D 'keypoint' needs 'keypoint_score' of shape {(m, t, v)}, got {got}", path, where)
-        if not np.issubdtype(score.dtype, np.floating):
-            raise DatasetError(f"'keypoint_score' must be float, got {score.dtype}", path, where)
-        scores = _finite_float32(score, path, where)[..., None]
-        out = np.concatenate([_finite_float32(kp, path, where), scores], axis=-1)
-    else:
+        return _finite_float32(kp, path, where), None
+    if c != 2:
         raise DatasetError(f"'keypoint' must have C = 2 or 3 channels, got shape {kp.shape}", path, where)
-    return out
+    score = ann.get("keypoint_score")
+    if not isinstance(score, np.ndarray) or score.shape != (m, t, v):
+        got = score.shape if isinstance(score, np.ndarray) else type(score).__name__
+        raise DatasetError(f"2-D 'keypoint' needs 'keypoint_score' of shape {(m, t, v)}, got {got}", path, where)
+    if not np.issubdtype(score.dtype, np.floating):
+        raise DatasetError(f"'keypoint_score' must be float, got {score.dtype}", path, where)
+    scores = _finite_float32(score, path, where)
+    if not ((scores >= 0) & (scores <= 1)).all():
+        raise DatasetError("'keypoint_score' outside [0, 1]", path, where)
+    return _finite_float32(kp, path, where), scores
 
 
 def _finite_float32(values: np.ndarray, path: Path, where: str) -> np.ndarray:
@@ -90,28 +92,27 @@ def _finite_float32(values: np.ndarray, path: Path, where: str) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def _person_order(kp: np.ndarray, planar: bool) -> list[int]:
+def _person_order(kp: np.ndarray, scores: np.ndarray | None) -> list[int]:
     """The persons to keep, in order: the first two, or the two most active if ``M > 2``.
 
     A person's activity is :func:`~mksgn.data.readers.ntu_skeleton.body_activity` over the
-    frames where it is present (any non-zero value), of its spatial coordinates: ``x y z``
-    for 3-D keypoints, ``x y`` for 2-D ones (whose third channel is a score).
+    frames where it is present (any non-zero coordinate or score), of its coordinates.
     """
     m, t = kp.shape[:2]
     if m <= MAX_PERSONS:
         return list(range(m))
-    spatial = kp[..., :2] if planar else kp
     activity = []
     for person in range(m):
         present = np.abs(kp[person]).reshape(t, -1).max(axis=1) > 0
-        activity.append(body_activity(spatial[person][present]))
+        if scores is not None:
+            present |= scores[person].max(axis=1) > 0
+        activity.append(body_activity(kp[person][present]))
     return sorted(range(m), key=lambda i: (-activity[i], i))[:MAX_PERSONS]
 
 
 def _keep_persons(kp: np.ndarray, order: list[int]) -> np.ndarray:
-    """``(M, T, V, 3)`` to ``(T, V, 2, 3)`` with the persons ``order``; others are zeros."""
-    _, t, v, _ = kp.shape
-    out = np.zeros((t, v, MAX_PERSONS, NUM_COORDS), dtype=np.float32)
+    """``(M, T, V, ...)`` to ``(T, V, 2, ...)`` with the persons ``order``; others are zeros."""
+    out = np.zeros(kp.shape[1:3] + (MAX_PERSONS,) + kp.shape[3:], dtype=np.float32)
     for slot, person in enumerate(order[:MAX_PERSONS]):
         out[:, :, slot] = kp[person]
     return out
@@ -127,29 +128,32 @@ def _parse_annotation(ann: object, path: Path, where: str) -> tuple[_Sample, int
     label = _as_int(_require(ann, "label", path, where), "'label'", path, where)
     if label < 0:
         raise DatasetError(f"label {label} out of range (negative)", path, where)
-    kp = _keypoint_array(ann, path, where)
-    planar = ann["keypoint"].shape[-1] == 2
+    kp, scores = _keypoint_array(ann, path, where)
     _, t, v, _ = kp.shape
     if "total_frames" in ann:
         total = _as_int(ann["total_frames"], "'total_frames'", path, where)
         if total != t:
             raise DatasetError(f"'total_frames' {total} but 'keypoint' has {t} frames", path, where)
-    joints = _keep_persons(kp, _person_order(kp, planar))
-    return _Sample(frame_dir, label, joints), v
+    order = _person_order(kp, scores)
+    kept = None if scores is None else _keep_persons(scores, order)
+    return _Sample(frame_dir, label, _keep_persons(kp, order), kept), v
 
 
-def _layout_for(v: int, path: Path, where: str) -> str:
-    for joints, layout in LAYOUT_BY_JOINTS:
-        if v == joints:
-            return layout
-    hint = " (17-joint COCO keypoints are not supported; convert to the 18-joint OpenPose layout)" if v == 17 else ""
-    raise DatasetError(f"unsupported joint count V = {v}; expected 25, 20 or 18{hint}", path, where)
+def _layout_for(v: int, coords: int, layout: str | None, path: Path, where: str) -> str:
+    """The layout: ``layout`` when given (its joint count checked), else by ``V`` and ``C``."""
+    try:
+        found = get_layout(layout) if layout is not None else layout_for_joints(v, coords)
+    except ValueError as exc:
+        raise DatasetError(f"joint count V = {v}: {exc}", path, where) from None
+    if found.num_joints != v:
+        raise DatasetError(f"layout {layout} has {found.num_joints} joints, the keypoints V = {v}", path, where)
+    return layout if layout is not None else found.name
 
 
-def _class_names(v: int, max_label: int) -> list[str]:
-    if v == 25 and max_label < len(NTU60_CLASSES):
+def _class_names(layout: str, max_label: int) -> list[str]:
+    if layout == "ntu25" and max_label < len(NTU60_CLASSES):
         return list(NTU60_CLASSES)
-    if v == 25 and max_label < len(NTU120_CLASSES):
+    if layout == "ntu25" and max_label < len(NTU120_CLASSES):
         return list(NTU120_CLASSES)
     return [f"class_{k}" for k in range(max_label + 1)]
 
@@ -194,6 +198,9 @@ def _build(
             raise DatasetError(f"frame_dir {frame_dir!r} has no annotation", path, f"split[{name!r}][{i}]")
     chosen = [samples[d] for d in frame_dirs]
     data, lengths = stack_sequences([s.joints for s in chosen], frames)
+    confidence = None
+    if chosen[0].scores is not None:
+        confidence = stack_sequences([s.scores[..., None] for s in chosen], frames)[0][:, 0]
     return SkeletonDataset(
         data=data,
         labels=np.array([s.label for s in chosen], dtype=np.int64),
@@ -202,6 +209,7 @@ def _build(
         sample_ids=list(frame_dirs),
         layout=layout,
         source=str(path),
+        confidence=confidence,
     )
 
 
@@ -216,28 +224,31 @@ def _load_root(path: Path) -> dict:
     return root
 
 
-def _parse_all(annotations: object, path: Path) -> tuple[dict[str, _Sample], int]:
-    """Samples by ``frame_dir`` and the common joint count."""
+def _parse_all(annotations: object, layout: str | None, path: Path) -> tuple[dict[str, _Sample], str]:
+    """Samples by ``frame_dir`` and their layout's name."""
     if not isinstance(annotations, (list, tuple)) or not annotations:
         raise DatasetError("'annotations' must be a non-empty list", path, "key 'annotations'")
     samples: dict[str, _Sample] = {}
-    joints = None
+    joints, first_scores = None, None
     for i, ann in enumerate(annotations):
         where = f"annotations[{i}]"
         sample, v = _parse_annotation(ann, path, where)
         if joints is None:
-            _layout_for(v, path, where)
-            joints = v
+            name = _layout_for(v, 2 if sample.scores is not None else 3, layout, path, where)
+            joints, first_scores = v, sample.scores
         elif v != joints:
             raise DatasetError(f"{v} joints, but annotations[0] has {joints}", path, where)
+        elif (sample.scores is None) != (first_scores is None):
+            raise DatasetError("2-D and 3-D keypoints mixed; annotations[0] differs", path, where)
         if sample.frame_dir in samples:
             raise DatasetError(f"duplicate frame_dir {sample.frame_dir!r}", path, where)
         samples[sample.frame_dir] = sample
-    assert joints is not None
-    return samples, joints
+    return samples, name
 
 
-def read_pyskl(path: str | PathLike[str], benchmark: str = "xsub", max_frames: int = 300) -> DatasetSplits:
+def read_pyskl(
+    path: str | PathLike[str], benchmark: str = "xsub", max_frames: int = 300, layout: str | None = None
+) -> DatasetSplits:
     """Read a pyskl annotation pickle into a benchmark's splits.
 
     Parameters
@@ -249,14 +260,20 @@ def read_pyskl(path: str | PathLike[str], benchmark: str = "xsub", max_frames: i
         split ``f"{benchmark}_val"`` or else ``f"{benchmark}_test"``.
     max_frames
         Both splits are zero-padded to the longest clip, cut at ``max_frames`` frames.
+    layout
+        The skeleton layout (name or alias); default by the joint count ``V``, see
+        :func:`~mksgn.data.skeletons.layout_for_joints` (needed for 2-D keypoints of 25
+        joints: ``ntu25`` or ``body25``).
 
     Returns
     -------
     DatasetSplits
-        Layout ``ntu25`` (V = 25), ``ucla20`` (V = 20) or ``kinetics18`` (V = 18); channels
-        ``x y z`` (C = 3) or ``x y score`` (C = 2 with ``keypoint_score``); at most two
+        Layout ``layout``, else ``ntu25`` (V = 25, 3-D), ``ucla20`` (V = 20),
+        ``kinetics18`` (V = 18, OpenPose) or ``coco17`` (V = 17, COCO / HRNet); channels
+        ``x y z`` (C = 3), or ``x y`` (C = 2) with ``keypoint_score`` as the ``confidence``
+        (in ``[0, 1]``; a score of 0 marks a joint missing); at most two
         persons (the first two, or the two most active when M > 2); class names the NTU
-        ones when V = 25 and every label is below 120 (60 names when below 60), else
+        ones for ``ntu25`` when every label is below 120 (60 names when below 60), else
         ``class_0 .. class_{max label}``; ``benchmark`` is ``f"{file stem}-{benchmark}"``.
 
     Raises
@@ -272,12 +289,11 @@ def read_pyskl(path: str | PathLike[str], benchmark: str = "xsub", max_frames: i
         raise DatasetError(f"max_frames must be at least 1, got {max_frames}", p)
     root = _load_root(p)
     train, test = _split_lists(root, benchmark, p)
-    samples, v = _parse_all(_require(root, "annotations", p, "top level"), p)
+    samples, layout = _parse_all(_require(root, "annotations", p, "top level"), layout, p)
     both = sorted(set(train[1]) & set(test[1]))
     if both:
         raise DatasetError(f"{len(both)} frame_dirs in both splits, first {both[0]!r}", p, "key 'split'")
-    layout = _layout_for(v, p, "annotations[0]")
-    classes = _class_names(v, max(s.label for s in samples.values()))
+    classes = _class_names(layout, max(s.label for s in samples.values()))
     used = [samples[d].joints.shape[0] for d in train[1] + test[1] if d in samples]
     frames = min(max_frames, max(used, default=1))
     return DatasetSplits(
