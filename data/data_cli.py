@@ -2,7 +2,7 @@
 
 Sub-commands::
 
-    mksgn-data synth -o X.npz [--samples N] [--seed S] [--frames F] [--difficulty D]
+    mksgn-data synth -o X.npz [--samples N] [--seed S] [--frames F] [--difficulty D] [--2d]
     mksgn-data convert --from {ntu-skeleton,pyskl,ucla,kinetics-json} SRC -o X.npz [--benchmark B] [--layout L]
     mksgn-data inspect [X.npz] [-o DIR] [--split train|test] [--sample I]
 
@@ -38,6 +38,9 @@ def build_parser() -> ArgumentParser:
     synth.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
     synth.add_argument("--frames", type=int, default=defaults.frames, help="frames per clip (default %(default)s)")
     synth.add_argument("--difficulty", type=float, default=defaults.difficulty, help="0 (easy) .. 1 (hard), default %(default)s")
+    synth.add_argument("--2d", dest="image", action="store_true",
+                       help="as a 2-D pose estimator sees it: pixel coordinates on a 1920x1080 image, a confidence "
+                            "per joint, lost extremities written as (0, 0)")
 
     convert = sub.add_parser("convert", help="convert NTU .skeleton files, a pyskl pickle, NW-UCLA or Kinetics-skeleton json")
     convert.add_argument("--from", dest="source_format", required=True, choices=SOURCES)
@@ -67,9 +70,14 @@ def _synth(args) -> int:
         splits = generate(samples=args.samples, seed=args.seed, frames=args.frames, difficulty=args.difficulty)
     except ValueError as exc:
         raise DatasetError(f"synth: {exc}") from exc
+    if args.image:
+        from mksgn.data.synth.image import project_to_image
+
+        splits = project_to_image(splits, args.seed, args.difficulty)
     write_ctrgcn_npz(args.out, splits)
     print(
-        f"wrote {args.out}: built-in dataset (seed {args.seed}, difficulty {args.difficulty:g}), "
+        f"wrote {args.out}: built-in dataset{' in 2-D (pixels, confidence)' if args.image else ''} "
+        f"(seed {args.seed}, difficulty {args.difficulty:g}), "
         f"{len(splits.train)} train + {len(splits.test)} test samples, {splits.train.num_classes} classes, "
         f"{args.frames} frames, in {time.perf_counter() - start:.1f} s"
     )
