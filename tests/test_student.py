@@ -100,3 +100,34 @@ def test_ntu_scale_parameters_macs_and_a_training_step():
     opt.step()
     assert torch.isfinite(loss) and {"ce", "kd_soft", "kd_feature", "mi_probe"} <= set(parts)
     assert not torch.equal(before, student.fc.weight)
+
+
+def test_step_logits_are_each_steps_readout_and_average_to_the_logits():
+    model, cfg = _student()
+    model.eval()
+    x = _input()
+    with torch.no_grad():
+        out = model(x, return_features=True)
+        plain = model(x)
+    assert out.step_logits.shape == (cfg.student.time_steps, 3, 14)
+    assert torch.equal(out.logits, plain)  # the same arithmetic as without features
+    torch.testing.assert_close(out.step_logits.mean(0), out.logits, rtol=1e-5, atol=1e-6)
+
+
+def test_tet_takes_the_loss_on_every_step_and_trains():
+    import torch.nn.functional as F
+
+    from mksgn.train.config import DistillConfig
+
+    model, cfg = _student()
+    x, y = _input(), torch.tensor([0, 5, 9])
+    out = model(x, return_features=True)
+    plain = DistillationLoss(DistillConfig(mode="none"), (16, 16, 32, 32), (16,) * 10, 4, 14)
+    tet = DistillationLoss(DistillConfig(mode="none", tet=True), (16, 16, 32, 32), (16,) * 10, 4, 14)
+    loss_plain, parts_plain = plain(out, y, model.fusion.logits)
+    loss_tet, parts_tet = tet(out, y, model.fusion.logits)
+    assert parts_plain["ce"] == pytest.approx(float(F.cross_entropy(out.logits, y)))
+    want = sum(float(F.cross_entropy(s, y)) for s in out.step_logits) / len(out.step_logits)
+    assert parts_tet["ce"] == pytest.approx(want, rel=1e-6)
+    loss_tet.backward()
+    assert model.fc.weight.grad is not None and model.fc.weight.grad.abs().sum() > 0

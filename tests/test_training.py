@@ -231,3 +231,17 @@ def test_patience_stops_after_epochs_without_a_better_validation_top1(tmp_path):
                     {"config": {}}, 0, 4)
     never.best = {"top1": 0.5, "loss": 1.0, "epoch": 1}
     assert not never.patience_ran_out(9)
+
+
+def test_the_optimizer_is_chosen_by_the_config():
+    from torch import nn
+
+    from mksgn.train.config import ConfigError, OptimConfig, load_config
+    from mksgn.train.trainer import make_optimizer
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    adamw = make_optimizer(model, OptimConfig(optimizer="adamw", lr=0.002, weight_decay=0.01))
+    assert isinstance(adamw, torch.optim.AdamW) and [g["weight_decay"] for g in adamw.param_groups] == [0.01, 0.0]
+    assert isinstance(make_optimizer(model, OptimConfig()), torch.optim.SGD)
+    with pytest.raises(ConfigError, match="train_student.optimizer"):
+        load_config("tiny", ['train_student.optimizer="adam"'])

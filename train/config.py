@@ -19,6 +19,7 @@ from mksgn.errors import MksgnError
 
 KD_MODES = ("none", "soft", "feature", "both")
 SCHEDULES = ("cosine", "step")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 class ConfigError(MksgnError, ValueError):
@@ -110,8 +111,8 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD with Nesterov momentum, linear warm-up, then a cosine or step schedule; training stops
-    early after ``patience`` epochs without a better validation top-1 (0: never)."""
+    """SGD with Nesterov momentum (or AdamW), linear warm-up, then a cosine or step schedule;
+    training stops early after ``patience`` epochs without a better validation top-1 (0: never)."""
 
     epochs: int = 65
     lr: float = 0.1
@@ -122,6 +123,7 @@ class OptimConfig:
     milestones: tuple[int, ...] = (35, 55)
     gamma: float = 0.1
     patience: int = 15
+    optimizer: str = "sgd"
 
     def validate(self, prefix: str) -> None:
         if self.epochs < 1:
@@ -133,6 +135,8 @@ class OptimConfig:
             raise ConfigError(f"{prefix}.weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ConfigError(f"{prefix}.warmup_epochs must be in 0..epochs, got {self.warmup_epochs}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"{prefix}.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.patience < 0:
             raise ConfigError(f"{prefix}.patience must be >= 0, got {self.patience}")
         if self.schedule not in SCHEDULES:
@@ -145,6 +149,10 @@ class DistillConfig:
 
     loss = CE + alpha * KL(softmax(t / tau) || softmax(s / tau)) * tau^2
            + beta * sum of feature losses + mi_weight * fusion guidance
+
+    With ``tet`` (temporal efficient training, Deng et al., ICLR 2022), CE and the KL term
+    are taken on each time step's read-out and averaged over the T steps, instead of on
+    the mean read-out; the deployed model is the same.
     """
 
     mode: str = "both"
@@ -154,6 +162,7 @@ class DistillConfig:
     feature_layers: int = 2
     mi_weight: float = 0.1
     mi_temperature: float = 0.5
+    tet: bool = False
 
     def validate(self) -> None:
         if self.mode not in KD_MODES:

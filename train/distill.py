@@ -150,11 +150,13 @@ class DistillationLoss(nn.Module):
     def forward(self, student_out, labels: torch.Tensor, fusion_logits: torch.Tensor,
                 teacher_out=None) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss and its parts (floats, for the metrics)."""
-        ce = F.cross_entropy(student_out.logits, labels)
+        steps = student_out.step_logits if self.cfg.tet else student_out.logits[None]
+        ce = torch.stack([F.cross_entropy(s, labels) for s in steps]).mean()
         total = ce
         parts = {"ce": float(ce.detach())}
         if self.uses_soft:
-            kd = soft_label_loss(student_out.logits, teacher_out.logits.detach(), self.cfg.tau)
+            target = teacher_out.logits.detach()
+            kd = torch.stack([soft_label_loss(s, target, self.cfg.tau) for s in steps]).mean()
             total = total + self.cfg.alpha * kd
             parts["kd_soft"] = float(kd.detach())
         if self.uses_features:

@@ -130,6 +130,8 @@ class StudentOutput:
     features: list[torch.Tensor]
     branch_features: list[torch.Tensor]
     sample_index: torch.Tensor
+    step_logits: torch.Tensor | None = None
+    """``(T, N, K)``: each step's read-out (summed over persons); ``logits`` is their mean."""
 
 
 class MKSGN(nn.Module):
@@ -195,17 +197,20 @@ class MKSGN(nn.Module):
             raise ValueError(f"expected {len(self.modalities)} modalities, got {mods}")
         rows, sample = present_persons(x)
         row_logits, feats, branch_feats = self.run_rows(rows, return_features)
-        logits = sum_per_sample(row_logits, sample, n)
         if not return_features:
-            return logits
-        return StudentOutput(logits=logits, features=feats, branch_features=branch_feats, sample_index=sample)
+            return sum_per_sample(row_logits, sample, n)
+        mean = sum(row_logits[1:], row_logits[0]) / len(row_logits)  # as without features, to the bit
+        steps = torch.stack([sum_per_sample(r, sample, n) for r in row_logits])
+        return StudentOutput(logits=sum_per_sample(mean, sample, n), features=feats, branch_features=branch_feats,
+                             sample_index=sample, step_logits=steps)
 
     def run_rows(self, rows: torch.Tensor, return_features: bool = False
                  ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Run ``T`` steps on person rows ``(R, Mod, C, F, V)``.
 
-        Returns the rows' logits ``(R, K)`` and, if asked, the time-averaged trunk spike
-        maps and pooled branch spike rates (empty lists otherwise).
+        Returns the rows' logits ``(R, K)`` (with ``return_features``, each step's, ``(T, R, K)``)
+        and, if asked, the time-averaged trunk spike maps and pooled branch spike rates (empty
+        lists otherwise).
         """
         inputs = [self.input_scale[name](rows[:, i]) for i, name in enumerate(self.modalities)]
         # The input is the same at every step (direct encoding): the branches' first
@@ -213,7 +218,7 @@ class MKSGN(nn.Module):
         currents = [self.branches[name].gcn(inputs[i]) for i, name in enumerate(self.modalities)]
         state: dict[str, State] = {}
         t_steps = self.cfg.time_steps
-        logits = 0.0
+        logits: list[torch.Tensor] = []
         feats: list[torch.Tensor] = [0.0] * len(self.blocks)  # type: ignore[list-item]
         branch_feats: list[torch.Tensor] = [0.0] * len(self.modalities)  # type: ignore[list-item]
         for _ in range(t_steps):
@@ -229,10 +234,10 @@ class MKSGN(nn.Module):
                     feats[j] = feats[j] + h
             if return_features:
                 branch_feats = [bf + self.pool(b) for bf, b in zip(branch_feats, branch_out, strict=True)]
-            logits = logits + self.fc(self.pool(h))
+            logits.append(self.fc(self.pool(h)))
         if not return_features:
-            return logits / t_steps, [], []
-        return logits / t_steps, [fe / t_steps for fe in feats], [bf / t_steps for bf in branch_feats]
+            return sum(logits[1:], logits[0]) / t_steps, [], []
+        return torch.stack(logits), [fe / t_steps for fe in feats], [bf / t_steps for bf in branch_feats]
 
 
 STUDENT_CONTAINERS: tuple[type[nn.Module], ...] = (MKSGN, SpikingBlock, SpikingAttention)

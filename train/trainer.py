@@ -111,13 +111,15 @@ def learning_rate(cfg: OptimConfig, progress: float) -> float:
     return cfg.lr * cfg.gamma ** sum(progress >= m for m in cfg.milestones)
 
 
-def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
-    """SGD with Nesterov momentum; weight decay on weight matrices and kernels only."""
+def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum, or AdamW; weight decay on weight matrices and kernels only."""
     decay, plain = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else plain).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
