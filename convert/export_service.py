@@ -59,8 +59,10 @@ def _validate(model, graph: nir.NIRGraph, info: dict, data: str | None, samples:
     from mksgn.data.pipeline import SkeletonInputs
     from mksgn.data.splits import stratified_subset
 
+    from mksgn.data.normalise import normalisation_of
+
     splits = load_dataset(data)
-    test = SkeletonInputs(splits.test, info["frames"], info["modalities"])
+    test = SkeletonInputs(splits.test, info["frames"], info["modalities"], normalise=normalisation_of(info))
     index, result.validated_on = stratified_subset(splits.test, samples)
     x, _ = test.batch(index)
     for dtype in (torch.float64, torch.float32):
@@ -129,8 +131,10 @@ def _person_rows(data: str | None, samples: int, info: dict) -> tuple[torch.Tens
     from mksgn.data.pipeline import SkeletonInputs
     from mksgn.data.splits import stratified_subset
 
+    from mksgn.data.normalise import normalisation_of
+
     splits = load_dataset(data)
-    test = SkeletonInputs(splits.test, info["frames"], info["modalities"])
+    test = SkeletonInputs(splits.test, info["frames"], info["modalities"], normalise=normalisation_of(info))
     index, described = stratified_subset(splits.test, samples)
     x, _ = test.batch(index)
     rows, _ = present_persons(x)
@@ -182,18 +186,23 @@ def export_onnx_files(ckpt: str, teacher_ckpt: str | None = None, teacher_out: P
     from mksgn.train.run import load_student, load_teacher
     from mksgn.data.skeletons import get_layout
 
+    from mksgn.data.normalise import normalisation_of
+
     student, _, info = load_student(ckpt)
     joints = get_layout(info["layout"]).num_joints
+    normalise = normalisation_of(info)
     teacher = load_teacher(teacher_ckpt, info).eval() if teacher_out is not None else None
     rows, desc = _person_rows(data, samples, info) if validate else (None, "given rows")
     records = []
     if teacher is not None:
-        rec = export_teacher_onnx(teacher, info["frames"], joints, teacher_out, opset, rows=rows, rows_desc=desc)
+        rec = export_teacher_onnx(teacher, info["frames"], joints, teacher_out, opset, rows=rows, rows_desc=desc,
+                                  normalise=normalise)
         log(f"wrote {teacher_out}: teacher ONNX, opset {opset}, {rec['nodes']} nodes; max |logit difference| vs "
             f"PyTorch {rec['max_abs_diff']:.2e} on {rec['measured_on']}")
         records.append(rec)
     if student_out is not None:
-        rec = export_student_onnx(student, info["frames"], joints, student_out, opset, rows=rows, rows_desc=desc)
+        rec = export_student_onnx(student, info["frames"], joints, student_out, opset, rows=rows, rows_desc=desc,
+                                  normalise=normalise)
         log(f"wrote {student_out}: student ONNX unrolled over {rec['time_steps']} steps, opset {opset}, "
             f"{rec['nodes']} nodes; max |logit difference| vs PyTorch {rec['max_abs_diff']:.2e}"
             f"{'' if rec['logits_within_tolerance'] else ' (above 1e-4: thresholded spikes can flip under float32 rounding)'}, "

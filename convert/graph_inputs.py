@@ -1,7 +1,8 @@
 """The inputs of a graph, batch by batch: skeleton samples, or arrays given as they are.
 
 An mksgn graph records in its metadata which Input node takes which modality, the frames,
-the time steps and the class names (:mod:`mksgn.convert.nir_export`). A sample's persons
+the time steps, the class names and the normalisation of its inputs
+(:mod:`mksgn.convert.nir_export`). A sample's persons
 are separate rows; the logits of a sample are the sum of its rows' logits.
 
 Any graph (one written by snnTorch, sinabs, norse...) runs on arrays instead
@@ -51,6 +52,9 @@ class InputSpec:
     coords: int = 3
     """Coordinates per joint ``C`` of each input (the first axis of ``metadata["input"]["shape"]``;
     3 for graphs that do not state it)."""
+    normalise: str = "none"
+    """How the skeleton inputs are normalised (``metadata["input"]["normalise"]``,
+    :mod:`mksgn.data.normalise`; ``"none"`` for graphs that do not state it)."""
 
     @classmethod
     def of(cls, graph: nir.NIRGraph, where: str = "graph") -> InputSpec:
@@ -59,11 +63,14 @@ class InputSpec:
         if not isinstance(info, dict) or "inputs" not in info:
             raise GraphInputError(f"{where}: no mksgn input metadata (metadata['input']); only graphs written by "
                                   f"mksgn-export can be fed skeleton data")
+        from mksgn.data.normalise import normalisation_of
+
         try:
             grid = meta.get("fixed_point_grid")
             return cls(tuple(info["inputs"]), tuple(info["modalities"]), int(info["frames"]), int(info["joints"]),
                        int(meta["time_steps"]), tuple(meta.get("class_names", ())), str(info.get("skeleton", "")),
-                       dict(grid["inputs"]) if isinstance(grid, dict) else None, int(info.get("shape", [3])[0]))
+                       dict(grid["inputs"]) if isinstance(grid, dict) else None, int(info.get("shape", [3])[0]),
+                       normalisation_of(info))
         except (KeyError, TypeError, ValueError) as exc:
             raise GraphInputError(f"{where}: malformed input metadata ({exc})") from exc
 
@@ -105,7 +112,7 @@ def batches(spec: InputSpec, dataset, indices: np.ndarray, batch_size: int) -> I
         raise GraphInputError(f"{dataset.source}: the data has {len(dataset.class_names)} classes, the graph "
                               f"{len(spec.class_names)}")
     warn_frame_mismatch(dataset, spec.frames)
-    source = SkeletonInputs(dataset, spec.frames, spec.modalities, None)
+    source = SkeletonInputs(dataset, spec.frames, spec.modalities, None, normalise=spec.normalise)
     for start in range(0, len(indices), batch_size):
         idx = np.asarray(indices[start:start + batch_size])
         x, y = source.batch(idx)

@@ -5,7 +5,9 @@ Layout and conventions of the exported graph (also written into its metadata):
 - One ``Input`` per modality, ``input_<name>``, of shape ``(C, F, V)`` (coordinates: 3,
   x y z, or 2, x y for 2-D keypoints; frames, joints) for ONE person: persons are separate samples whose logits are summed
   by the runner. The modalities are computed at the input (``mksgn.data.transforms``),
-  not in the graph. Every time step receives the same input (direct encoding).
+  not in the graph, from joints centred and, where ``metadata["input"]["normalise"]`` is
+  ``"sample"``, divided by the sample's median bone length (``mksgn.data.normalise``; graphs
+  without the key: ``"none"``). Every time step receives the same input (direct encoding).
 - Tensors are ``(C, F, V)`` per time step. Graph convolution ``sum_k W_k X (A_k + B_k)``
   is a ``Linear`` over joints (weight ``(A_k + B_k)^T``), a graded relay and a 1x1 ``Conv2d``
   (``W_k``), one chain per partition, all summed into the LIF. **``Linear``/``Affine`` act on
@@ -48,6 +50,7 @@ from torch import nn
 import mksgn
 from mksgn.core.nir_file import encode_metadata
 from mksgn.core.timestep import DEFAULT_DT, DISCRETISATIONS, tau_of_beta
+from mksgn.data.normalise import normalisation_of
 from mksgn.errors import MksgnError
 from mksgn.train.blocks import (
     Broadcast, ConvBN, FactorisedGate, FactorisedGraphConv, Fusion, GlobalAvgPool, InputScale, JointMix,
@@ -371,7 +374,9 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
 
     ``data`` is the checkpoint's data record; its ``path``, ``sha256``, ``source`` and
     ``benchmark`` go into the metadata (``"data"``), so that every command run on the graph
-    defaults to the data it was trained on (:mod:`mksgn.data.recorded`).
+    defaults to the data it was trained on (:mod:`mksgn.data.recorded`), and its ``normalise``
+    (``"none"`` when it has none) into ``metadata["input"]["normalise"]``, so that every command
+    feeds the graph inputs normalised as in training (:mod:`mksgn.data.normalise`).
     """
     bad = non_deployable_modules(model)
     if bad:
@@ -420,6 +425,7 @@ def export_student(model: MKSGN, frames: int, num_joints: int, class_names: list
             "persons": "one person per run; the logits of the persons present in a sample are summed",
             "encoding": "direct: the same input at every time step",
             "modality_computation": "at the input (mksgn.data.transforms), not in the graph",
+            "normalise": normalisation_of(data),
         },
         "output": {"node": "output", "meaning": "logits: the integrator's value after time_steps steps"},
         "class_names": list(class_names),

@@ -249,7 +249,7 @@ def _write(record: dict) -> dict:
 
 def export_teacher_onnx(teacher: GCNTeacher, frames: int, num_joints: int, path: str | os.PathLike[str],
                         opset: int = DEFAULT_OPSET, rows: torch.Tensor | None = None, seed: int = 0,
-                        rows_desc: str = "given rows") -> dict:
+                        rows_desc: str = "given rows", normalise: str = "none") -> dict:
     """Export the teacher per person to ONNX, validated against PyTorch, then write it.
 
     Parameters
@@ -270,6 +270,9 @@ def export_teacher_onnx(teacher: GCNTeacher, frames: int, num_joints: int, path:
         Seed of the random validation rows.
     rows_desc
         What ``rows`` are (for ``measured_on``), e.g. ``"person rows of 8 test samples of X"``.
+    normalise
+        The inputs' normalisation (the checkpoint's ``data["normalise"]``, :mod:`mksgn.data.normalise`),
+        written into the model's metadata.
 
     Returns
     -------
@@ -290,7 +293,7 @@ def export_teacher_onnx(teacher: GCNTeacher, frames: int, num_joints: int, path:
     try:
         module = TeacherPerPerson(teacher).eval()
         meta = {"mksgn_kind": "teacher", "modalities": ",".join(teacher.modalities), "frames": frames,
-                "joints": num_joints, "input": f"x (B, Mod, {teacher.in_channels}, F, V): person rows",
+                "joints": num_joints, "normalise": normalise, "input": f"x (B, Mod, {teacher.in_channels}, F, V): person rows",
                 "output": "logits (B, K) per row",
                 "persons": PERSONS_CONVENTION}
         record, _, expected, got = _export(module, "teacher", len(teacher.modalities), frames, num_joints, path,
@@ -305,7 +308,7 @@ def export_teacher_onnx(teacher: GCNTeacher, frames: int, num_joints: int, path:
 
 def export_student_onnx(student: MKSGN, frames: int, num_joints: int, path: str | os.PathLike[str],
                         opset: int = DEFAULT_OPSET, rows: torch.Tensor | None = None, seed: int = 0,
-                        rows_desc: str = "given rows") -> dict:
+                        rows_desc: str = "given rows", normalise: str = "none") -> dict:
     """Export the student per person, unrolled over its ``T`` steps, to ONNX; validate; write.
 
     Parameters
@@ -326,6 +329,8 @@ def export_student_onnx(student: MKSGN, frames: int, num_joints: int, path: str 
         Seed of the random validation rows.
     rows_desc
         What ``rows`` are (for ``measured_on``), e.g. ``"person rows of 8 test samples of X"``.
+    normalise
+        As :func:`export_teacher_onnx`.
 
     Returns
     -------
@@ -347,7 +352,7 @@ def export_student_onnx(student: MKSGN, frames: int, num_joints: int, path: str 
     try:
         module = StudentUnrolled(student).eval()
         meta = {"mksgn_kind": "student", "modalities": ",".join(student.modalities), "frames": frames,
-                "joints": num_joints, "time_steps": int(student.cfg.time_steps),
+                "joints": num_joints, "normalise": normalise, "time_steps": int(student.cfg.time_steps),
                 "input": f"x (B, Mod, {student.in_channels}, F, V): person rows, the same input at every step "
                          "(direct encoding)",
                 "output": "logits (B, K) per row: (1/T) sum_t fc(pool(spikes_t))",

@@ -45,11 +45,11 @@ class SnapResult:
 
 
 def predictions(model, dataset, frames: int, modalities, batch_size: int = 64, progress: bool = True,
-                desc: str = "eval") -> np.ndarray:
-    """Top-1 predictions of a student on every sample of ``dataset``."""
+                desc: str = "eval", normalise: str = "none") -> np.ndarray:
+    """Top-1 predictions of a student on every sample of ``dataset`` (inputs normalised by ``normalise``)."""
     from mksgn.data.pipeline import SkeletonInputs
 
-    inputs = SkeletonInputs(dataset, frames, modalities)
+    inputs = SkeletonInputs(dataset, frames, modalities, normalise=normalise)
     batches = inputs.batches(range(len(inputs)), batch_size)
     with torch.no_grad():
         out = [model(x).argmax(1).numpy() for x, _ in tqdm(batches, desc=desc, unit="batch", disable=not progress,
@@ -59,10 +59,14 @@ def predictions(model, dataset, frames: int, modalities, batch_size: int = 64, p
 
 def _evaluate(model, snapped, test, info: dict, progress: bool) -> dict[str, Any]:
     """Test-split top-1 before and after snapping, and how many predictions changed."""
+    from mksgn.data.normalise import normalisation_of
+
     labels = np.asarray(test.labels)
-    before = predictions(model, test, info["frames"], info["modalities"], progress=progress, desc="eval float")
+    norm = normalisation_of(info)
+    before = predictions(model, test, info["frames"], info["modalities"], progress=progress, desc="eval float",
+                         normalise=norm)
     after = predictions(snapped.float(), test, info["frames"], info["modalities"], progress=progress,
-                        desc="eval snapped")
+                        desc="eval snapped", normalise=norm)
     return {"measured_on": f"test split of {test.source} ({len(labels)} samples)",
             "top1_float": float((before == labels).mean()), "top1_snapped": float((after == labels).mean()),
             "predictions_changed": int((before != after).sum())}
@@ -94,6 +98,7 @@ def snap_checkpoint(ckpt: str | os.PathLike[str], data: str | None = None, sampl
     from mksgn.data.builtin import load_dataset
     from mksgn.data.splits import stratified_subset
     from mksgn.train.checkpoint import load_checkpoint
+    from mksgn.data.normalise import normalisation_of
     from mksgn.data.pipeline import SkeletonInputs
     from mksgn.train.run import load_student
     from mksgn.data.skeletons import get_layout
@@ -108,7 +113,8 @@ def snap_checkpoint(ckpt: str | os.PathLike[str], data: str | None = None, sampl
     if splits.train.skeleton.num_joints != layout.num_joints or list(splits.train.class_names) != list(info["class_names"]):
         raise SnapError(f"{splits.train.source}: not the data {ckpt} was trained on (joints or class names differ)")
     index, calibrated_on = stratified_subset(splits.train, samples, "training")
-    x, _ = SkeletonInputs(splits.train, info["frames"], info["modalities"]).batch(index)
+    x, _ = SkeletonInputs(splits.train, info["frames"], info["modalities"],
+                          normalise=normalisation_of(info)).batch(index)
     rows, _ = present_persons(x)
     snapped, report = snap(model, rows, info["frames"], list(info["class_names"]), info["layout"], input_bits,
                            calibrated_on)

@@ -56,8 +56,13 @@ def _lava_rows(sg, tag: str, inputs: dict[str, torch.Tensor], spiking: list[str]
 def _check_together(student: Student, model: LoadedModel, quantized: LoadedModel | None) -> None:
     """The graph was exported from the student, the quantised graph quantised from the graph."""
     spec = model.input_spec()
+    from mksgn.data.normalise import normalisation_of
+
     if list(spec.class_names) != list(student.info["class_names"]) or spec.frames != student.info["frames"]:
         raise ParityError(f"{model.path} was not exported from {student.path} (class names or frames differ)")
+    if spec.normalise != normalisation_of(student.info):
+        raise ParityError(f"{model.path} was not exported from {student.path} (its inputs are normalised "
+                          f"{spec.normalise!r}, the student's {normalisation_of(student.info)!r})")
     if quantized is not None and set(quantized.graph.nodes) != set(model.graph.nodes):
         raise ParityError(f"{quantized.path} is not the quantised {model.path} (its nodes differ)")
 

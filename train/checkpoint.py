@@ -57,6 +57,18 @@ def checkpoint_data(given: str | os.PathLike[str] | None, path: str | os.PathLik
     return choose_data(given, record.get("data"), path)
 
 
+def with_config_defaults(config: Any) -> Any:
+    """``config`` with the fields added since it was written at their defaults (which keep the
+    behaviour it was trained with), so that a run started before a field existed still resumes;
+    returned as it is when it is no valid configuration."""
+    from mksgn.train.config import Config, ConfigError
+
+    try:
+        return Config.from_dict(config).to_dict() if isinstance(config, dict) else config
+    except ConfigError:
+        return config
+
+
 def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None,
                     config: dict[str, Any] | None = None, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)`` and check it.
@@ -101,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None,
     if kind is not None and record.get("kind") != kind:
         raise CheckpointError(f"{path}: a {record.get('kind')} checkpoint, expected a {kind} checkpoint")
     if config is not None:
-        theirs = record.get("config", {})
+        theirs = with_config_defaults(record.get("config", {}))
         keys = sections or tuple(config)
         diff = sorted(k for k in keys if theirs.get(k) != config.get(k))
         if diff:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from mksgn.data.augment import Augmentation, check_augmentation
+from mksgn.data.normalise import NORMALISATIONS
 from mksgn.data.transforms import MODALITIES
 from mksgn.errors import MksgnError
 
@@ -35,13 +37,29 @@ def _positive(name: str, value: float) -> None:
 class DataConfig:
     """Input pipeline: frame count after resampling, the training crop, batch size, and the share
     of the training split held out for validation (by performer or recording where the sample
-    ids name them, :func:`mksgn.data.splits.validation_split`)."""
+    ids name them, :func:`mksgn.data.splits.validation_split`).
+
+    Training augmentation (:mod:`mksgn.data.augment`, all 0 = off): ``rotate_deg`` (about the
+    vertical axis for 3-D, in the image plane for 2-D), ``tilt_deg`` (3-D only), ``scale``,
+    ``shear``, ``joint_dropout``. ``normalise``: ``"none"`` or ``"sample"`` (each sample divided
+    by its median bone length, :mod:`mksgn.data.normalise`), for every split.
+    """
 
     frames: int = 64
     p_interval: tuple[float, float] = (0.5, 1.0)
     batch_size: int = 16
     modalities: tuple[str, ...] = MODALITIES
     val_fraction: float = 0.1
+    rotate_deg: float = 0.0
+    tilt_deg: float = 0.0
+    scale: float = 0.0
+    shear: float = 0.0
+    joint_dropout: float = 0.0
+    normalise: str = "none"
+
+    def augmentation(self) -> Augmentation:
+        """The training batches' random transforms (inactive when every magnitude is 0)."""
+        return Augmentation(self.rotate_deg, self.tilt_deg, self.scale, self.shear, self.joint_dropout)
 
     def validate(self) -> None:
         if self.frames < 4:
@@ -55,6 +73,13 @@ class DataConfig:
         bad = [m for m in self.modalities if m not in MODALITIES]
         if bad or not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ConfigError(f"data.modalities must be distinct names from {MODALITIES}, got {self.modalities}")
+        try:
+            check_augmentation(rotate_deg=self.rotate_deg, tilt_deg=self.tilt_deg, scale=self.scale,
+                               shear=self.shear, joint_dropout=self.joint_dropout)
+        except ValueError as exc:
+            raise ConfigError(f"data.{exc}") from None
+        if self.normalise not in NORMALISATIONS:
+            raise ConfigError(f"data.normalise must be one of {NORMALISATIONS}, got {self.normalise!r}")
 
 
 @dataclass(frozen=True)
