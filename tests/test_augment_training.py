@@ -43,9 +43,6 @@ def test_mksgn_train_accepts_and_records_the_options(cli_run):
     assert cfg.data.normalise == "sample" and cfg.data.augmentation().rotate_deg == 15.0
 
 
-@pytest.mark.xfail(strict=True, reason="train/run.py does not pass data.normalise and the augmentation to "
-                                       "SkeletonInputs nor record 'normalise' in data_description yet; "
-                                       "remove this mark when it does")
 def test_mksgn_train_records_the_normalisation_for_deployment(cli_run):
     _, out = cli_run
     _, _, info = load_student(out / "student_best.pt")

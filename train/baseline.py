@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from mksgn.data.dataset import SkeletonDataset
-from mksgn.data.transforms import FRAME_AXIS, centre, missing_joints
+from mksgn.data.pipeline import SkeletonInputs
+from mksgn.data.transforms import FRAME_AXIS, missing_joints
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 """L2 penalties tried (on the mean log-loss); the validation split picks one."""
@@ -26,11 +27,12 @@ LBFGS_STEPS = 200
 """L-BFGS iterations per fit (the problem is convex; this converges on every dataset tried)."""
 
 
-def pose_statistics(dataset: SkeletonDataset) -> np.ndarray:
+def pose_statistics(dataset: SkeletonDataset, normalise: str = "none") -> np.ndarray:
     """``(N, 2 * C * V * M)`` float64: per-coordinate mean and std over the frames where each joint is
-    recorded (valid, not missing: :func:`~mksgn.data.transforms.missing_joints`); 0 where it never is."""
+    recorded (valid, not missing: :func:`~mksgn.data.transforms.missing_joints`); 0 where it never is.
+    The joints are centred, and with ``normalise="sample"`` scaled, as the networks see them."""
+    x = SkeletonInputs(dataset, 1, ("joint",), normalise=normalise).data.astype(np.float64)
     missing = missing_joints(dataset.data, dataset.lengths, dataset.confidence)
-    x = centre(dataset.data, dataset.lengths, dataset.skeleton, missing).astype(np.float64)
     valid = np.arange(x.shape[FRAME_AXIS])[None, :, None, None] < dataset.lengths[:, None, None, None]
     seen = (valid & ~missing)[:, None]  # (N, 1, F, V, M)
     count = np.maximum(seen.sum(axis=FRAME_AXIS), 1).astype(np.float64)
@@ -45,6 +47,7 @@ class LinearBaseline:
 
     mean: np.ndarray
     scale: np.ndarray
+    normalise: str
     weight: torch.Tensor
     bias: torch.Tensor
     l2: float
@@ -52,7 +55,7 @@ class LinearBaseline:
 
     def logits(self, dataset: SkeletonDataset) -> torch.Tensor:
         """Class scores ``(N, K)`` of ``dataset``."""
-        z = torch.from_numpy((pose_statistics(dataset) - self.mean) / self.scale)
+        z = torch.from_numpy((pose_statistics(dataset, self.normalise) - self.mean) / self.scale)
         return z @ self.weight + self.bias
 
     def top1(self, dataset: SkeletonDataset) -> float:
@@ -76,9 +79,9 @@ def _fit(z: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tuple[tor
     return weight.detach(), bias.detach()
 
 
-def fit_baseline(train: SkeletonDataset, val: SkeletonDataset) -> LinearBaseline:
+def fit_baseline(train: SkeletonDataset, val: SkeletonDataset, normalise: str = "none") -> LinearBaseline:
     """Fit on ``train`` for each penalty of :data:`L2_GRID`, keep the best on ``val`` (ties: the larger penalty)."""
-    feats = pose_statistics(train)
+    feats = pose_statistics(train, normalise)
     mean, scale = feats.mean(axis=0), feats.std(axis=0)
     scale[scale == 0] = 1.0
     z = torch.from_numpy((feats - mean) / scale)
@@ -86,19 +89,20 @@ def fit_baseline(train: SkeletonDataset, val: SkeletonDataset) -> LinearBaseline
     models = []
     for l2 in sorted(L2_GRID, reverse=True):
         weight, bias = _fit(z, y, train.num_classes, l2)
-        model = LinearBaseline(mean, scale, weight, bias, l2, 0.0)
+        model = LinearBaseline(mean, scale, normalise, weight, bias, l2, 0.0)
         model.val_top1 = model.top1(val)
         models.append(model)
     return max(models, key=lambda m: m.val_top1)  # the first maximum: the larger penalty
 
 
 def baseline_report(train: SkeletonDataset, val: SkeletonDataset, test: SkeletonDataset,
-                    val_described: str) -> dict[str, object]:
+                    val_described: str, normalise: str = "none") -> dict[str, object]:
     """Fit :func:`fit_baseline` and evaluate the test split once: what ``metrics.json`` records."""
     torch.manual_seed(0)
-    model = fit_baseline(train, val)
+    model = fit_baseline(train, val, normalise)
+    scaled = ", scaled per sample" if normalise == "sample" else ""
     return {
-        "model": "logistic regression on per-joint mean and std over frames (centred, standardised)",
+        "model": f"logistic regression on per-joint mean and std over frames (centred{scaled}, standardised)",
         "top1": model.top1(test), "val_top1": model.val_top1, "l2": model.l2,
         "train_top1": model.top1(train), "features": int(model.weight.shape[0]),
         "measured_on": f"test split of {test.source} ({len(test)} samples)",

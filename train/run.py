@@ -97,6 +97,7 @@ def data_description(splits: DatasetSplits, cfg: Config, file: Mapping[str, Any]
         "modalities": list(cfg.data.modalities),
         "frames": cfg.data.frames,
         "coords": int(splits.train.data.shape[1]),
+        "normalise": cfg.data.normalise,
         "source": splits.train.source,
         "benchmark": splits.benchmark,
     }
@@ -120,8 +121,8 @@ def load_teacher(path: str | os.PathLike[str], data: dict[str, Any]) -> GCNTeach
     """A trained teacher from its checkpoint; refused if its data differs from this run's."""
     record = load_checkpoint(path, kind="teacher")
     theirs = record["data"]
-    for key in ("class_names", "layout", "modalities", "frames", "coords"):
-        default = 3 if key == "coords" else None  # a record from before 2-D data: 3 coordinates
+    for key in ("class_names", "layout", "modalities", "frames", "coords", "normalise"):
+        default = {"coords": 3, "normalise": "none"}.get(key)  # records from before 2-D data / normalisation
         if theirs.get(key, default) != data.get(key, default):
             raise CheckpointError(f"{path}: teacher trained with another {key} ({theirs.get(key, default)!r} vs "
                                   f"{data.get(key, default)!r})")
@@ -185,10 +186,10 @@ def _final_eval(trainer: Trainer, test: SkeletonInputs, val: SkeletonInputs, cla
     return result
 
 
-def _baseline(splits: DatasetSplits, held: ValidationSplit, out: Path) -> dict[str, Any]:
+def _baseline(splits: DatasetSplits, held: ValidationSplit, out: Path, normalise: str) -> dict[str, Any]:
     """The linear baseline (:mod:`mksgn.train.baseline`) on this run's split, into ``metrics.json``."""
     report = baseline_report(splits.train.subset(held.train), splits.train.subset(held.val), splits.test,
-                             held.describe())
+                             held.describe(), normalise)
     path = out / "metrics.json"
     metrics = json.loads(path.read_text()) if path.is_file() else {}
     atomic_write_text(path, json.dumps({**metrics, "baseline": report}, indent=1) + "\n")
@@ -290,11 +291,13 @@ def _run_data(cfg: Config, settings: RunSettings) -> tuple[DatasetSplits, dict[s
         data["frames_note"] = mismatch
     held = validation_split(splits.train, cfg.data.val_fraction, VALIDATION_SEED)
     data["validation"] = held.to_dict()
-    frames, mods = cfg.data.frames, cfg.data.modalities
+    frames, mods, norm = cfg.data.frames, cfg.data.modalities, cfg.data.normalise
     train = SkeletonInputs(splits.train.subset(held.train), frames, mods, cfg.data.p_interval,
-                           f"{len(held.train)} training samples of {splits.train.source}")
-    val = SkeletonInputs(splits.train.subset(held.val), frames, mods, None, f"{held.describe()} of {splits.train.source}")
-    return splits, data, held, (train, val, SkeletonInputs(splits.test, frames, mods, None))
+                           f"{len(held.train)} training samples of {splits.train.source}",
+                           augment=cfg.data.augmentation(), normalise=norm)
+    val = SkeletonInputs(splits.train.subset(held.val), frames, mods, None, f"{held.describe()} of {splits.train.source}",
+                         normalise=norm)
+    return splits, data, held, (train, val, SkeletonInputs(splits.test, frames, mods, None, normalise=norm))
 
 
 def _train(cfg: Config, out: Path, settings: RunSettings, device: str, resume: bool, progress: bool,
@@ -336,7 +339,7 @@ def _train(cfg: Config, out: Path, settings: RunSettings, device: str, resume: b
         if write_record:
             write_run_record(out, settings, cfg.to_dict())
         if ctx.is_main:
-            results["baseline"] = _baseline(splits, held, out)
+            results["baseline"] = _baseline(splits, held, out, cfg.data.normalise)
             say(f"baseline: {results['baseline']['model']}: test top-1 {results['baseline']['top1']:.3f} on "
                 f"{results['baseline']['measured_on']}")
         say(f"data: {splits.train.source} ({splits.benchmark}): {len(train)} train, {len(val)} validation "
