@@ -131,3 +131,20 @@ def test_tet_takes_the_loss_on_every_step_and_trains():
     assert parts_tet["ce"] == pytest.approx(want, rel=1e-6)
     loss_tet.backward()
     assert model.fc.weight.grad is not None and model.fc.weight.grad.abs().sum() > 0
+
+
+def test_surrogate_width_is_configurable_on_every_population():
+    from dataclasses import replace
+
+    from mksgn.train.neuron import LIF
+
+    cfg = preset("tiny")
+    wide = MKSGN(replace(cfg.student, surrogate_alpha=1.0), NTU25, 14, cfg.data.modalities)
+    lifs = [m for m in wide.modules() if isinstance(m, LIF)]
+    assert lifs
+    for lif in lifs:
+        current = torch.zeros(3, requires_grad=True)
+        threshold = lif.params.threshold
+        spikes, _ = lif(current + threshold)  # exactly at threshold: the surrogate's peak, alpha / 2
+        spikes.sum().backward()
+        assert torch.allclose(current.grad, torch.full((3,), 0.5))

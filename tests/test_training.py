@@ -245,3 +245,15 @@ def test_the_optimizer_is_chosen_by_the_config():
     assert isinstance(make_optimizer(model, OptimConfig()), torch.optim.SGD)
     with pytest.raises(ConfigError, match="train_student.optimizer"):
         load_config("tiny", ['train_student.optimizer="adam"'])
+
+
+def test_the_schedule_gives_a_small_dataset_as_many_steps():
+    from mksgn.train.config import OptimConfig, preset
+
+    cfg = OptimConfig(epochs=10, min_steps=640, schedule="step", milestones=(6, 8))
+    assert cfg.for_data(66) is cfg  # the built-in data: 10 epochs already give 660 steps
+    small = cfg.for_data(24)  # a dataset of 24 batches per epoch
+    assert small.epochs == 27 and small.epochs * 24 >= 640 and small.milestones == (16, 22)
+    assert OptimConfig(epochs=10).for_data(1).epochs == 10  # min_steps 0: the epochs as given
+    tiny = preset("tiny")
+    assert tiny.train_student.for_data(66).epochs == 10 and tiny.train_teacher.for_data(66).epochs == 6

@@ -94,6 +94,7 @@ class StudentConfig:
     beta: float = 0.5
     threshold: float = 1.0
     attention: bool = True
+    surrogate_alpha: float = 2.0
 
     @property
     def num_blocks(self) -> int:
@@ -112,6 +113,7 @@ class StudentConfig:
         if not 0 <= self.beta <= 1:
             raise ConfigError(f"student.beta must be in [0, 1], got {self.beta}")
         _positive("student.threshold", self.threshold)
+        _positive("student.surrogate_alpha", self.surrogate_alpha)
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,12 @@ class TeacherConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     """SGD with Nesterov momentum (or AdamW), linear warm-up, then a cosine or step schedule;
-    training stops early after ``patience`` epochs without a better validation top-1 (0: never)."""
+    training stops early after ``patience`` epochs without a better validation top-1 (0: never).
+
+    The schedule adapts to the data: it runs ``epochs`` epochs, or more where that gives fewer
+    than ``min_steps`` optimiser steps (a small dataset gets as many steps as a large one,
+    :meth:`for_data`); the validation curve then stops it.
+    """
 
     epochs: int = 65
     lr: float = 0.1
@@ -149,6 +156,16 @@ class OptimConfig:
     gamma: float = 0.1
     patience: int = 15
     optimizer: str = "sgd"
+    min_steps: int = 0
+
+    def for_data(self, batches_per_epoch: int) -> "OptimConfig":
+        """This schedule for a dataset of ``batches_per_epoch`` batches: ``epochs`` raised to reach
+        ``min_steps`` optimiser steps (milestones of a step schedule scaled alike)."""
+        need = -(-self.min_steps // max(batches_per_epoch, 1))
+        if need <= self.epochs:
+            return self
+        factor = need / self.epochs
+        return replace(self, epochs=need, milestones=tuple(int(round(m * factor)) for m in self.milestones))
 
     def validate(self, prefix: str) -> None:
         if self.epochs < 1:
@@ -162,6 +179,8 @@ class OptimConfig:
             raise ConfigError(f"{prefix}.warmup_epochs must be in 0..epochs, got {self.warmup_epochs}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"{prefix}.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.min_steps < 0:
+            raise ConfigError(f"{prefix}.min_steps must be >= 0, got {self.min_steps}")
         if self.patience < 0:
             raise ConfigError(f"{prefix}.patience must be >= 0, got {self.patience}")
         if self.schedule not in SCHEDULES:
@@ -254,8 +273,10 @@ def _presets() -> dict[str, Config]:
             data=DataConfig(frames=32, batch_size=32),
             student=StudentConfig(branch_channels=16, channels=(16, 32, 32), strides=(1, 2, 1)),
             teacher=TeacherConfig(channels=(16, 16, 16, 16, 32, 32, 32, 64, 64, 64)),
-            train_teacher=OptimConfig(epochs=6, lr=0.05, warmup_epochs=1, weight_decay=4e-4, patience=3),
-            train_student=OptimConfig(epochs=10, lr=0.05, warmup_epochs=1, weight_decay=1e-4, patience=4),
+            train_teacher=OptimConfig(epochs=6, lr=0.05, warmup_epochs=1, weight_decay=4e-4, patience=3,
+                                      min_steps=390),
+            train_student=OptimConfig(epochs=10, lr=0.05, warmup_epochs=1, weight_decay=1e-4, patience=4,
+                                      min_steps=640),
             distill=DistillConfig(feature_layers=2),
         )
     return PRESETS

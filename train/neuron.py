@@ -13,11 +13,16 @@ from torch import nn
 from mksgn.core.neuron import LIFParams, SpikeFn, heaviside, lif_step
 
 
-def default_surrogate() -> SpikeFn:
-    """snnTorch's arctan surrogate (forward: strict ``x > 0``)."""
+DEFAULT_SURROGATE_ALPHA = 2.0
+"""snnTorch's default width of the arctan surrogate."""
+
+
+def default_surrogate(alpha: float = DEFAULT_SURROGATE_ALPHA) -> SpikeFn:
+    """snnTorch's arctan surrogate (forward: strict ``x > 0``); gradient ``(alpha / 2) / (1 + (pi alpha x / 2)^2)``,
+    so a smaller ``alpha`` is wider."""
     from snntorch import surrogate
 
-    return surrogate.atan(alpha=2.0)
+    return surrogate.atan(alpha=alpha)
 
 
 class LIF(nn.Module):

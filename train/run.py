@@ -27,7 +27,7 @@ from mksgn.data.pipeline import SkeletonInputs, warn_frame_mismatch
 from mksgn.data.splits import ValidationSplit, validation_split
 from mksgn.train.baseline import baseline_report
 from mksgn.train.checkpoint import CheckpointError, load_checkpoint
-from mksgn.train.config import Config, load_config
+from mksgn.train.config import Config, OptimConfig, load_config
 from mksgn.train.distill import DistillationLoss
 from mksgn.train.plots import plot_confusion, plot_training_curves
 from mksgn.data.recorded import data_record, recorded_data
@@ -300,6 +300,17 @@ def _run_data(cfg: Config, settings: RunSettings) -> tuple[DatasetSplits, dict[s
     return splits, data, held, (train, val, SkeletonInputs(splits.test, frames, mods, None, normalise=norm))
 
 
+def _schedule(kind: str, optim: OptimConfig, samples: int, batch_size: int, world_size: int,
+              say: Callable[[str], None]) -> OptimConfig:
+    """``optim`` for this training split (:meth:`OptimConfig.for_data`), said when it differs."""
+    batches = -(-(-(-samples // world_size)) // batch_size)  # per process and epoch
+    adapted = optim.for_data(batches)
+    if adapted.epochs != optim.epochs:
+        say(f"{kind}: {adapted.epochs} epochs instead of {optim.epochs}: at least {optim.min_steps} optimiser "
+            f"steps at {batches} per epoch (train_{kind}.min_steps)")
+    return adapted
+
+
 def _train(cfg: Config, out: Path, settings: RunSettings, device: str, resume: bool, progress: bool,
            log: Callable[[str], None], stop_after: int | None, write_record: bool) -> dict[str, Any]:
     """Train (the folder is locked and checked); ``write_record``: write ``run.json`` once the data are read."""
@@ -311,7 +322,8 @@ def _train(cfg: Config, out: Path, settings: RunSettings, device: str, resume: b
 
         Returns its final evaluation, or None when stopped before its last epoch.
         """
-        trainer = Trainer(kind, objective, optim, ctx, out, payload, seed, cfg.data.batch_size, progress)
+        adapted = _schedule(kind, optim, len(train), cfg.data.batch_size, ctx.world_size, say)
+        trainer = Trainer(kind, objective, adapted, ctx, out, payload, seed, cfg.data.batch_size, progress)
         where = trainer.resume() if resume else None
         if where:
             say(f"{kind}: {where}")

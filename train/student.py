@@ -36,7 +36,7 @@ from mksgn.train.blocks import (
     present_persons, sum_per_sample,
 )
 from mksgn.train.config import StudentConfig
-from mksgn.train.neuron import LIF
+from mksgn.train.neuron import DEFAULT_SURROGATE_ALPHA, LIF, default_surrogate
 
 State = dict[str, torch.Tensor]
 
@@ -170,6 +170,10 @@ class MKSGN(nn.Module):
             blocks.append(SpikingBlock(c_prev, c, stride, layout, cfg))
             c_prev = c
         self.blocks = nn.ModuleList(blocks)
+        if cfg.surrogate_alpha != DEFAULT_SURROGATE_ALPHA:
+            for module in self.modules():
+                if isinstance(module, LIF):
+                    module.spike_fn = default_surrogate(cfg.surrogate_alpha)
         self.pool = GlobalAvgPool()
         self.fc = nn.Linear(c_prev, num_classes)
         self.fixed_point: dict | None = None

@@ -1,0 +1,150 @@
+"""Training ablation: which SNN training choices the defaults should take (slow: hours on 2 cores).
+
+Every run is ``mksgn-train --config tiny`` with one variant's ``--set`` options, on one
+dataset, with one seed; checkpoints are chosen on the validation split and the test split
+is read once (:mod:`mksgn.train.run`). A run records the test top-1 of the chosen and of the
+last epoch, the validation top-1, the teacher's test top-1, the linear baseline's, the
+epochs trained and the wall time.
+
+Datasets (``MKSGN_ABLATION_DATASETS``, comma-separated; default all):
+
+- ``builtin``: the built-in data (difficulty 0.8, what every command uses);
+- ``builtin-hard``: the same generator at difficulty 1.0 (some clips truly ambiguous);
+- ``pose-kit``: real recorded 2-D poses (:mod:`bench.real_data`, OpenPose BODY_25, 20
+  classes, 16-frame clips, split by recording segment).
+
+Variants (``MKSGN_ABLATION_VARIANTS``; default all) are the :data:`VARIANTS` below; seeds
+``MKSGN_ABLATION_SEEDS`` (default ``0,1,2``). A variant that changes the student only is
+distilled from the teacher of the ``default`` run of the same dataset and seed (trained
+first when missing), so that students are compared against one teacher.
+
+Runs are kept in ``MKSGN_ABLATION_OUT`` (default ``~/.cache/mksgn/ablation``), one folder
+each with its ``record.json``; a run already recorded there is not repeated, so the bench
+resumes and can be run piecewise. The result aggregates every record found: per dataset and
+variant, the mean, standard deviation and count over seeds of each figure, and each run.
+Run it with ``python -m bench --all ablation`` (not part of the default ``make bench``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+SLOW = True
+SEEDS = (0, 1, 2)
+
+VARIANTS: dict[str, tuple[list[str], bool]] = {
+    "default": ([], True),
+    "no-kd": (["--kd", "none"], False),
+    "tet": (["--set", "distill.tet=true"], False),
+    "adamw": (["--set", 'train_student.optimizer="adamw"', "--set", "train_student.lr=0.002",
+               "--set", "train_student.weight_decay=0.01"], False),
+    "lr-0.1": (["--set", "train_student.lr=0.1"], False),
+    "kd-tau-2": (["--set", "distill.tau=2.0"], False),
+    "surrogate-wide": (["--set", "student.surrogate_alpha=1.0"], False),
+    "augment": (["--set", "data.rotate_deg=15", "--set", "data.scale=0.1", "--set", "data.shear=0.1"], True),
+    "normalise": (["--set", 'data.normalise="sample"'], True),
+}
+"""Variant -> (``mksgn-train`` options, whether it trains its own teacher)."""
+
+
+def _dataset(name: str) -> str:
+    from mksgn.data.builtin import BuiltinSpec, builtin_path
+
+    if name == "builtin":
+        return str(builtin_path())
+    if name == "builtin-hard":
+        return str(builtin_path(BuiltinSpec(difficulty=1.0)))
+    if name == "pose-kit":
+        from bench.real_data import fetch, pose_kit_splits
+        from mksgn.data.builtin import cache_dir
+        from mksgn.data.readers.ctrgcn_npz import write_ctrgcn_npz
+
+        path = cache_dir() / "pose-kit.npz"
+        if not path.is_file():
+            write_ctrgcn_npz(path, pose_kit_splits(fetch(cache_dir() / "pose-classification-kit")))
+        return str(path)
+    raise ValueError(f"unknown ablation dataset {name!r}")
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def run_one(root: Path, dataset: str, variant: str, seed: int) -> dict[str, Any]:
+    """Train one (dataset, variant, seed) into ``root`` unless recorded; return its record."""
+    from mksgn.train.run import train_command
+
+    out = root / dataset / f"{variant}-seed{seed}"
+    if (out / "record.json").is_file():
+        return json.loads((out / "record.json").read_text())
+    options, own_teacher = VARIANTS[variant]
+    teacher = None
+    if not own_teacher and "--kd" not in options:
+        teacher = str(root / dataset / f"default-seed{seed}" / "teacher_best.pt")
+        if not Path(teacher).is_file():
+            run_one(root, dataset, "default", seed)
+    flags = _flags(options, dataset, seed, teacher)
+    start = time.perf_counter()
+    train_command(out, flags, device="cpu", progress=False, log=_quiet)
+    record = _record(out, dataset, variant, seed, teacher, round(time.perf_counter() - start, 1))
+    (out / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _flags(options: list[str], dataset: str, seed: int, teacher: str | None) -> dict[str, Any]:
+    sets = [options[i + 1] for i, o in enumerate(options) if o == "--set"]
+    kd = options[options.index("--kd") + 1] if "--kd" in options else None
+    return {"config": "tiny", "overrides": sets, "data": _dataset(dataset), "teacher": teacher, "kd": kd,
+            "seed": seed}
+
+
+def _record(out: Path, dataset: str, variant: str, seed: int, teacher: str | None, seconds: float) -> dict:
+    metrics = json.loads((out / "metrics.json").read_text())
+    student = json.loads((out / "eval_student.json").read_text())
+    teacher_eval = (Path(teacher).parent if teacher else out) / "eval_teacher.json"
+    teacher_top1 = json.loads(teacher_eval.read_text())["top1"] if teacher_eval.is_file() else None
+    return {
+        "dataset": dataset, "variant": variant, "seed": seed, "seconds": seconds,
+        "student_top1": student["top1"], "student_last_top1": student["last_epoch"]["top1"],
+        "student_val_top1": student["val_top1"], "chosen_epoch": student["epoch"],
+        "epochs_trained": len(metrics["student"]["epochs"]), "teacher_top1": teacher_top1,
+        "baseline_top1": metrics["baseline"]["top1"], "measured_on": student["measured_on"],
+    }
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per dataset and variant: mean, standard deviation and count over seeds of each figure."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["variant"]), []).append(r)
+    out: dict[str, Any] = {}
+    for (dataset, variant), runs in sorted(groups.items()):
+        row = {"seeds": sorted(r["seed"] for r in runs)}
+        for key in ("student_top1", "student_last_top1", "teacher_top1", "baseline_top1", "seconds"):
+            values = [r[key] for r in runs if r[key] is not None]
+            if values:
+                row[key] = {"mean": statistics.mean(values),
+                            "stdev": statistics.stdev(values) if len(values) > 1 else 0.0}
+        if "teacher_top1" in row:
+            row["student_over_teacher"] = row["student_top1"]["mean"] / row["teacher_top1"]["mean"]
+        out.setdefault(dataset, {})[variant] = row
+    return out
+
+
+def run(out: str | None = None) -> dict:
+    root = Path(out or os.environ.get("MKSGN_ABLATION_OUT") or Path.home() / ".cache" / "mksgn" / "ablation")
+    datasets = os.environ.get("MKSGN_ABLATION_DATASETS", "builtin,builtin-hard,pose-kit").split(",")
+    variants = os.environ.get("MKSGN_ABLATION_VARIANTS", ",".join(VARIANTS)).split(",")
+    seeds = [int(s) for s in os.environ.get("MKSGN_ABLATION_SEEDS", ",".join(map(str, SEEDS))).split(",")]
+    for dataset in datasets:
+        for variant in variants:
+            for seed in seeds:
+                run_one(root, dataset, variant, seed)
+    records = [json.loads(p.read_text()) for p in sorted(root.glob("*/*/record.json"))]
+    return {"runs_folder": str(root), "summary": summarise(records), "runs": records,
+            "measured_on": "test split of each dataset; checkpoints chosen on the validation split"}
