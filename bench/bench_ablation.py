@@ -90,7 +90,7 @@ def run_one(root: Path, dataset: str, variant: str, seed: int) -> dict[str, Any]
             run_one(root, dataset, "default", seed)
     flags = _flags(options, dataset, seed, teacher)
     start = time.perf_counter()
-    train_command(out, flags, device="cpu", progress=False, log=_quiet)
+    train_command(out, flags, resume=(out / "run.json").is_file(), device="cpu", progress=False, log=_quiet)
     record = _record(out, dataset, variant, seed, teacher, round(time.perf_counter() - start, 1))
     (out / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     return record

@@ -12,9 +12,11 @@ joint displacement is about 13x smaller than between random frames).
 
 - each class's frame sequence is cut into :data:`SEGMENTS` contiguous segments (stretches of
   the recording); whole segments go to the test split (:data:`TEST_SEGMENTS` of them, chosen
-  per class with a fixed seed), so no test frame is near a training frame;
+  per class with a fixed seed);
 - within a segment, clips of :data:`CLIP_FRAMES` frames start every :data:`CLIP_STRIDE`
-  frames (clips overlap only within their own segment, on one side of the split);
+  frames, leaving :data:`GAP` frames unused at both ends of the segment, so that clips of
+  two segments are at least ``2 * GAP`` frames apart (clips overlap only within their own
+  segment, on one side of the split);
 - sample ids read ``<Label>-seg<k>#<start>``, so that :func:`mksgn.data.splits.validation_split`
   holds out whole segments ("recordings") too.
 
@@ -46,6 +48,8 @@ SEGMENTS = 8
 TEST_SEGMENTS = 2
 CLIP_FRAMES = 16
 CLIP_STRIDE = 8
+GAP = 8
+"""Frames left unused at each end of a segment: a test clip is never next to a training clip."""
 SPLIT_SEED = 0
 
 
@@ -83,10 +87,10 @@ def _clips(coords: np.ndarray, confidence: np.ndarray, label: str, rng: np.rando
     test = set(rng.choice(SEGMENTS, TEST_SEGMENTS, replace=False).tolist())
     out: tuple[list, list] = ([], [])
     for k in range(SEGMENTS):
-        lo, hi = bounds[k], bounds[k + 1]
+        lo, hi = bounds[k] + GAP, bounds[k + 1] - GAP
         for start in range(lo, hi - CLIP_FRAMES + 1, CLIP_STRIDE):
             sl = slice(start, start + CLIP_FRAMES)
-            out[k in test].append((coords[sl].transpose(1, 0, 2), confidence[sl], f"{label}-seg{k}#{start - lo}"))
+            out[k in test].append((coords[sl].transpose(1, 0, 2), confidence[sl], f"{label}-seg{k}#{start - bounds[k]}"))
     return out
 
 

@@ -124,8 +124,10 @@ def validation_split(dataset: SkeletonDataset, fraction: float, seed: int = 0) -
     """Hold out about ``fraction`` of ``dataset`` for validation, by group (see the module docstring).
 
     With groups (performers, recordings), whole groups are drawn in a seeded order until the
-    held-out share reaches ``fraction`` (at least one group, never all). Without, each class
-    gives ``round(fraction * count)`` samples (at least one where it has two or more).
+    held-out share reaches ``fraction`` (at least one group, never all). Where every group holds
+    one class only (recordings of one action each), this is done class by class, so that the
+    validation split covers every class that has two groups or more. Without groups, each
+    class gives ``round(fraction * count)`` samples (at least one where it has two or more).
     """
     if not 0 < fraction < 1:
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
@@ -136,12 +138,14 @@ def validation_split(dataset: SkeletonDataset, fraction: float, seed: int = 0) -
     if by != "sample" and len(names) >= 2:
         code = {g: i for i, g in enumerate(names)}
         member = np.asarray([code[g] for g in groups])
-        sizes = np.bincount(member, minlength=len(names))
-        held: list[int] = []
-        for g in rng.permutation(len(names)):
-            if len(held) == len(names) - 1 or (held and sizes[held].sum() >= fraction * n):
-                break
-            held.append(int(g))
+        classes_of = [set(dataset.labels[member == g].tolist()) for g in range(len(names))]
+        if all(len(c) == 1 for c in classes_of):  # one action per group: draw per class
+            held = []
+            for c in np.unique(dataset.labels):
+                mine = np.asarray([g for g in range(len(names)) if c in classes_of[g]])
+                held += _draw_groups(rng.permutation(mine), member, fraction)
+        else:
+            held = _draw_groups(rng.permutation(len(names)), member, fraction)
         val = np.isin(member, held)
         return ValidationSplit(np.flatnonzero(~val), np.flatnonzero(val), by, (len(held), len(names)),
                                fraction, seed)
@@ -152,3 +156,16 @@ def validation_split(dataset: SkeletonDataset, fraction: float, seed: int = 0) -
         val[idx[:k]] = True
     return ValidationSplit(np.flatnonzero(~val), np.flatnonzero(val), "sample", (int(val.sum()), n), fraction, seed)
 
+
+
+def _draw_groups(order: np.ndarray, member: np.ndarray, fraction: float) -> list[int]:
+    """Groups from ``order`` until they hold ``fraction`` of the samples of all of ``order``'s
+    groups (at least one, never all of them)."""
+    sizes = np.bincount(member, minlength=int(order.max()) + 1 if len(order) else 0)
+    total = sizes[order].sum()
+    held: list[int] = []
+    for g in order:
+        if len(held) == len(order) - 1 or (held and sizes[held].sum() >= fraction * total):
+            break
+        held.append(int(g))
+    return held

@@ -164,8 +164,8 @@ def centre(
 
     The same shift applies to every frame and person (relative motion and the distance
     between persons are kept); absent persons, padding frames and missing joints stay
-    exactly zero. Where the centre joint is missing in frame 0, its first frame where it is
-    present gives the origin; where it is missing in every frame, the mean of person 0's
+    exactly zero. Where the centre joint is missing in frame 0 (or person 0 enters later), its
+    first frame where it is present gives the origin; where it is missing in every frame, the mean of person 0's
     present joints in their first frame with any; with no present joint at all, no shift.
 
     Parameters
@@ -188,7 +188,8 @@ def centre(
 def _origins(data: np.ndarray, missing: np.ndarray, centre_joint: int) -> np.ndarray:
     """The origin of each sample, ``(N, C)`` (see :func:`centre`)."""
     origin = data[:, :, 0, centre_joint, 0].copy()
-    for i in np.flatnonzero(missing[:, 0, centre_joint, 0]):
+    absent = (data[:, :, 0, :, 0] == 0).all(axis=(1, 2))  # person 0 not in frame 0 (enters later)
+    for i in np.flatnonzero(missing[:, 0, centre_joint, 0] | absent):
         seen = ~missing[i, :, :, 0] & (data[i, :, :, :, 0] != 0).any(axis=0)  # (F, V): present joints
         if seen[:, centre_joint].any():
             origin[i] = data[i, :, int(np.argmax(seen[:, centre_joint])), centre_joint, 0]

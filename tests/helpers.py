@@ -11,6 +11,7 @@ SMALL_TRAINING = [
     "--set", "student.branch_channels=8", "--set", "student.channels=[8, 8]", "--set", "student.strides=[1, 2]",
     "--set", "teacher.channels=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8]", "--set", "data.frames=16",
     "--set", "data.batch_size=16", "--set", "distill.feature_layers=1", "--quiet",
+    "--set", "train_teacher.min_steps=0", "--set", "train_student.min_steps=0",  # the epochs as given
 ]
 """mksgn-train options for a small model that trains in seconds (tests)."""
 

@@ -143,7 +143,8 @@ BAD_CLIPS = {
     "missing score": (lambda c: _skel(c).pop("score"), "missing key 'score'", "data[1].skeleton[0]"),
     "NaN pose": (lambda c: _skel(c)["pose"].__setitem__(3, float("nan")), "NaN or infinite", "data[1].skeleton[0].pose"),
     "NaN score": (lambda c: _skel(c)["score"].__setitem__(0, float("nan")), "NaN or infinite", "data[1].skeleton[0].score"),
-    "score above 1": (lambda c: _skel(c)["score"].__setitem__(0, 1.5), "outside [0, 1]", "data[1].skeleton[0].score"),
+    "score far above 1": (lambda c: _skel(c)["score"].__setitem__(0, 2.0), "outside [0, 1.5]",
+                          "data[1].skeleton[0].score"),
     "string in pose": (lambda c: _skel(c)["pose"].__setitem__(0, "1"), "numbers only", "data[1].skeleton[0].pose"),
     "duplicate frame": (lambda c: c["data"][2].update(frame_index=1), "duplicate frame_index 1", "data[2].frame_index"),
     "no data": (lambda c: c.update(data=[]), "non-empty list", "key 'data'"),
@@ -189,3 +190,14 @@ def test_clip_without_any_skeleton(tmp_path):
     path.write_text(json.dumps({"data": [{"frame_index": 0, "skeleton": []}]}))
     with pytest.raises(DatasetError, match="no skeleton in any frame"):
         read_kinetics_clip(path)
+
+
+def test_scores_slightly_above_one_are_clipped_with_a_warning(tmp_path):
+    import numpy as np
+    import pytest
+
+    from mksgn.data.readers.scores import ScoreClippedWarning, confidence_from_scores
+
+    with pytest.warns(ScoreClippedWarning, match="x.json: 2 scores of s above 1"):
+        got = confidence_from_scores(np.array([0.2, 1.02, 1.3], np.float32), tmp_path / "x.json", "s")
+    assert got.tolist() == pytest.approx([0.2, 1.0, 1.0])

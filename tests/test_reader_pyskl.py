@@ -313,9 +313,9 @@ BAD_ANNOTATIONS = {
         "annotations[2]",
     ),
     "2-D without score": (with_change(2, keypoint=np.zeros((1, 4, 25, 2), F16)), "keypoint_score", "annotations[2]"),
-    "score above 1": (
+    "score far above 1": (
         with_change(2, keypoint=np.zeros((1, 4, 25, 2), F16), keypoint_score=np.full((1, 4, 25), 2.0, F16)),
-        "outside [0, 1]",
+        "outside [0, 1.5] (not a confidence)",
         "annotations[2]",
     ),
     "2-D among 3-D": (

@@ -18,7 +18,7 @@ def _write(folder, label: str, frames: int, seed: int) -> None:
     for t in range(frames):
         x, y = walk[t]
         a = rng.uniform(0.3, 1.0, 25)
-        if t % 7 == 0:  # an undetected joint, as OpenPose writes it
+        if t % 3 == 0:  # an undetected joint, as OpenPose writes it
             x[4], y[4], a[4] = 0.0, 0.0, 0.0
         data.append({"detection_accuracy": 20.0, "x": x.tolist(), "y": y.tolist(), "a": a.tolist()})
     (folder / f"{label}_body.json").write_text(json.dumps({"info": {"label": label, "focus": "body"}, "data": data}))
@@ -26,7 +26,7 @@ def _write(folder, label: str, frames: int, seed: int) -> None:
 
 def test_clips_stay_within_segments_and_segments_on_one_side(tmp_path):
     for i, label in enumerate(("Squat", "Stand", "T")):
-        _write(tmp_path, label, 200, i)
+        _write(tmp_path, label, 400, i)
     splits = pose_kit_splits(tmp_path)
     train, test = splits.train, splits.test
     assert train.class_names == ["Squat", "Stand", "T"] and train.layout == "body25" and train.data.shape[1:] == (
@@ -42,3 +42,16 @@ def test_clips_stay_within_segments_and_segments_on_one_side(tmp_path):
     assert held.by == "recording"
     val_segs = {train.sample_ids[i].split("#")[0] for i in held.val}
     assert not val_segs & {train.sample_ids[i].split("#")[0] for i in held.train}
+
+
+def test_clips_of_neighbouring_segments_are_apart(tmp_path):
+    from bench.real_data import GAP
+
+    _write(tmp_path, "Squat", 480, 0)
+    splits = pose_kit_splits(tmp_path)
+    starts = {}
+    for ds in (splits.train, splits.test):
+        for sid in ds.sample_ids:
+            seg, offset = sid.split("#")
+            starts.setdefault(int(seg.split("seg")[1]), []).append(int(offset))
+    assert min(min(v) for v in starts.values()) >= GAP  # offsets count from the segment's first frame

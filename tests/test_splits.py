@@ -61,3 +61,18 @@ def test_validation_split_by_sample_is_stratified():
     assert split.by == "sample" and np.bincount(ds.labels[split.val]).tolist() == [2, 2, 2, 2]
     with pytest.raises(ValueError, match="fraction"):
         validation_split(ds, 1.0)
+
+
+def test_validation_covers_every_class_when_each_recording_holds_one_action():
+    ids, labels = [], []
+    for c in range(10):
+        for r in range(6):
+            for w in range(4):
+                ids.append(f"class{c}-seg{r}#{w * 8}")
+                labels.append(c)
+    ds = _dataset(ids, labels, 10)
+    split = validation_split(ds, 0.1, seed=0)
+    assert split.by == "recording" and split.groups == (10, 60)
+    assert sorted(set(ds.labels[split.val])) == list(range(10))
+    held = {ids[i].split("#")[0] for i in split.val}
+    assert not held & {ids[i].split("#")[0] for i in split.train}

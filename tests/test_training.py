@@ -254,6 +254,15 @@ def test_the_schedule_gives_a_small_dataset_as_many_steps():
     assert cfg.for_data(66) is cfg  # the built-in data: 10 epochs already give 660 steps
     small = cfg.for_data(24)  # a dataset of 24 batches per epoch
     assert small.epochs == 27 and small.epochs * 24 >= 640 and small.milestones == (16, 22)
+    assert small.patience == 40  # 15 epochs of 10, scaled as the epochs
     assert OptimConfig(epochs=10).for_data(1).epochs == 10  # min_steps 0: the epochs as given
     tiny = preset("tiny")
     assert tiny.train_student.for_data(66).epochs == 10 and tiny.train_teacher.for_data(66).epochs == 6
+
+
+def test_epochs_flag_means_exactly_that_many_epochs():
+    from mksgn.train.config import load_config
+    from mksgn.train.run_state import RunSettings
+
+    cfg = load_config("tiny", RunSettings(epochs=3).config_overrides())
+    assert cfg.train_student.for_data(2).epochs == 3 and cfg.train_teacher.for_data(2).epochs == 3

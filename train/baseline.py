@@ -27,18 +27,26 @@ LBFGS_STEPS = 200
 """L-BFGS iterations per fit (the problem is convex; this converges on every dataset tried)."""
 
 
+STATISTICS_CHUNK = 256
+"""Samples whose statistics are computed at a time (memory stays bounded on large datasets)."""
+
+
 def pose_statistics(dataset: SkeletonDataset, normalise: str = "none") -> np.ndarray:
     """``(N, 2 * C * V * M)`` float64: per-coordinate mean and std over the frames where each joint is
     recorded (valid, not missing: :func:`~mksgn.data.transforms.missing_joints`); 0 where it never is.
     The joints are centred, and with ``normalise="sample"`` scaled, as the networks see them."""
-    x = SkeletonInputs(dataset, 1, ("joint",), normalise=normalise).data.astype(np.float64)
-    missing = missing_joints(dataset.data, dataset.lengths, dataset.confidence)
-    valid = np.arange(x.shape[FRAME_AXIS])[None, :, None, None] < dataset.lengths[:, None, None, None]
-    seen = (valid & ~missing)[:, None]  # (N, 1, F, V, M)
-    count = np.maximum(seen.sum(axis=FRAME_AXIS), 1).astype(np.float64)
-    mean = np.where(seen, x, 0.0).sum(axis=FRAME_AXIS) / count
-    var = np.where(seen, (x - mean[:, :, None]) ** 2, 0.0).sum(axis=FRAME_AXIS) / count
-    return np.concatenate([mean.reshape(len(x), -1), np.sqrt(var).reshape(len(x), -1)], axis=1)
+    parts = []
+    for start in range(0, len(dataset), STATISTICS_CHUNK):
+        chunk = dataset.subset(np.arange(start, min(start + STATISTICS_CHUNK, len(dataset))))
+        x = SkeletonInputs(chunk, 1, ("joint",), normalise=normalise).data.astype(np.float64)
+        missing = missing_joints(chunk.data, chunk.lengths, chunk.confidence)
+        valid = np.arange(x.shape[FRAME_AXIS])[None, :, None, None] < chunk.lengths[:, None, None, None]
+        seen = (valid & ~missing)[:, None]  # (n, 1, F, V, M)
+        count = np.maximum(seen.sum(axis=FRAME_AXIS), 1).astype(np.float64)
+        mean = np.where(seen, x, 0.0).sum(axis=FRAME_AXIS) / count
+        var = np.where(seen, (x - mean[:, :, None]) ** 2, 0.0).sum(axis=FRAME_AXIS) / count
+        parts.append(np.concatenate([mean.reshape(len(x), -1), np.sqrt(var).reshape(len(x), -1)], axis=1))
+    return np.concatenate(parts)
 
 
 @dataclass
@@ -47,21 +55,15 @@ class LinearBaseline:
 
     mean: np.ndarray
     scale: np.ndarray
-    normalise: str
     weight: torch.Tensor
     bias: torch.Tensor
     l2: float
-    val_top1: float
+    val_top1: float = 0.0
 
-    def logits(self, dataset: SkeletonDataset) -> torch.Tensor:
-        """Class scores ``(N, K)`` of ``dataset``."""
-        z = torch.from_numpy((pose_statistics(dataset, self.normalise) - self.mean) / self.scale)
-        return z @ self.weight + self.bias
-
-    def top1(self, dataset: SkeletonDataset) -> float:
-        """Top-1 accuracy on ``dataset``."""
-        pred = self.logits(dataset).argmax(1).numpy()
-        return float((pred == dataset.labels).mean())
+    def top1(self, features: np.ndarray, labels: np.ndarray) -> float:
+        """Top-1 accuracy on :func:`pose_statistics` ``features`` with ``labels``."""
+        z = torch.from_numpy((features - self.mean) / self.scale)
+        return float(((z @ self.weight + self.bias).argmax(1).numpy() == labels).mean())
 
 
 def _fit(z: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,18 +81,19 @@ def _fit(z: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> tuple[tor
     return weight.detach(), bias.detach()
 
 
-def fit_baseline(train: SkeletonDataset, val: SkeletonDataset, normalise: str = "none") -> LinearBaseline:
-    """Fit on ``train`` for each penalty of :data:`L2_GRID`, keep the best on ``val`` (ties: the larger penalty)."""
-    feats = pose_statistics(train, normalise)
+def fit_baseline(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+                 classes: int) -> LinearBaseline:
+    """Fit on ``train`` (features, labels) for each penalty of :data:`L2_GRID`, keep the best on
+    ``val`` (ties: the larger penalty)."""
+    feats, labels = train
     mean, scale = feats.mean(axis=0), feats.std(axis=0)
     scale[scale == 0] = 1.0
     z = torch.from_numpy((feats - mean) / scale)
-    y = torch.as_tensor(train.labels, dtype=torch.long)
+    y = torch.as_tensor(labels, dtype=torch.long)
     models = []
     for l2 in sorted(L2_GRID, reverse=True):
-        weight, bias = _fit(z, y, train.num_classes, l2)
-        model = LinearBaseline(mean, scale, normalise, weight, bias, l2, 0.0)
-        model.val_top1 = model.top1(val)
+        model = LinearBaseline(mean, scale, *_fit(z, y, classes, l2), l2)
+        model.val_top1 = model.top1(*val)
         models.append(model)
     return max(models, key=lambda m: m.val_top1)  # the first maximum: the larger penalty
 
@@ -99,12 +102,14 @@ def baseline_report(train: SkeletonDataset, val: SkeletonDataset, test: Skeleton
                     val_described: str, normalise: str = "none") -> dict[str, object]:
     """Fit :func:`fit_baseline` and evaluate the test split once: what ``metrics.json`` records."""
     torch.manual_seed(0)
-    model = fit_baseline(train, val, normalise)
+    split = {name: (pose_statistics(ds, normalise), ds.labels) for name, ds in
+             (("train", train), ("val", val), ("test", test))}
+    model = fit_baseline(split["train"], split["val"], train.num_classes)
     scaled = ", scaled per sample" if normalise == "sample" else ""
     return {
         "model": f"logistic regression on per-joint mean and std over frames (centred{scaled}, standardised)",
-        "top1": model.top1(test), "val_top1": model.val_top1, "l2": model.l2,
-        "train_top1": model.top1(train), "features": int(model.weight.shape[0]),
+        "top1": model.top1(*split["test"]), "val_top1": model.val_top1, "l2": model.l2,
+        "train_top1": model.top1(*split["train"]), "features": int(model.weight.shape[0]), "normalise": normalise,
         "measured_on": f"test split of {test.source} ({len(test)} samples)",
         "trained_on": f"{len(train)} training samples of {train.source}; penalty chosen on {val_described}",
     }

@@ -160,12 +160,13 @@ class OptimConfig:
 
     def for_data(self, batches_per_epoch: int) -> "OptimConfig":
         """This schedule for a dataset of ``batches_per_epoch`` batches: ``epochs`` raised to reach
-        ``min_steps`` optimiser steps (milestones of a step schedule scaled alike)."""
+        ``min_steps`` optimiser steps (the milestones of a step schedule and ``patience`` scaled alike)."""
         need = -(-self.min_steps // max(batches_per_epoch, 1))
         if need <= self.epochs:
             return self
         factor = need / self.epochs
-        return replace(self, epochs=need, milestones=tuple(int(round(m * factor)) for m in self.milestones))
+        return replace(self, epochs=need, milestones=tuple(int(round(m * factor)) for m in self.milestones),
+                       patience=int(round(self.patience * factor)))
 
     def validate(self, prefix: str) -> None:
         if self.epochs < 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mksgn.atomic import atomic_write_text
+from mksgn.errors import MksgnWarning
 from mksgn.data.builtin import load_dataset
 from mksgn.data.dataset import DatasetSplits
 from mksgn.data.pipeline import SkeletonInputs, warn_frame_mismatch
@@ -117,10 +119,17 @@ def build_student(cfg: Config, data: dict[str, Any]) -> MKSGN:
                  int(data.get("coords", 3)))
 
 
-def load_teacher(path: str | os.PathLike[str], data: dict[str, Any]) -> GCNTeacher:
-    """A trained teacher from its checkpoint; refused if its data differs from this run's."""
+def load_teacher(path: str | os.PathLike[str], data: dict[str, Any], for_training: bool = False) -> GCNTeacher:
+    """A trained teacher from its checkpoint; refused if its data differs from this run's.
+
+    ``for_training``: it will distil a student whose checkpoint is chosen on ``data``'s
+    validation split, so it must not have trained on those samples: refused when its own
+    validation split differs, warned of when it records none (trained on the whole split).
+    """
     record = load_checkpoint(path, kind="teacher")
     theirs = record["data"]
+    if for_training:
+        _check_teacher_validation(path, theirs.get("validation"), data.get("validation"))
     for key in ("class_names", "layout", "modalities", "frames", "coords", "normalise"):
         default = {"coords": 3, "normalise": "none"}.get(key)  # records from before 2-D data / normalisation
         if theirs.get(key, default) != data.get(key, default):
@@ -129,6 +138,20 @@ def load_teacher(path: str | os.PathLike[str], data: dict[str, Any]) -> GCNTeach
     teacher = build_teacher(Config.from_dict(record["config"], str(path)), data)
     teacher.load_state_dict(record["model"])
     return teacher
+
+
+class TeacherValidationWarning(MksgnWarning):
+    """A given teacher records no validation split: it may have trained on the student's."""
+
+
+def _check_teacher_validation(path: str | os.PathLike[str], theirs: Any, ours: Any) -> None:
+    if theirs is None:
+        warnings.warn(f"{path}: the teacher records no validation split (trained on the whole training split), so "
+                      f"it has seen this run's validation samples: the student's chosen epoch may be optimistic "
+                      f"(the test figures are not affected)", TeacherValidationWarning, stacklevel=3)
+    elif theirs != ours:
+        raise CheckpointError(f"{path}: the teacher held out another validation split ({theirs}) than this run "
+                              f"({ours}): it trained on some of this run's validation samples")
 
 
 def load_student(path: str | os.PathLike[str]) -> tuple[MKSGN, Config, dict[str, Any]]:
@@ -187,11 +210,16 @@ def _final_eval(trainer: Trainer, test: SkeletonInputs, val: SkeletonInputs, cla
 
 
 def _baseline(splits: DatasetSplits, held: ValidationSplit, out: Path, normalise: str) -> dict[str, Any]:
-    """The linear baseline (:mod:`mksgn.train.baseline`) on this run's split, into ``metrics.json``."""
-    report = baseline_report(splits.train.subset(held.train), splits.train.subset(held.val), splits.test,
-                             held.describe(), normalise)
+    """The linear baseline (:mod:`mksgn.train.baseline`) on this run's split, into ``metrics.json``
+    (a resumed run keeps the one it recorded for the same split)."""
     path = out / "metrics.json"
     metrics = json.loads(path.read_text()) if path.is_file() else {}
+    kept = metrics.get("baseline")
+    if kept and kept.get("validation") == held.to_dict() and kept.get("normalise") == normalise:
+        return kept
+    report = baseline_report(splits.train.subset(held.train), splits.train.subset(held.val), splits.test,
+                             held.describe(), normalise)
+    report["validation"] = held.to_dict()
     atomic_write_text(path, json.dumps({**metrics, "baseline": report}, indent=1) + "\n")
     return report
 
@@ -272,10 +300,12 @@ def resume_summary(out: str | os.PathLike[str], settings: RunSettings, cfg: Conf
     metrics = json.loads(path.read_text()) if path.is_file() else {}
     stages = []
     for kind, optim in (("teacher", cfg.train_teacher), ("student", cfg.train_student)):
-        done = len(metrics.get(kind, {}).get("epochs", []))
+        section = metrics.get(kind, {})
+        done = len(section.get("epochs", []))
         part = f" + part of epoch {done + 1}" if (Path(out) / f"{kind}_interrupted.pt").is_file() else ""
+        early = " (stopped early)" if section.get("stopped_early") else ""
         if done or part or kind == "student":
-            stages.append(f"{kind} {done}/{optim.epochs} epochs{part}")
+            stages.append(f"{kind} {done}/{section.get('schedule_epochs', optim.epochs)} epochs{part}{early}")
     return (f"resuming {out}: data {data}; config {config}{flags} --seed {settings.seed}; "
             f"{', '.join(stages)}")
 
@@ -363,7 +393,7 @@ def _train(cfg: Config, out: Path, settings: RunSettings, device: str, resume: b
         distill = DistillationLoss(cfg.distill, (cfg.student.branch_channels, *cfg.student.channels),
                                    cfg.teacher.channels, len(cfg.data.modalities), len(classes))
         if distill.needs_teacher and settings.teacher:
-            teacher = load_teacher(settings.teacher, data).to(ctx.device).eval()
+            teacher = load_teacher(settings.teacher, data, for_training=True).to(ctx.device).eval()
             say(f"teacher: loaded {settings.teacher}")
         elif distill.needs_teacher:
             torch.manual_seed(seed + TEACHER_SEED_OFFSET)

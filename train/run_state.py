@@ -59,12 +59,13 @@ class RunSettings:
     epochs: int | None = None
 
     def config_overrides(self) -> list[str]:
-        """``--set`` values, then what ``--epochs`` and ``--kd`` set."""
+        """``--set`` values, then what ``--epochs`` (exactly that many: no ``min_steps``) and ``--kd`` set."""
         out = list(self.overrides)
         if self.epochs is not None:
             warm = min(self.epochs, 1)
             out += [f"train_teacher.epochs={self.epochs}", f"train_student.epochs={self.epochs}",
-                    f"train_teacher.warmup_epochs={warm}", f"train_student.warmup_epochs={warm}"]
+                    f"train_teacher.warmup_epochs={warm}", f"train_student.warmup_epochs={warm}",
+                    "train_teacher.min_steps=0", "train_student.min_steps=0"]
         if self.kd is not None:
             out.append(f'distill.mode="{self.kd}"')
         return out

@@ -240,7 +240,7 @@ class Trainer:
             self.wrapped = DistributedDataParallel(self.objective, device_ids=ids)
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
-        self.best = {"top1": -1.0, "loss": math.inf, "epoch": -1}
+        self.best: dict[str, Any] = {"top1": -1.0, "loss": None, "epoch": -1}  # loss None: none yet
         self.stopped_early: int | None = None  # the epoch after which patience ran out
         self.position: dict[str, Any] | None = None  # the epoch in progress (plain data), or None
         self.resume_position: dict[str, Any] | None = None  # where a resumed epoch continues
@@ -268,6 +268,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "best": dict(self.best if best is None else best),
             "stopped_early": self.stopped_early,
+            "epochs": self.optim_cfg.epochs,
             "history": self.history if history is None else history,
             "rng": rng_state(),
         }
@@ -287,11 +288,12 @@ class Trainer:
                 self.path("interrupted").unlink(missing_ok=True)
         if record is None:
             return None
+        self._check_resumable(record)
         self.objective.load_state_dict({**{f"model.{k}": v for k, v in record["model"].items()}, **record["extra"]})
         self.optimizer.load_state_dict(record["optimizer"])
         self.start_epoch = int(record["epoch"])
         self.history = list(record["history"])
-        self.best = {"loss": math.inf, **record["best"]}
+        self.best = dict(record["best"])
         self.stopped_early = record.get("stopped_early")
         set_rng_state(record.get("rng"))
         self.resume_position = record.get("position")
@@ -300,6 +302,20 @@ class Trainer:
         pos = self.resume_position
         return f"resumed in epoch {pos['epoch'] + 1} at batch {pos['batch']} of {pos['batches']}"
 
+    def _check_resumable(self, record: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another schedule, or from before validation splits (its best was
+        chosen on the test split and it trained on the whole training split)."""
+        from mksgn.errors import MksgnError
+
+        where = self.path("last")
+        if "stopped_early" not in record:
+            raise MksgnError(f"{where}: written before mksgn chose checkpoints on a validation split (its best "
+                             f"epoch was chosen on the test split); start a new run in another --out")
+        epochs = record.get("epochs", self.optim_cfg.epochs)
+        if epochs != self.optim_cfg.epochs:
+            raise MksgnError(f"{where}: the run's schedule has {epochs} epochs, now {self.optim_cfg.epochs} (the "
+                             f"epochs follow the data and the number of processes: resume with as many processes)")
+
     @property
     def finished(self) -> bool:
         """All epochs trained, or stopped early (no new best validation top-1 for ``patience`` epochs)."""
@@ -307,7 +323,8 @@ class Trainer:
 
     def improves(self, val: dict[str, Any]) -> bool:
         """Whether validation metrics beat the best so far: higher top-1, or equal top-1 and lower loss."""
-        return (val["top1"], -val["loss"]) > (self.best["top1"], -self.best["loss"])
+        best_loss = math.inf if self.best.get("loss") is None else self.best["loss"]
+        return (val["top1"], -val["loss"]) > (self.best["top1"], -best_loss)
 
     def patience_ran_out(self, epoch: int) -> bool:
         """Whether ``patience`` epochs (0: never) have passed since the best, after ``epoch`` epochs."""
@@ -509,6 +526,7 @@ class Trainer:
         path = self.out / "metrics.json"
         metrics = json.loads(path.read_text()) if path.is_file() else {}
         section = metrics.get(self.kind, {})
-        metrics[self.kind] = {**{k: v for k, v in section.items() if k not in ("best", "epochs", "stopped_early")},
-                              "best": self.best, "stopped_early": self.stopped_early, "epochs": self.history}
-        atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
+        keep = {k: v for k, v in section.items() if k not in ("best", "epochs", "stopped_early", "schedule_epochs")}
+        metrics[self.kind] = {**keep, "best": self.best, "stopped_early": self.stopped_early,
+                              "schedule_epochs": self.optim_cfg.epochs, "epochs": self.history}
+        atomic_write_text(path, json.dumps(metrics, indent=1, allow_nan=False) + "\n")

@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mksgn.data.dataset import MAX_PERSONS, DatasetSplits, SkeletonDataset, stack_sequences
+from mksgn.data.readers.scores import confidence_from_scores
 from mksgn.errors import DatasetError
 
 NUM_JOINTS = 18
@@ -77,9 +78,7 @@ def _skeleton(info: object, path: Path, where: str) -> tuple[np.ndarray, np.ndar
             raise DatasetError(f"missing key {key!r}", path, where)
     pose = _numbers(info["pose"], 2 * NUM_JOINTS, "pose", path, where)
     score = _numbers(info["score"], NUM_JOINTS, "score", path, where)
-    if not ((score >= 0) & (score <= 1)).all():
-        raise DatasetError("'score' outside [0, 1]", path, f"{where}.score")
-    return pose.reshape(NUM_JOINTS, 2), score
+    return pose.reshape(NUM_JOINTS, 2), confidence_from_scores(score, path, f"{where}.score", "'score'")
 
 
 def _frames(data: object, path: Path) -> dict[int, list[tuple[np.ndarray, np.ndarray]]]:
@@ -126,10 +125,11 @@ def read_kinetics_clip(path: str | PathLike[str]) -> tuple[np.ndarray, np.ndarra
     if not isinstance(clip, dict) or "data" not in clip:
         raise DatasetError("expected an object with 'data'", p)
     frames = _frames(clip["data"], p)
-    first = min(frames)
-    shown = [i - first for i, skeletons in frames.items() if skeletons]
-    if not shown:
+    seen = [i for i, skeletons in frames.items() if skeletons]
+    if not seen:
         raise DatasetError("no skeleton in any frame (has_skeleton should be false)", p, "key 'data'")
+    first = min(seen)  # the clip starts at its first frame with a skeleton (leading empty frames dropped)
+    shown = [i - first for i in seen]
     coords = np.zeros((max(shown) + 1, NUM_JOINTS, MAX_PERSONS, 2), dtype=np.float32)
     conf = np.zeros((max(shown) + 1, NUM_JOINTS, MAX_PERSONS), dtype=np.float32)
     for index, skeletons in frames.items():

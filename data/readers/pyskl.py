@@ -27,6 +27,7 @@ from mksgn.data.dataset import MAX_PERSONS, DatasetSplits, SkeletonDataset, stac
 from mksgn.data.readers.ntu_skeleton import body_activity
 from mksgn.data.readers.safe_pickle import safe_load
 from mksgn.data.skeletons import get_layout, layout_for_joints
+from mksgn.data.readers.scores import confidence_from_scores
 from mksgn.errors import DatasetError
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -79,9 +80,7 @@ def _keypoint_array(ann: dict, path: Path, where: str) -> tuple[np.ndarray, np.n
         raise DatasetError(f"2-D 'keypoint' needs 'keypoint_score' of shape {(m, t, v)}, got {got}", path, where)
     if not np.issubdtype(score.dtype, np.floating):
         raise DatasetError(f"'keypoint_score' must be float, got {score.dtype}", path, where)
-    scores = _finite_float32(score, path, where)
-    if not ((scores >= 0) & (scores <= 1)).all():
-        raise DatasetError("'keypoint_score' outside [0, 1]", path, where)
+    scores = confidence_from_scores(_finite_float32(score, path, where), path, where, "'keypoint_score'")
     return _finite_float32(kp, path, where), scores
 
 
