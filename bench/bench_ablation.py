@@ -60,11 +60,11 @@ def _dataset(name: str) -> str:
     if name == "builtin-hard":
         return str(builtin_path(BuiltinSpec(difficulty=1.0)))
     if name == "pose-kit":
-        from bench.real_data import fetch, pose_kit_splits
+        from bench.real_data import cache_name, fetch, pose_kit_splits
         from mksgn.data.builtin import cache_dir
         from mksgn.data.readers.ctrgcn_npz import write_ctrgcn_npz
 
-        path = cache_dir() / "pose-kit.npz"
+        path = cache_dir() / cache_name()
         if not path.is_file():
             write_ctrgcn_npz(path, pose_kit_splits(fetch(cache_dir() / "pose-classification-kit")))
         return str(path)

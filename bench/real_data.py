@@ -53,6 +53,12 @@ GAP = 8
 SPLIT_SEED = 0
 
 
+def cache_name() -> str:
+    """A file name for the npz that changes with every parameter of the cut."""
+    return (f"pose-kit-seg{SEGMENTS}-test{TEST_SEGMENTS}-f{CLIP_FRAMES}-stride{CLIP_STRIDE}-gap{GAP}"
+            f"-seed{SPLIT_SEED}.npz")
+
+
 def fetch(cache: str | os.PathLike[str]) -> Path:
     """The folder of ``<Label>_body.json`` files, downloaded (``pip download``) into ``cache`` once."""
     body = Path(cache) / "pose_classification_kit" / "datasets" / "Body"
