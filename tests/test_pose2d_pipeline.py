@@ -1,5 +1,5 @@
 """The built-in dataset in 2-D (pixels, a confidence, lost extremities) through every stage:
-inspect, training, export, quantisation, the emulator, Lava, energy and parity."""
+inspect, training, export, quantisation, the emulator, energy and parity (Lava: slow)."""
 
 from __future__ import annotations
 
@@ -64,18 +64,30 @@ def test_2d_data_train_with_two_coordinates_and_inspect_counts_missing_joints(ru
     assert load_checkpoint(run2d / "run" / "student_best.pt")["data"]["coords"] == 2
 
 
-def test_2d_graph_runs_exactly_on_lava_and_is_priced(run2d, capsys):
+def test_2d_graph_runs_and_is_priced(run2d):
     from mksgn.deploy.parity_cli import main as parity_main
     from mksgn.deploy.run_cli import main as run_main
     from mksgn.hw_profiles.energy_cli import main as energy_main
 
     data, q = str(run2d / "d2.npz"), str(run2d / "s.q.nir")
     assert parity_main([str(run2d / "run" / "student_best.pt"), str(run2d / "s.nir"), q, "--data", data,
-                        "--limit", "2", "-o", str(run2d / "parity"), "--quiet"]) == 0
+                        "--limit", "2", "-o", str(run2d / "parity"), "--quiet", "--no-lava"]) == 0
     report = json.loads((run2d / "parity" / "parity.json").read_text())
-    assert report["pairs"]["emulator_fixed_pt = lava_fixed_pt"]["mismatches"] == 0
-    assert report["pairs"]["executor = lava_floating_pt"]["mismatches"] == 0
+    assert report["pairs"]["snntorch = executor"]["mismatches"] == 0
     assert run_main([q, "--data", data, "--limit", "2", "--quiet", "-o", str(run2d / "r.json")]) == 0
     assert energy_main([q, "--data", data, "--limit", "2", "-o", str(run2d / "energy"), "--quiet"]) == 0
     energy = json.loads((run2d / "energy" / "energy.json").read_text())
     assert energy["counts"]["measured_on"].startswith("2 of 14 test samples") and energy["profiles"]
+
+
+@pytest.mark.slow
+def test_2d_graph_runs_exactly_on_lava(run2d):
+    """Lava in both tags against the emulator and the executor (slow: ``make bench`` runs it)."""
+    from mksgn.deploy.parity_cli import main as parity_main
+
+    data, q = str(run2d / "d2.npz"), str(run2d / "s.q.nir")
+    assert parity_main([str(run2d / "run" / "student_best.pt"), str(run2d / "s.nir"), q, "--data", data,
+                        "--limit", "2", "-o", str(run2d / "lava"), "--quiet"]) == 0
+    report = json.loads((run2d / "lava" / "parity.json").read_text())
+    assert report["pairs"]["emulator_fixed_pt = lava_fixed_pt"]["mismatches"] == 0
+    assert report["pairs"]["executor = lava_floating_pt"]["mismatches"] == 0

@@ -195,7 +195,7 @@ def _final_eval(trainer: Trainer, test: SkeletonInputs, val: SkeletonInputs, cla
     best = figures["best"]
     summary = {which: {k: figures[which][k] for k in ("epoch", "top1", "top5", "loss")} for which in figures}
     result = {**best, "checkpoint": trainer.path("best").name, "measured_on": measured_on, "class_names": classes,
-              "chosen_on": f"validation top-1 ({val.describe()}); the test split was not seen until now",
+              "chosen_on": f"validation top-1 ({val.describe()}); the test split chose nothing",
               "val_top1": trainer.best["top1"], "last_epoch": summary["last"]}
     if ctx.is_main:
         atomic_write_text(out / f"eval_{trainer.kind}.json", json.dumps(result, indent=1) + "\n")
