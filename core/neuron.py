@@ -115,7 +115,12 @@ def lif_fire(v: torch.Tensor, params: LeakyParams | LIFParams, spike_fn: SpikeFn
     if p.threshold is None:
         return v, v
     spikes = spike_fn(v - p.threshold)
-    return spikes, torch.where(spikes.detach() > 0, p.reset, v)
+    fired = spikes.detach()
+    if isinstance(p.reset, (int, float)) and p.reset == 0:
+        # where(fired, 0, v) as a product: the same values for a finite membrane (one that
+        # fires is > 0), about 5x faster on CPU; an overflowed (infinite) membrane gives NaN.
+        return spikes, v * (1 - fired)
+    return spikes, torch.where(fired > 0, p.reset, v)
 
 
 def lif_step(x: torch.Tensor, v: torch.Tensor, params: LeakyParams | LIFParams, spike_fn: SpikeFn = heaviside
