@@ -43,7 +43,7 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
     "tet": (["--set", "distill.tet=true"], False),
     "adamw": (["--set", 'train_student.optimizer="adamw"', "--set", "train_student.lr=0.002",
                "--set", "train_student.weight_decay=0.01"], False),
-    "lr-0.1": (["--set", "train_student.lr=0.1"], False),
+    "lr-0.05": (["--set", "train_student.lr=0.05"], False),
     "kd-tau-2": (["--set", "distill.tau=2.0"], False),
     "surrogate-wide": (["--set", "student.surrogate_alpha=1.0"], False),
     "augment": (["--set", "data.rotate_deg=15", "--set", "data.scale=0.1", "--set", "data.shear=0.1"], True),

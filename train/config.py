@@ -276,7 +276,7 @@ def _presets() -> dict[str, Config]:
             teacher=TeacherConfig(channels=(16, 16, 16, 16, 32, 32, 32, 64, 64, 64)),
             train_teacher=OptimConfig(epochs=6, lr=0.05, warmup_epochs=1, weight_decay=4e-4, patience=3,
                                       min_steps=390),
-            train_student=OptimConfig(epochs=10, lr=0.05, warmup_epochs=1, weight_decay=1e-4, patience=4,
+            train_student=OptimConfig(epochs=10, lr=0.1, warmup_epochs=1, weight_decay=1e-4, patience=4,
                                       min_steps=640),
             distill=DistillConfig(feature_layers=2),
         )
