@@ -6,7 +6,7 @@ import pytest
 import snntorch
 import torch
 
-from mksgn.core.neuron import COINCIDENCE, LIFParams, heaviside, lif_step
+from mksgn.core.neuron import COINCIDENCE, LeakyParams, LIFParams, heaviside, lif_fire, lif_step
 from mksgn.train.neuron import LIF
 
 
@@ -38,6 +38,24 @@ def test_strict_threshold_and_reset_to_zero():
     spk, v = lif_step(torch.tensor([0.0, 0.0, 0.8]), v, params)
     assert spk.tolist() == [0.0, 0.0, 1.0]  # 0.25 + 0.8 = 1.05 > 1
     assert v.tolist() == [0.5, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_reset_to_zero_equals_where_bit_for_bit(dtype):
+    """The reset to zero (a product, for speed) gives torch.where's values bit for bit, the
+    gradient too, for membranes of both signs, zeros of both signs and values at threshold."""
+    g = torch.Generator().manual_seed(0)
+    v = torch.cat([torch.randn(4000, generator=g, dtype=dtype) * 3,
+                   torch.tensor([0.0, -0.0, 1.0, 1.0 + 1e-6, -1.0], dtype=dtype)]).requires_grad_()
+    spikes, after = lif_fire(v, LeakyParams(a=0.5, threshold=1.0))
+    expected = torch.where(spikes > 0, 0.0, v)
+    assert after.dtype == dtype and torch.equal(after, expected)
+    assert torch.equal(torch.signbit(after), torch.signbit(expected))
+    grad, = torch.autograd.grad(after.sum(), v)
+    grad_ref, = torch.autograd.grad(expected.sum(), v)
+    assert torch.equal(grad, grad_ref)
+    other = lif_fire(v.detach(), LeakyParams(a=0.5, threshold=1.0, reset=-0.25))[1]  # another reset: where
+    assert torch.equal(other, torch.where(spikes > 0, -0.25, v.detach()))
 
 
 def test_coincidence_neuron_is_an_and():
