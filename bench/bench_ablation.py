@@ -20,8 +20,11 @@ first when missing), so that students are compared against one teacher.
 
 Runs are kept in ``MKSGN_ABLATION_OUT`` (default ``~/.cache/mksgn/ablation``), one folder
 each with its ``record.json``; a run already recorded there is not repeated, so the bench
-resumes and can be run piecewise. The result aggregates every record found: per dataset and
-variant, the mean, standard deviation and count over seeds of each figure, and each run.
+resumes and can be run piecewise. A run whose resolved config differs from what ``tiny`` and
+its variant resolve to now (the defaults changed) is moved to ``stale/`` and trained again,
+and so are the student-only variants distilled from a stale ``default`` run's teacher. The
+result aggregates every record found (``stale/`` aside): per dataset and variant, the mean,
+standard deviation and count over seeds of each figure, and each run.
 Run it with ``python -m bench --all ablation`` (not part of the default ``make bench``).
 """
 
@@ -80,20 +83,46 @@ def run_one(root: Path, dataset: str, variant: str, seed: int) -> dict[str, Any]
     from mksgn.train.run import train_command
 
     out = root / dataset / f"{variant}-seed{seed}"
+    options, own_teacher = VARIANTS[variant]
+    if (out / "run.json").is_file() and _stale(out, options):
+        _set_aside(root, out)
+        if variant == "default":  # the students distilled from its teacher go with it
+            for other, (opts, own) in VARIANTS.items():
+                taught = root / dataset / f"{other}-seed{seed}"
+                if not own and "--kd" not in opts and taught.is_dir():
+                    _set_aside(root, taught)
     if (out / "record.json").is_file():
         return json.loads((out / "record.json").read_text())
-    options, own_teacher = VARIANTS[variant]
     teacher = None
     if not own_teacher and "--kd" not in options:
         teacher = str(root / dataset / f"default-seed{seed}" / "teacher_best.pt")
-        if not Path(teacher).is_file():
-            run_one(root, dataset, "default", seed)
+        run_one(root, dataset, "default", seed)  # trains it when missing or stale
     flags = _flags(options, dataset, seed, teacher)
     start = time.perf_counter()
     train_command(out, flags, resume=(out / "run.json").is_file(), device="cpu", progress=False, log=_quiet)
     record = _record(out, dataset, variant, seed, teacher, round(time.perf_counter() - start, 1))
     (out / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def _stale(out: Path, options: list[str]) -> bool:
+    """Whether the run in ``out`` was trained with another config than ``tiny`` and ``options``
+    resolve to now (the defaults changed since): its figures no longer measure the variant."""
+    from mksgn.train.config import load_config
+
+    recorded = json.loads((out / "run.json").read_text()).get("config")
+    sets = [options[i + 1] for i, o in enumerate(options) if o == "--set"]
+    return recorded != load_config("tiny", sets).to_dict()
+
+
+def _set_aside(root: Path, out: Path) -> None:
+    """Move a stale run to ``root/stale/<dataset>/<run>-<n>`` (kept, not aggregated) and say so."""
+    n = 0
+    while (target := root / "stale" / out.parent.name / f"{out.name}-{n}").exists():
+        n += 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out.rename(target)
+    print(f"ablation: {out} was trained with other defaults than this version's; moved to {target}, training again")
 
 
 def _flags(options: list[str], dataset: str, seed: int, teacher: str | None) -> dict[str, Any]:
@@ -115,6 +144,11 @@ def _record(out: Path, dataset: str, variant: str, seed: int, teacher: str | Non
         "epochs_trained": len(metrics["student"]["epochs"]), "teacher_top1": teacher_top1,
         "baseline_top1": metrics["baseline"]["top1"], "measured_on": student["measured_on"],
     }
+
+
+def recorded(root: Path) -> list[dict[str, Any]]:
+    """Every run record under ``root`` (``<dataset>/<run>/record.json``; ``stale/`` runs are deeper)."""
+    return [json.loads(p.read_text()) for p in sorted(root.glob("*/*/record.json"))]
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,6 +179,6 @@ def run(out: str | None = None) -> dict:
         for variant in variants:
             for seed in seeds:
                 run_one(root, dataset, variant, seed)
-    records = [json.loads(p.read_text()) for p in sorted(root.glob("*/*/record.json"))]
+    records = recorded(root)
     return {"runs_folder": str(root), "summary": summarise(records), "runs": records,
             "measured_on": "test split of each dataset; checkpoints chosen on the validation split"}

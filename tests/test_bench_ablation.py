@@ -1,0 +1,41 @@
+"""The training ablation never aggregates a run trained under other defaults than today's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import bench_ablation
+from mksgn.train.config import load_config
+
+
+def _fake_run(folder: Path, config: dict, top1: float) -> None:
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"config": config}))
+    record = {"dataset": folder.parent.name, "variant": folder.name.rsplit("-seed", 1)[0], "seed": 0,
+              "seconds": 1.0, "student_top1": top1, "student_last_top1": top1, "student_val_top1": top1,
+              "chosen_epoch": 1, "epochs_trained": 1, "teacher_top1": None, "baseline_top1": 0.5,
+              "measured_on": "test split"}
+    (folder / "record.json").write_text(json.dumps(record))
+
+
+def test_a_run_under_the_current_defaults_is_reused_and_a_stale_one_is_set_aside(tmp_path, capsys):
+    current = load_config("tiny").to_dict()
+    old = load_config("tiny", ["data.p_interval=[0.5, 0.9]"]).to_dict()
+    _fake_run(tmp_path / "builtin" / "no-kd-seed0", current, 0.7)
+    assert bench_ablation.run_one(tmp_path, "builtin", "no-kd", 0)["student_top1"] == 0.7  # reused, not trained
+
+    lr = load_config("tiny", ["train_student.lr=0.05"]).to_dict()
+    _fake_run(tmp_path / "builtin" / "lr-0.05-seed0", lr, 0.6)
+    assert not bench_ablation._stale(tmp_path / "builtin" / "lr-0.05-seed0", bench_ablation.VARIANTS["lr-0.05"][0])
+    assert bench_ablation._stale(tmp_path / "builtin" / "no-kd-seed0", bench_ablation.VARIANTS["lr-0.05"][0])
+
+    _fake_run(tmp_path / "pose-kit" / "default-seed0", old, 0.9)
+    folder = tmp_path / "pose-kit" / "default-seed0"
+    assert bench_ablation._stale(folder, [])
+    bench_ablation._set_aside(tmp_path, folder)
+    assert not folder.exists()
+    kept = tmp_path / "stale" / "pose-kit" / "default-seed0-0"
+    assert json.loads((kept / "record.json").read_text())["student_top1"] == 0.9
+    assert "other defaults" in capsys.readouterr().out
+    assert {r["dataset"] for r in bench_ablation.recorded(tmp_path)} == {"builtin"}  # nothing from stale/
