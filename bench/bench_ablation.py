@@ -47,6 +47,8 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
     "adamw": (["--set", 'train_student.optimizer="adamw"', "--set", "train_student.lr=0.002",
                "--set", "train_student.weight_decay=0.01"], False),
     "lr-0.05": (["--set", "train_student.lr=0.05"], False),
+    "epochs-10": (["--set", "train_student.epochs=10", "--set", "train_student.patience=4"], False),
+    "crop-0.5": (["--set", "data.p_interval=[0.5, 1.0]"], True),
     "kd-tau-2": (["--set", "distill.tau=2.0"], False),
     "surrogate-wide": (["--set", "student.surrogate_alpha=1.0"], False),
     "augment": (["--set", "data.rotate_deg=15", "--set", "data.scale=0.1", "--set", "data.shear=0.1"], True),

@@ -257,7 +257,7 @@ def test_the_schedule_gives_a_small_dataset_as_many_steps():
     assert small.patience == 40  # 15 epochs of 10, scaled as the epochs
     assert OptimConfig(epochs=10).for_data(1).epochs == 10  # min_steps 0: the epochs as given
     tiny = preset("tiny")
-    assert tiny.train_student.for_data(66).epochs == 10 and tiny.train_teacher.for_data(66).epochs == 6
+    assert tiny.train_student.for_data(66).epochs == 15 and tiny.train_teacher.for_data(66).epochs == 6
 
 
 def test_epochs_flag_means_exactly_that_many_epochs():

@@ -271,12 +271,12 @@ def _presets() -> dict[str, Config]:
         PRESETS["ntu"] = Config(name="ntu")
         PRESETS["tiny"] = Config(
             name="tiny",
-            data=DataConfig(frames=32, batch_size=32),
+            data=DataConfig(frames=32, batch_size=32, p_interval=(0.8, 1.0)),
             student=StudentConfig(branch_channels=16, channels=(16, 32, 32), strides=(1, 2, 1)),
             teacher=TeacherConfig(channels=(16, 16, 16, 16, 32, 32, 32, 64, 64, 64)),
             train_teacher=OptimConfig(epochs=6, lr=0.05, warmup_epochs=1, weight_decay=4e-4, patience=3,
                                       min_steps=390),
-            train_student=OptimConfig(epochs=10, lr=0.1, warmup_epochs=1, weight_decay=1e-4, patience=4,
+            train_student=OptimConfig(epochs=15, lr=0.1, warmup_epochs=1, weight_decay=1e-4, patience=8,
                                       min_steps=640),
             distill=DistillConfig(feature_layers=2),
         )
