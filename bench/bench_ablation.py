@@ -113,8 +113,12 @@ def _stale(out: Path, options: list[str]) -> bool:
     from mksgn.train.config import load_config
 
     recorded = json.loads((out / "run.json").read_text()).get("config")
-    sets = [options[i + 1] for i, o in enumerate(options) if o == "--set"]
-    return recorded != load_config("tiny", sets).to_dict()
+    return recorded != load_config("tiny", _sets(options)).to_dict()
+
+
+def _sets(options: list[str]) -> list[str]:
+    """The ``--set`` values among a variant's options."""
+    return [options[i + 1] for i, o in enumerate(options) if o == "--set"]
 
 
 def _set_aside(root: Path, out: Path) -> None:
@@ -128,9 +132,8 @@ def _set_aside(root: Path, out: Path) -> None:
 
 
 def _flags(options: list[str], dataset: str, seed: int, teacher: str | None) -> dict[str, Any]:
-    sets = [options[i + 1] for i, o in enumerate(options) if o == "--set"]
     kd = options[options.index("--kd") + 1] if "--kd" in options else None
-    return {"config": "tiny", "overrides": sets, "data": _dataset(dataset), "teacher": teacher, "kd": kd,
+    return {"config": "tiny", "overrides": _sets(options), "data": _dataset(dataset), "teacher": teacher, "kd": kd,
             "seed": seed}
 
 
