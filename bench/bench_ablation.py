@@ -82,29 +82,36 @@ def _quiet(_msg: str) -> None:
 
 def run_one(root: Path, dataset: str, variant: str, seed: int) -> dict[str, Any]:
     """Train one (dataset, variant, seed) into ``root`` unless recorded; return its record."""
+    from mksgn.atomic import atomic_write_text
     from mksgn.train.run import train_command
 
     out = root / dataset / f"{variant}-seed{seed}"
-    options, own_teacher = VARIANTS[variant]
+    options = VARIANTS[variant][0]
     if (out / "run.json").is_file() and _stale(out, options):
         _set_aside(root, out)
         if variant == "default":  # the students distilled from its teacher go with it
-            for other, (opts, own) in VARIANTS.items():
+            for other in VARIANTS:
                 taught = root / dataset / f"{other}-seed{seed}"
-                if not own and "--kd" not in opts and taught.is_dir():
+                if _distilled_from_default(other) and taught.is_dir():
                     _set_aside(root, taught)
     if (out / "record.json").is_file():
         return json.loads((out / "record.json").read_text())
     teacher = None
-    if not own_teacher and "--kd" not in options:
+    if _distilled_from_default(variant):
         teacher = str(root / dataset / f"default-seed{seed}" / "teacher_best.pt")
         run_one(root, dataset, "default", seed)  # trains it when missing or stale
     flags = _flags(options, dataset, seed, teacher)
     start = time.perf_counter()
     train_command(out, flags, resume=(out / "run.json").is_file(), device="cpu", progress=False, log=_quiet)
     record = _record(out, dataset, variant, seed, teacher, round(time.perf_counter() - start, 1))
-    (out / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write_text(out / "record.json", json.dumps(record, indent=1) + "\n")
     return record
+
+
+def _distilled_from_default(variant: str) -> bool:
+    """Whether ``variant`` changes the student only and is distilled from the ``default`` run's teacher."""
+    options, own_teacher = VARIANTS[variant]
+    return not own_teacher and "--kd" not in options
 
 
 def _stale(out: Path, options: list[str]) -> bool:

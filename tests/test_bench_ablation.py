@@ -39,3 +39,10 @@ def test_a_run_under_the_current_defaults_is_reused_and_a_stale_one_is_set_aside
     assert json.loads((kept / "record.json").read_text())["student_top1"] == 0.9
     assert "other defaults" in capsys.readouterr().out
     assert {r["dataset"] for r in bench_ablation.recorded(tmp_path)} == {"builtin"}  # nothing from stale/
+
+
+def test_only_student_variants_share_the_default_runs_teacher():
+    """They are set aside with a stale ``default`` run; variants with their own teacher or none are not."""
+    assert bench_ablation._distilled_from_default("lr-0.05")
+    assert not bench_ablation._distilled_from_default("no-kd")  # no teacher at all
+    assert not bench_ablation._distilled_from_default("crop-0.5")  # trains its own
