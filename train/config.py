@@ -143,7 +143,9 @@ class OptimConfig:
 
     The schedule adapts to the data: it runs ``epochs`` epochs, or more where that gives fewer
     than ``min_steps`` optimiser steps (a small dataset gets as many steps as a large one,
-    :meth:`for_data`); the validation curve then stops it.
+    :meth:`for_data`); the validation curve then stops it. ``ema_decay`` > 0 keeps an exponential
+    moving average of the weights (:mod:`mksgn.train.averaging`): the average is what is
+    validated, checkpointed and deployed (0: the trained weights themselves).
     """
 
     epochs: int = 65
@@ -157,6 +159,7 @@ class OptimConfig:
     patience: int = 15
     optimizer: str = "sgd"
     min_steps: int = 0
+    ema_decay: float = 0.0
 
     def for_data(self, batches_per_epoch: int) -> "OptimConfig":
         """This schedule for a dataset of ``batches_per_epoch`` batches: ``epochs`` raised to reach
@@ -184,6 +187,8 @@ class OptimConfig:
             raise ConfigError(f"{prefix}.min_steps must be >= 0, got {self.min_steps}")
         if self.patience < 0:
             raise ConfigError(f"{prefix}.patience must be >= 0, got {self.patience}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"{prefix}.ema_decay must be in [0, 1) (0: no weight average), got {self.ema_decay}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"{prefix}.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 

@@ -189,7 +189,7 @@ def _final_eval(trainer: Trainer, test: SkeletonInputs, val: SkeletonInputs, cla
             figures["best"] = figures["last"]
             continue
         trainer.model.load_state_dict(record["model"])
-        figures[which] = {**trainer.evaluate(test, len(classes)), "epoch": record["epoch"]}
+        figures[which] = {**trainer.evaluate(test, len(classes), trainer.model), "epoch": record["epoch"]}
     if figures["best"] is figures["last"]:
         trainer.model.load_state_dict(load_checkpoint(trainer.path("best"), kind=trainer.kind)["model"])
     best = figures["best"]

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from mksgn.atomic import atomic_write_text
 from mksgn.cli import Terminated, raise_terminated
 from mksgn.data.pipeline import SkeletonInputs
+from mksgn.train.averaging import WeightAverage
 from mksgn.train.checkpoint import load_checkpoint, save_checkpoint
 from mksgn.train.config import OptimConfig
 from mksgn.train.neuron import LIF
@@ -234,6 +235,7 @@ class Trainer:
         self.batch_size = batch_size
         self.progress = progress and ctx.is_main
         self.optimizer = make_optimizer(self.objective, optim)
+        self.average = WeightAverage(self.model, optim.ema_decay) if optim.ema_decay > 0 else None
         self.wrapped: nn.Module = self.objective
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -250,6 +252,11 @@ class Trainer:
     def model(self) -> nn.Module:
         return self.objective.model
 
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights validated and checkpointed as ``model``: the weight average where there is one."""
+        return self.model if self.average is None else self.average.model
+
     def path(self, which: str) -> Path:
         return self.out / f"{self.kind}_{which}.pt"
 
@@ -263,7 +270,9 @@ class Trainer:
             "epoch": epoch,
             "seed": self.seed,
             "world_size": self.ctx.world_size,
-            "model": self.model.state_dict(),
+            "model": self.evaluated.state_dict(),
+            **({} if self.average is None else {"trained": self.model.state_dict(),
+                                                "average": self.average.state_dict()}),
             "extra": extra,
             "optimizer": self.optimizer.state_dict(),
             "best": dict(self.best if best is None else best),
@@ -289,7 +298,10 @@ class Trainer:
         if record is None:
             return None
         self._check_resumable(record)
-        self.objective.load_state_dict({**{f"model.{k}": v for k, v in record["model"].items()}, **record["extra"]})
+        trained = record.get("trained", record["model"])
+        self.objective.load_state_dict({**{f"model.{k}": v for k, v in trained.items()}, **record["extra"]})
+        if self.average is not None:
+            self.average.load(record["model"], record.get("average", {"steps": 0}))
         self.optimizer.load_state_dict(record["optimizer"])
         self.start_epoch = int(record["epoch"])
         self.history = list(record["history"])
@@ -354,6 +366,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
         return float(loss.detach()), parts, int((logits.argmax(1) == y).sum()), lr
 
     def train_epoch(self, data: SkeletonInputs, epoch: int, resume_at: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -398,7 +412,8 @@ class Trainer:
         if self.ctx.distributed:
             # DDP broadcasts buffers (BN statistics) before each forward, so the last step's
             # update is still rank-local: make every rank hold rank 0's buffers.
-            for buf in self.objective.buffers():
+            averaged = [] if self.average is None else list(self.average.model.buffers())
+            for buf in [*self.objective.buffers(), *averaged]:
                 dist.broadcast(buf, 0)
         elapsed = max(pos["seconds"], 1e-9)
         sums, curve = pos["sums"], pos["curve"]
@@ -417,9 +432,10 @@ class Trainer:
         }
 
     @torch.no_grad()
-    def evaluate(self, data: SkeletonInputs, num_classes: int) -> dict[str, Any]:
-        """Top-1, top-5, loss, confusion matrix and spike rates on ``data`` (all ranks share)."""
-        model = self.model
+    def evaluate(self, data: SkeletonInputs, num_classes: int, model: nn.Module | None = None) -> dict[str, Any]:
+        """Top-1, top-5, loss, confusion matrix and spike rates of ``model`` (default: :attr:`evaluated`)
+        on ``data`` (all ranks share)."""
+        model = self.evaluated if model is None else model
         model.eval()
         rates = SpikeRates(model)
         indices = np.arange(self.ctx.rank, len(data), self.ctx.world_size)
