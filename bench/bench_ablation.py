@@ -48,6 +48,7 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
                "--set", "train_student.weight_decay=0.01"], False),
     "lr-0.05": (["--set", "train_student.lr=0.05"], False),
     "epochs-10": (["--set", "train_student.epochs=10", "--set", "train_student.patience=4"], False),
+    "ema": (["--set", "train_student.ema_decay=0.99"], False),
     "crop-0.5": (["--set", "data.p_interval=[0.5, 1.0]"], True),
     "kd-tau-2": (["--set", "distill.tau=2.0"], False),
     "surrogate-wide": (["--set", "student.surrogate_alpha=1.0"], False),
