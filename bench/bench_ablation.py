@@ -117,11 +117,16 @@ def _distilled_from_default(variant: str) -> bool:
 
 def _stale(out: Path, options: list[str]) -> bool:
     """Whether the run in ``out`` was trained with another config than ``tiny`` and ``options``
-    resolve to now (the defaults changed since): its figures no longer measure the variant."""
-    from mksgn.train.config import load_config
+    resolve to now (the defaults changed since): its figures no longer measure the variant. A field
+    added since, at a default that keeps the old behaviour, changes nothing."""
+    from mksgn.train.config import Config, ConfigError, load_config
 
     recorded = json.loads((out / "run.json").read_text()).get("config")
-    return recorded != load_config("tiny", _sets(options)).to_dict()
+    try:
+        then = Config.from_dict(recorded, str(out / "run.json")).to_dict()
+    except (ConfigError, TypeError, AttributeError):  # a field since removed or renamed
+        return True
+    return then != load_config("tiny", _sets(options)).to_dict()
 
 
 def _sets(options: list[str]) -> list[str]:

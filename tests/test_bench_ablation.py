@@ -28,6 +28,15 @@ def test_a_run_under_the_current_defaults_is_reused_and_a_stale_one_is_set_aside
     lr = load_config("tiny", ["train_student.lr=0.05"]).to_dict()
     _fake_run(tmp_path / "builtin" / "lr-0.05-seed0", lr, 0.6)
     assert not bench_ablation._stale(tmp_path / "builtin" / "lr-0.05-seed0", bench_ablation.VARIANTS["lr-0.05"][0])
+    # a run recorded before a field was added (here the weight average) at the default that keeps the
+    # old behaviour is not stale; a field that no longer exists is
+    older = json.loads(json.dumps(current))
+    del older["train_student"]["ema_decay"]
+    _fake_run(tmp_path / "builtin" / "default-seed0", older, 0.8)
+    assert not bench_ablation._stale(tmp_path / "builtin" / "default-seed0", [])
+    older["train_student"]["retired_knob"] = 1
+    (tmp_path / "builtin" / "default-seed0" / "run.json").write_text(json.dumps({"config": older}))
+    assert bench_ablation._stale(tmp_path / "builtin" / "default-seed0", [])
     assert bench_ablation._stale(tmp_path / "builtin" / "no-kd-seed0", bench_ablation.VARIANTS["lr-0.05"][0])
 
     _fake_run(tmp_path / "pose-kit" / "default-seed0", old, 0.9)
