@@ -26,14 +26,23 @@ and so are the student-only variants distilled from a stale ``default`` run's te
 result aggregates every record found (``stale/`` aside): per dataset and variant, the mean,
 standard deviation and count over seeds of each figure, and each run.
 Run it with ``python -m bench --all ablation`` (not part of the default ``make bench``).
+
+Where the runs compute: ``MKSGN_ABLATION_DEVICE`` (``cpu``, the default, or ``cuda``), and
+``MKSGN_ABLATION_JOBS`` runs at a time (default 1), each in a process of its own with
+``cores / jobs`` threads on the CPU, one on a GPU. With more than one job, the runs that train a
+teacher go first and the student-only variants, which distil from those teachers, after them.
+Each record names its device (and the torch version): float rounding differs between CPUs
+and GPUs, so the same seed gives other figures on another machine (within a seed's spread).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +60,8 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
     "ema": (["--set", "train_student.ema_decay=0.99"], False),
     "crop-0.5": (["--set", "data.p_interval=[0.5, 1.0]"], True),
     "kd-tau-2": (["--set", "distill.tau=2.0"], False),
+    "kd-alpha-2": (["--set", "distill.alpha=2.0"], False),
+    "time-steps-6": (["--set", "student.time_steps=6"], False),
     "surrogate-wide": (["--set", "student.surrogate_alpha=1.0"], False),
     "augment": (["--set", "data.rotate_deg=15", "--set", "data.scale=0.1", "--set", "data.shear=0.1"], True),
     "normalise": (["--set", 'data.normalise="sample"'], True),
@@ -81,8 +92,8 @@ def _quiet(_msg: str) -> None:
     pass
 
 
-def run_one(root: Path, dataset: str, variant: str, seed: int) -> dict[str, Any]:
-    """Train one (dataset, variant, seed) into ``root`` unless recorded; return its record."""
+def run_one(root: Path, dataset: str, variant: str, seed: int, device: str = "cpu") -> dict[str, Any]:
+    """Train one (dataset, variant, seed) into ``root`` on ``device`` unless recorded; return its record."""
     from mksgn.atomic import atomic_write_text
     from mksgn.train.run import train_command
 
@@ -100,13 +111,35 @@ def run_one(root: Path, dataset: str, variant: str, seed: int) -> dict[str, Any]
     teacher = None
     if _distilled_from_default(variant):
         teacher = str(root / dataset / f"default-seed{seed}" / "teacher_best.pt")
-        run_one(root, dataset, "default", seed)  # trains it when missing or stale
+        run_one(root, dataset, "default", seed, device)  # trains it when missing or stale
     flags = _flags(options, dataset, seed, teacher)
     start = time.perf_counter()
-    train_command(out, flags, resume=(out / "run.json").is_file(), device="cpu", progress=False, log=_quiet)
+    train_command(out, flags, resume=(out / "run.json").is_file(), device=device, progress=False, log=_quiet)
     record = _record(out, dataset, variant, seed, teacher, round(time.perf_counter() - start, 1))
+    record["device"], record["torch"] = device_description(device), _torch_version()
     atomic_write_text(out / "record.json", json.dumps(record, indent=1) + "\n")
     return record
+
+
+def device_description(device: str) -> str:
+    """What a run computed on: the GPU's name, or the CPU's model and torch's thread count."""
+    import torch
+
+    if device == "cuda":
+        return f"cuda: {torch.cuda.get_device_name()}"
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {cpu}, {torch.get_num_threads()} thread(s)"
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def _distilled_from_default(variant: str) -> bool:
@@ -176,7 +209,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         groups.setdefault((r["dataset"], r["variant"]), []).append(r)
     out: dict[str, Any] = {}
     for (dataset, variant), runs in sorted(groups.items()):
-        row = {"seeds": sorted(r["seed"] for r in runs)}
+        row = {"seeds": sorted(r["seed"] for r in runs),
+               "devices": sorted({r.get("device", "cpu (not recorded)") for r in runs})}
         for key in ("student_top1", "student_last_top1", "teacher_top1", "baseline_top1", "seconds"):
             values = [r[key] for r in runs if r[key] is not None]
             if values:
@@ -188,15 +222,54 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def waves(runs: list[tuple[str, str, int]]) -> list[list[tuple[str, str, int]]]:
+    """``runs`` in the order they may run at once: first those that train a teacher (every
+    ``default`` run a student-only variant needs, added where missing, and the variants with a
+    teacher of their own or none), then the student-only variants that distil from them."""
+    first = [r for r in runs if not _distilled_from_default(r[1])]
+    needed = [(d, "default", s) for d, v, s in runs if _distilled_from_default(v)]
+    first += [r for r in dict.fromkeys(needed) if r not in first]
+    return [first, [r for r in runs if _distilled_from_default(r[1])]]
+
+
+def _run_worker(root: Path, run: tuple[str, str, int], device: str, threads: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_one(root, *run, device=device)
+
+
+def run_parallel(root: Path, runs: list[tuple[str, str, int]], device: str, jobs: int) -> None:
+    """``runs`` with ``jobs`` processes at a time (:func:`waves`); a failed run raises."""
+    import multiprocessing
+
+    for dataset in dict.fromkeys(d for d, _, _ in runs):  # each dataset written once, before the workers
+        if any(not (root / d / f"{v}-seed{s}" / "record.json").is_file() for d, v, s in runs if d == dataset):
+            _dataset(dataset)
+    threads = 1 if device == "cuda" else max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")  # no state of this process (torch threads, CUDA) inherited
+    for wave in waves(runs):
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            for future in [pool.submit(_run_worker, root, r, device, threads) for r in wave]:
+                future.result()
+
+
 def run(out: str | None = None) -> dict:
     root = Path(out or os.environ.get("MKSGN_ABLATION_OUT") or Path.home() / ".cache" / "mksgn" / "ablation")
     datasets = os.environ.get("MKSGN_ABLATION_DATASETS", "builtin,builtin-hard,pose-kit").split(",")
     variants = os.environ.get("MKSGN_ABLATION_VARIANTS", ",".join(VARIANTS)).split(",")
     seeds = [int(s) for s in os.environ.get("MKSGN_ABLATION_SEEDS", ",".join(map(str, SEEDS))).split(",")]
-    for dataset in datasets:
-        for variant in variants:
-            for seed in seeds:
-                run_one(root, dataset, variant, seed)
+    device = os.environ.get("MKSGN_ABLATION_DEVICE", "cpu")
+    jobs = int(os.environ.get("MKSGN_ABLATION_JOBS", "1"))
+    if device not in ("cpu", "cuda") or jobs < 1:
+        raise ValueError(f"MKSGN_ABLATION_DEVICE must be cpu or cuda and MKSGN_ABLATION_JOBS >= 1, "
+                         f"got {device!r} and {jobs}")
+    runs = [(dataset, variant, seed) for dataset in datasets for variant in variants for seed in seeds]
+    if jobs == 1:
+        for dataset, variant, seed in runs:
+            run_one(root, dataset, variant, seed, device)
+    else:
+        run_parallel(root, runs, device, jobs)
     records = recorded(root)
     return {"runs_folder": str(root), "summary": summarise(records), "runs": records,
             "measured_on": "test split of each dataset; checkpoints chosen on the validation split"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench import bench_ablation
 from mksgn.train.config import load_config
 
@@ -55,3 +57,30 @@ def test_only_student_variants_share_the_default_runs_teacher():
     assert bench_ablation._distilled_from_default("lr-0.05")
     assert not bench_ablation._distilled_from_default("no-kd")  # no teacher at all
     assert not bench_ablation._distilled_from_default("crop-0.5")  # trains its own
+
+
+def test_teachers_are_trained_before_the_students_that_distil_from_them():
+    runs = [("builtin", "lr-0.05", 0), ("builtin", "no-kd", 0), ("builtin", "crop-0.5", 1), ("builtin", "ema", 0)]
+    first, second = bench_ablation.waves(runs)
+    assert first == [("builtin", "no-kd", 0), ("builtin", "crop-0.5", 1), ("builtin", "default", 0)]
+    assert second == [("builtin", "lr-0.05", 0), ("builtin", "ema", 0)]
+    assert bench_ablation.waves([("builtin", "default", 2), ("builtin", "time-steps-6", 2)]) == [
+        [("builtin", "default", 2)], [("builtin", "time-steps-6", 2)]]
+
+
+def test_parallel_jobs_aggregate_every_run_and_name_the_device(tmp_path, monkeypatch):
+    """Two worker processes (spawned) find the recorded runs; the summary lists where they ran."""
+    current = load_config("tiny").to_dict()
+    _fake_run(tmp_path / "builtin" / "default-seed0", current, 0.8)
+    _fake_run(tmp_path / "builtin" / "no-kd-seed0", current, 0.7)
+    record = tmp_path / "builtin" / "default-seed0" / "record.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "device": "cuda: a GPU"}))
+    for key, value in {"DATASETS": "builtin", "VARIANTS": "default,no-kd", "SEEDS": "0", "JOBS": "2"}.items():
+        monkeypatch.setenv(f"MKSGN_ABLATION_{key}", value)
+    summary = bench_ablation.run(str(tmp_path))["summary"]["builtin"]
+    assert summary["default"]["student_top1"]["mean"] == 0.8 and summary["default"]["devices"] == ["cuda: a GPU"]
+    assert summary["no-kd"]["devices"] == ["cpu (not recorded)"]
+    monkeypatch.setenv("MKSGN_ABLATION_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="MKSGN_ABLATION_DEVICE"):
+        bench_ablation.run(str(tmp_path))
+    assert bench_ablation.device_description("cpu").startswith("cpu: ") and "thread" in bench_ablation.device_description("cpu")
