@@ -7,7 +7,8 @@ training split's statistics. A confidence is not a feature.
 A multinomial logistic regression (full-batch L-BFGS) is fitted on the training samples
 for each L2 strength of :data:`L2_GRID`; the validation split chooses one by its log-loss (the
 top-1 of a few hundred validation clips ties between penalties, and then float rounding on
-another machine could flip the choice and the figure), and the test split is evaluated once. If the networks do not beat it, they do not earn their cost.
+another machine could flip the choice and the figure), and the test split is evaluated once.
+If the networks do not beat it, they do not earn their cost.
 """
 
 from __future__ import annotations
