@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -125,15 +124,11 @@ def device_description(device: str) -> str:
     """What a run computed on: the GPU's name, or the CPU's model and torch's thread count."""
     import torch
 
+    from bench.__main__ import machine
+
     if device == "cuda":
         return f"cuda: {torch.cuda.get_device_name()}"
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"cpu: {cpu}, {torch.get_num_threads()} thread(s)"
+    return f"cpu: {machine()['cpu'] or 'unknown CPU'}, {torch.get_num_threads()} thread(s)"
 
 
 def _torch_version() -> str:
