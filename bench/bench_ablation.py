@@ -115,7 +115,9 @@ def run_one(root: Path, dataset: str, variant: str, seed: int, device: str = "cp
     start = time.perf_counter()
     train_command(out, flags, resume=(out / "run.json").is_file(), device=device, progress=False, log=_quiet)
     record = _record(out, dataset, variant, seed, teacher, round(time.perf_counter() - start, 1))
-    record["device"], record["torch"] = device_description(device), _torch_version()
+    from bench.__main__ import machine
+
+    record["device"], record["torch"] = device_description(device), machine()["torch"]
     atomic_write_text(out / "record.json", json.dumps(record, indent=1) + "\n")
     return record
 
@@ -129,12 +131,6 @@ def device_description(device: str) -> str:
     if device == "cuda":
         return f"cuda: {torch.cuda.get_device_name()}"
     return f"cpu: {machine()['cpu'] or 'unknown CPU'}, {torch.get_num_threads()} thread(s)"
-
-
-def _torch_version() -> str:
-    import torch
-
-    return torch.__version__
 
 
 def _distilled_from_default(variant: str) -> bool:
