@@ -40,8 +40,9 @@ def test_the_command_line_choices_are_the_cores():
                                            "discretisation": timestep.DISCRETISATIONS}
 
 
-@pytest.mark.parametrize("backend", ["reference", "emulator"])
+@pytest.mark.parametrize("backend", ["reference", "emulator", pytest.param("lava", marks=pytest.mark.lava)])
 def test_run_on_arrays_gives_the_frameworks_outputs(tmp_path, capsys, backend):
+    """``mksgn-run`` on a framework's graph and arrays, to the end, on every backend (Lava: ``floating_pt``)."""
     from mksgn.deploy import run_cli
 
     model, data = fixture("sinabs_mlp")
@@ -52,6 +53,7 @@ def test_run_on_arrays_gives_the_frameworks_outputs(tmp_path, capsys, backend):
     assert err == ""  # the preset states dt: no warning
     np.testing.assert_array_equal(np.load(saved)["output"], np.load(data)["output"])
     rec = json.loads(record.read_text())
+    assert rec["backend"] == backend and rec["tag"] == ("float64" if backend == "reference" else "floating_pt")
     assert rec["accuracy"] is None and rec["measured_on"].startswith(f"3 rows of {data} (16 steps)")
     assert rec["semantics"].startswith("sinabs-from-model: dt=1 (exponential), reset subtract, spike if v >= ")
     assert rec["binary_inputs"] == {"input": False}

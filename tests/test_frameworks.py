@@ -79,7 +79,13 @@ PER_NEURON = ("snntorch_per_neuron", "sinabs_per_neuron", "norse_per_neuron")
 """Fixtures with per-neuron decays and thresholds (learned by snnTorch, given by sinabs and norse)."""
 
 
-@pytest.mark.parametrize("name", sorted(PRESET))
+LAVA_SLOW = {"norse_per_neuron"}
+"""Split into one stock LIF per decay group (20 LIFs and their synapse pieces, :mod:`mksgn.deploy.lava_split`):
+about 36 s of Lava on 2 cores, so under ``make bench``; ``tests/test_per_neuron.py`` runs a split in ``make test``."""
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LAVA_SLOW else n
+                                  for n in sorted(PRESET)])
 def test_lava_equals_the_emulator_in_both_tags_quantised_on_the_fixtures_own_inputs(name):
     """Lava ``fixed_pt`` = the fixed-point emulator and ``floating_pt`` = the float emulator, spike for
     spike, on every spiking population; stock LIFs where the rule is a LIF's, mksgn's ``RuleLIF``

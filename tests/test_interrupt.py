@@ -104,10 +104,13 @@ def _gone(sid: int, seconds: float) -> list[int]:
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("command", ["run", "parity"])
-@pytest.mark.parametrize(("signum", "status", "word"), [(signal.SIGINT, 130, "interrupted"),
-                                                        (signal.SIGTERM, 143, "terminated")],
-                         ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(("command", "signum", "status", "word"), [
+    pytest.param("run", signal.SIGINT, 130, "interrupted", id="SIGINT-run"),
+    pytest.param("parity", signal.SIGTERM, 143, "terminated", id="SIGTERM-parity"),
+    # each about 20 s on 2 cores: the other two pairs under make bench
+    pytest.param("parity", signal.SIGINT, 130, "interrupted", id="SIGINT-parity", marks=pytest.mark.slow),
+    pytest.param("run", signal.SIGTERM, 143, "terminated", id="SIGTERM-run", marks=pytest.mark.slow),
+])
 def test_a_signal_stops_a_lava_run_cleanly(files, command, signum, status, word):
     prog, args = _command(files, command)
     before = set(os.listdir(SHM))

@@ -18,6 +18,12 @@ pytestmark = pytest.mark.lava
 PER_ROW = (1, 2)
 """Rows also run one build each (a row cut short after a full one, an absent person after it):
 each such build costs about 20 s on 2 cores, so not every row is rebuilt."""
+TINY_SLOW = pytest.mark.slow
+"""The tiny student's runs here (about 30 s a build on 2 cores) are under ``make bench``. ``make
+test`` covers each claim more cheaply: rows back to back in one build equal to the emulator on
+a random graph with a row cut short (below), one build per row equal to the emulator on random
+graphs (``tests/test_lava_builder.py``), and the tiny student in one build of rows in both tags
+(``tests/test_parity.py``)."""
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +41,7 @@ def tiny():
     return {"floating_pt": sg, "fixed_pt": qsg}, inputs
 
 
+@TINY_SLOW
 @pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
 def test_rows_in_one_build_equal_one_build_per_row_and_the_emulator(tiny, tag):
     graphs, inputs = tiny
@@ -64,14 +71,19 @@ def test_rows_in_one_build_equal_one_build_per_row_and_the_emulator(tiny, tag):
     assert len({tuple(many.outputs[out][-1, r]) for r in range(4)}) == 4
 
 
-def test_rows_split_over_builds_equal_one_build(tiny):
-    graphs, inputs = tiny
-    sg = graphs["fixed_pt"]
+def test_rows_split_over_builds_equal_one_build():
+    from test_lava_builder import _random_dag
+
+    x = torch.as_tensor(np.random.default_rng(11).random((8, 4, 2, 6, 6)) * 2.0, dtype=torch.float64)
+    x[:, 2, :, 5:] = 0.0
+    inputs = {"input": x}
+    sg, _ = quantize(fuse(_random_dag(0)), inputs)
     spiking = [n for n, p in sg.populations.items() if p.spiking]
     xs = {k: v.numpy() for k, v in inputs.items()}
     seen = []
     split = run_lava_rows(sg, "fixed_pt", xs, record=spiking, per_build=3, done=seen.append)
     assert split.builds == 2 and seen == [3, 1]
+    assert all(split.spikes[name][:, 3].any() for name in spiking)  # the row of the second build is alive
     emu = Emulator(sg, "fixed_pt").run(inputs, record_spikes=True)
     for name in spiking:
         np.testing.assert_array_equal(split.spikes[name], emu.spikes[name].numpy(), err_msg=name)

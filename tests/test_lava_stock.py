@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 from test_lava_builder import _random_dag
-from test_snap import snapped  # noqa: F401  (the snapped tiny student, a module fixture)
 
 from mksgn.core.emulator import Emulator, synapse_lag
 from mksgn.core.executor import NIRExecutor
@@ -160,7 +159,7 @@ def test_random_dags_are_stock_lava_with_delayed_synapses_and_no_delay_line(dags
 
 
 @pytest.mark.parametrize("tag", TAGS)
-def test_the_snapped_tiny_student_is_stock_lava(snapped, tag):  # noqa: F811
+def test_the_snapped_tiny_student_is_stock_lava(snapped, tag):
     path = snapped / ("snapped.q.nir" if tag == "fixed_pt" else "snapped.nir")
     sg = load_model(path, "lava", tag).sg
     net = _built(sg, tag)

@@ -8,12 +8,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import lively_tiny_student, save_tiny_student
+from helpers import lively_tiny_student
 
-from mksgn.convert.export_service import export_checkpoint
 from mksgn.convert.nir_export import export_student
 from mksgn.convert.quantize import read_quantized
-from mksgn.convert.quantize_service import quantize_file
 from mksgn.convert.snap import ALWAYS, exact_steps, snap_bias
 from mksgn.convert.snap_cli import main as snap_main
 from mksgn.core.fuse import fuse
@@ -71,17 +69,6 @@ def test_exact_steps_and_bias_grid():
     assert snapped.tolist()[:2] == [3.0, -100.0]
     assert snapped[2] == 5000.0 or snapped[2] == 5002.0  # above 4095 units / 64: even multiples
     assert snapped[2] % 2 == 0 and snapped[3] % 2 == 0
-
-
-@pytest.fixture(scope="module")
-def snapped(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("snap")
-    save_tiny_student(tmp / "student.pt", seed=3)
-    code = snap_main([str(tmp / "student.pt"), "-o", str(tmp / "snapped.pt"), "--samples", "8", "--quiet"])
-    assert code == 0
-    export_checkpoint(str(tmp / "snapped.pt"), tmp / "snapped.nir", samples=2, log=lambda *_: None)
-    quantize_file(tmp / "snapped.nir", tmp / "snapped.q.nir", samples=8)
-    return tmp
 
 
 def test_snap_cli_reports_and_writes_a_loadable_checkpoint(snapped, capsys):
@@ -167,6 +154,7 @@ def test_quantize_refuses_input_bits_a_snapped_graph_cannot_honour(snapped, tmp_
 
 
 @pytest.mark.lava
+@pytest.mark.slow  # ~110 s on 2 cores; make test: the snapped parity without Lava, tests/test_parity.py with it
 def test_lava_runs_the_snapped_student_float_and_fixed_point_alike(snapped, capsys):
     out = snapped / "parity_lava"
     code = parity_main([str(snapped / "snapped.pt"), str(snapped / "snapped.nir"), str(snapped / "snapped.q.nir"),
