@@ -244,7 +244,7 @@ def test_random_dags_match_in_fixed_and_floating_point(seed):
     assert result["spikes"] > 0 and result["latency"] == 6
 
 
-@pytest.mark.slow  # 2 Lava builds of the tiny student (~55 s on 2 cores); make test: test_lava_rows, test_parity
+@pytest.mark.slow  # 2 Lava builds of tiny (~55 s on 2 cores); make test: random graphs here, tiny in test_parity
 def test_tiny_student_matches_in_fixed_and_floating_point():
     graph, _, rows = tiny_graph(seed=2)
     result = _compare(graph, graph_inputs(graph, rows))

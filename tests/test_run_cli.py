@@ -104,33 +104,25 @@ def test_torchrun_shards_the_samples_and_gathers_one_result(files, tmp_path):
         assert ddp[key] == one[key], key
 
 
-def _run_json(files, tmp_path, name: str, *args: str) -> dict:
-    out = tmp_path / f"{name}.json"
-    assert run_main([str(files / "student.q.nir"), "--limit", "2", *args, "--out", str(out), "--quiet"]) == 0
-    return json.loads(out.read_text())
-
-
 @pytest.mark.lava
-@pytest.mark.slow  # ~50 s on 2 cores; make test runs mksgn-run --backend lava on a framework's graph
-# (tests/test_foreign_graphs.py) and the tiny student in Lava through mksgn-parity (tests/test_parity.py)
-def test_run_on_lava_equals_the_emulator(files, tmp_path):
-    lava = _run_json(files, tmp_path, "lava", "--backend", "lava")
-    emu = _run_json(files, tmp_path, "emu")
-    assert lava["backend"] == "lava" and lava["tag"] == "fixed_pt" and lava["person_rows"] >= 2
-    for key in ("predictions", "spikes_per_population", "synops_per_synapse"):
-        assert lava[key] == emu[key], key
-
-
-@pytest.mark.lava
-@pytest.mark.slow  # one build per row costs about 20 s a row on 2 cores; tests/test_lava_rows.py covers it in make test
-def test_run_on_lava_in_one_build_equals_one_build_per_row(files, tmp_path, monkeypatch):
+@pytest.mark.slow  # 4 builds of the tiny student, ~140 s on 2 cores; make test runs mksgn-run --backend lava on a
+# framework's graph (tests/test_foreign_graphs.py) and the tiny student in Lava through mksgn-parity (test_parity.py)
+def test_run_on_lava_equals_the_emulator_and_one_build_per_row(files, tmp_path, monkeypatch):
     import functools
 
     from mksgn.deploy import lava_builder
 
-    lava = _run_json(files, tmp_path, "lava", "--backend", "lava")
+    model = str(files / "student.q.nir")
+    outs = {name: tmp_path / f"{name}.json" for name in ("lava", "per_row", "emu")}
+    # 2 samples: one build per row (below) costs about 20 s a row on 2 cores
+    assert run_main([model, "--backend", "lava", "--limit", "2", "--out", str(outs["lava"]), "--quiet"]) == 0
+    assert run_main([model, "--limit", "2", "--out", str(outs["emu"]), "--quiet"]) == 0
     with monkeypatch.context() as patch:  # the path before many rows per build: one build per row, gated LIF
         patch.setattr(lava_builder, "run_lava_rows",
                       functools.partial(lava_builder.run_lava_rows, per_build=1, reset=False))
-        per_row = _run_json(files, tmp_path, "per_row", "--backend", "lava")
+        assert run_main([model, "--backend", "lava", "--limit", "2", "--out", str(outs["per_row"]), "--quiet"]) == 0
+    lava, per_row, emu = (json.loads(outs[name].read_text()) for name in ("lava", "per_row", "emu"))
+    assert lava["backend"] == "lava" and lava["tag"] == "fixed_pt" and lava["person_rows"] >= 2
     assert {k: v for k, v in lava.items() if k != "seconds"} == {k: v for k, v in per_row.items() if k != "seconds"}
+    for key in ("predictions", "spikes_per_population", "synops_per_synapse"):
+        assert lava[key] == emu[key], key
