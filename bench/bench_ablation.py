@@ -64,8 +64,17 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
     "surrogate-wide": (["--set", "student.surrogate_alpha=1.0"], False),
     "augment": (["--set", "data.rotate_deg=15", "--set", "data.scale=0.1", "--set", "data.shear=0.1"], True),
     "normalise": (["--set", 'data.normalise="sample"'], True),
+    # cheaper recipes (make demo's training on a slow 2-core CPU): what each saves against what it costs
+    "time-steps-3": (["--set", "student.time_steps=3"], False),
+    "epochs-12": (["--set", "train_student.epochs=12", "--set", "train_student.patience=6"], False),
+    "teacher-6-blocks": (["--set", "teacher.channels=[16, 16, 32, 32, 64, 64]",
+                          "--set", "teacher.strides=[1, 1, 2, 1, 2, 1]"], True),
+    "teacher-epochs-4": (["--set", "train_teacher.epochs=4", "--set", "train_teacher.min_steps=260",
+                          "--set", "train_teacher.patience=2"], True),
 }
-"""Variant -> (``mksgn-train`` options, whether it trains its own teacher)."""
+"""Variant -> (``mksgn-train`` options, whether it trains its own teacher). The last four cut the
+training's cost (student steps, time steps, teacher blocks, teacher epochs) for ``make demo`` on a
+slow CPU; each record's ``seconds`` and epochs show what it saved."""
 
 
 def _dataset(name: str) -> str:
