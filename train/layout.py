@@ -8,8 +8,8 @@ which multiplies a channels-last map without a copy). The parameters keep their 
 checkpoints, optimiser states and DistributedDataParallel see no difference.
 
 On the CPU the trainer runs its training steps channels-last: oneDNN's temporal convolutions
-run 2-3x faster in that layout, a ``tiny`` student step 1.3x (``python -m bench train``
-measures both layouts in one run). Validation, test and every later stage use the default
+alone run 2-3x faster in that layout, a whole ``tiny`` step about 1.1x (``python -m bench train``
+measures both layouts taking turns in one run). Validation, test and every later stage use the default
 layout, so a checkpoint scores the same in training as when it is loaded again; the two
 layouts round convolutions differently (as do different CPUs and thread counts), so one
 seed's trained weights are not bit-identical between them. On CUDA nothing changes (not
