@@ -44,7 +44,7 @@ def _both_layouts(make, optim_cfg, batches: list) -> dict:
     for r in range(ROUNDS):
         chunk = batches[1 + r * per_round: 1 + (r + 1) * per_round]
         for name, (objective, opt, fmt) in runs.items():
-            with activation_format([objective, *getattr(objective, "frozen", ())], fmt):
+            with activation_format([objective], fmt):
                 for i, (x, y) in enumerate(batches[:1] + chunk if r == 0 else chunk):
                     start_s = time.perf_counter()
                     loss, _, _ = objective(x, y)

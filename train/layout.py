@@ -43,8 +43,13 @@ def in_format(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tens
 
 @contextmanager
 def activation_format(networks: Iterable[nn.Module], memory_format: torch.memory_format) -> Iterator[None]:
-    """Run every module with an ``activation_format`` in ``networks`` in ``memory_format``, then restore it."""
-    modules = [m for net in networks for m in net.modules() if hasattr(m, "activation_format")]
+    """Run every module with an ``activation_format`` in ``networks`` in ``memory_format``, then restore it.
+
+    A network's ``frozen`` networks (those a training objective runs without training them, such
+    as the teacher a student distils from) follow it.
+    """
+    nets = [n for net in networks for n in (net, *getattr(net, "frozen", ()))]
+    modules = [m for net in nets for m in net.modules() if hasattr(m, "activation_format")]
     before = [m.activation_format for m in modules]
     for m in modules:
         m.activation_format = memory_format

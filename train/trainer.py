@@ -394,8 +394,8 @@ class Trainer:
         start, before = time.perf_counter(), pos["seconds"]
         batches = data.batches(indices, self.batch_size, seed=self.seed * 1000 + self.ctx.rank, epoch=epoch,
                                first=pos["batch"])
-        networks = [self.objective, *getattr(self.objective, "frozen", ())]
-        with deferred_interrupt() as interrupted, activation_format(networks, training_format(self.ctx.device)):
+        layout = activation_format([self.objective], training_format(self.ctx.device))
+        with deferred_interrupt() as interrupted, layout:
             for b, (x, y) in enumerate(batches, start=pos["batch"]):
                 loss, parts, correct, lr = self._step(x, y, epoch, b, n_batches)
                 n = len(y)
