@@ -94,13 +94,7 @@ class JointMix(nn.Module):
         return self.fixed if self.offset is None else self.fixed + self.offset
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.matrix()
-        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-            # channels-last (mksgn.train.layout): the joints of each (b, f) are rows of a
-            # (V, C) matrix, so mix them from the left and keep the layout, without a copy
-            y = torch.matmul(m.t(), x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        else:
-            y = x @ m
+        y = x @ self.matrix()
         return y if self.bias is None else y + self.bias
 
 

@@ -71,11 +71,6 @@ class StudentObjective(nn.Module):
         self.distill = distill
         self._teacher = [teacher]  # not a submodule: not trained, not checkpointed with the student
 
-    @property
-    def frozen(self) -> list[nn.Module]:
-        """The networks it runs without training them (the teacher)."""
-        return [t for t in self._teacher if t is not None]
-
     def forward(self, x: torch.Tensor, y: torch.Tensor):
         out = self.model(x, return_features=True)
         teacher_out = None

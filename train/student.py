@@ -36,7 +36,6 @@ from mksgn.train.blocks import (
     present_persons, sum_per_sample,
 )
 from mksgn.train.config import StudentConfig
-from mksgn.train.layout import in_format
 from mksgn.train.neuron import DEFAULT_SURROGATE_ALPHA, LIF, default_surrogate
 
 State = dict[str, torch.Tensor]
@@ -179,8 +178,6 @@ class MKSGN(nn.Module):
         self.fc = nn.Linear(c_prev, num_classes)
         self.fixed_point: dict | None = None
         """Set when the student is snapped onto Loihi's grid (:mod:`mksgn.convert.snap`)."""
-        self.activation_format = torch.contiguous_format
-        """The layout of its ``(R, C, F, V)`` activations (:mod:`mksgn.train.layout`)."""
 
     def forward(self, x: torch.Tensor, return_features: bool = False) -> StudentOutput | torch.Tensor:
         """Run ``T`` steps.
@@ -219,8 +216,7 @@ class MKSGN(nn.Module):
         and, if asked, the time-averaged trunk spike maps and pooled branch spike rates (empty
         lists otherwise).
         """
-        inputs = [in_format(self.input_scale[name](rows[:, i]), self.activation_format)
-                  for i, name in enumerate(self.modalities)]
+        inputs = [self.input_scale[name](rows[:, i]) for i, name in enumerate(self.modalities)]
         # The input is the same at every step (direct encoding): the branches' first
         # synaptic layer is computed once.
         currents = [self.branches[name].gcn(inputs[i]) for i, name in enumerate(self.modalities)]

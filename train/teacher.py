@@ -21,7 +21,6 @@ from torch import nn
 from mksgn.data.skeletons import SkeletonLayout
 from mksgn.train.blocks import ConvBN, SpatialGraphConv, present_persons, sum_per_sample
 from mksgn.train.config import TeacherConfig
-from mksgn.train.layout import in_format
 
 
 class GCNBlock(nn.Module):
@@ -60,14 +59,11 @@ class GCNStream(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.dropout = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(c_prev, num_classes)
-        self.activation_format = torch.contiguous_format
-        """The layout of its ``(B, C, F, V)`` activations (:mod:`mksgn.train.layout`)."""
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``x`` ``(B, C, F, V)`` -> per-sample logits ``(B, K)`` and every block's output."""
         b, c, f, v = x.shape
         x = self.data_bn(x.permute(0, 3, 1, 2).reshape(b, v * c, f)).view(b, v, c, f).permute(0, 2, 3, 1)
-        x = in_format(x, self.activation_format)
         feats = []
         for block in self.blocks:
             x = block(x)

@@ -13,10 +13,7 @@ once, as does any KeyboardInterrupt raised in the loop: that saves the position 
 batch boundary, with the model as it is, so a step cut in half may leave part of its update). Under
 ``torchrun`` it runs DistributedDataParallel (gloo on CPU, nccl on GPU) with a
 distributed sampler; rank 0 alone writes files (an interrupt there keeps only the last
-completed epoch: mid-epoch states differ between processes). Training steps run the networks'
-activations in :func:`~mksgn.train.layout.training_format` (channels-last on the CPU: faster
-convolutions), evaluation in the default layout; an objective's ``frozen`` networks (the
-teacher a student distils from) follow the same layout.
+completed epoch: mid-epoch states differ between processes).
 """
 
 from __future__ import annotations
@@ -49,7 +46,6 @@ from mksgn.data.pipeline import SkeletonInputs
 from mksgn.train.averaging import WeightAverage
 from mksgn.train.checkpoint import load_checkpoint, save_checkpoint
 from mksgn.train.config import OptimConfig
-from mksgn.train.layout import activation_format, training_format
 from mksgn.train.neuron import LIF
 
 LOSS_CURVE_POINTS = 4
@@ -394,8 +390,7 @@ class Trainer:
         start, before = time.perf_counter(), pos["seconds"]
         batches = data.batches(indices, self.batch_size, seed=self.seed * 1000 + self.ctx.rank, epoch=epoch,
                                first=pos["batch"])
-        layout = activation_format([self.objective], training_format(self.ctx.device))
-        with deferred_interrupt() as interrupted, layout:
+        with deferred_interrupt() as interrupted:
             for b, (x, y) in enumerate(batches, start=pos["batch"]):
                 loss, parts, correct, lr = self._step(x, y, epoch, b, n_batches)
                 n = len(y)
