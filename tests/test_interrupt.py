@@ -106,8 +106,8 @@ def _gone(sid: int, seconds: float) -> list[int]:
 @pytest.mark.lava
 @pytest.mark.parametrize(("command", "signum", "status", "word"), [
     pytest.param("run", signal.SIGINT, 130, "interrupted", id="SIGINT-run"),
-    pytest.param("parity", signal.SIGTERM, 143, "terminated", id="SIGTERM-parity"),
-    # each about 20 s on 2 cores: the other two pairs under make bench
+    # each about 20 s on 2 cores: the other three pairs under make bench
+    pytest.param("parity", signal.SIGTERM, 143, "terminated", id="SIGTERM-parity", marks=pytest.mark.slow),
     pytest.param("parity", signal.SIGINT, 130, "interrupted", id="SIGINT-parity", marks=pytest.mark.slow),
     pytest.param("run", signal.SIGTERM, 143, "terminated", id="SIGTERM-run", marks=pytest.mark.slow),
 ])

@@ -85,6 +85,7 @@ def test_bad_inputs_give_one_line_and_status_2(files, tmp_path, capsys):
     _usage_error(capsys, run_main([str(files / "student.q.nir"), "--limit", "0"]), "--limit")
 
 
+@pytest.mark.slow  # two processes under torchrun, about 20 s on 2 cores
 def test_torchrun_shards_the_samples_and_gathers_one_result(files, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -220,6 +220,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_continues_there(data, tmp_path, capsy
         assert ea["val"] == eb["val"]
 
 
+@pytest.mark.slow  # about 20 s on 2 cores; make test interrupts the student (the test above)
 def test_keyboard_interrupt_in_the_teacher_saves_the_last_batch_boundary(data, tmp_path, capsys, monkeypatch):
     reference, out = tmp_path / "reference", tmp_path / "run"
     extra = ("--kd", "soft", "--epochs", "1", "--set", "teacher.dropout=0.3")  # dropout: the RNG state matters
