@@ -75,10 +75,13 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
     "demo-budget": (["--set", "data.frames=16", "--set", "student.time_steps=3", "--set", "train_student.epochs=12",
                      "--set", "train_student.patience=6", "--set", "train_teacher.epochs=4",
                      "--set", "train_teacher.min_steps=260", "--set", "train_teacher.patience=2"], True),
+    "lean": (["--set", "teacher.channels=[16, 16, 32, 32, 64, 64]", "--set", "teacher.strides=[1, 1, 2, 1, 2, 1]",
+              "--set", "student.time_steps=3"], True),
 }
-"""Variant -> (``mksgn-train`` options, whether it trains its own teacher). The last six cut the
-training's cost (student steps, time steps, teacher blocks, teacher epochs, frames, and those that
-fit ``make demo`` in 20 minutes on a 2-core CPU together) for ``make demo`` on a slow CPU; each
+"""Variant -> (``mksgn-train`` options, whether it trains its own teacher). The last seven cut the
+training's cost (student steps, time steps, teacher blocks, teacher epochs, frames, those that
+fit ``make demo`` in 20 minutes on a slow 2-core CPU together, and ``lean``: the six-block
+teacher and three time steps, all epochs and frames kept) for ``make demo`` on a slow CPU; each
 record's ``seconds`` and epochs show what it saved."""
 
 
