@@ -48,6 +48,9 @@ from typing import Any
 SLOW = True
 SEEDS = (0, 1, 2)
 
+_TIME_STEPS_3 = ["--set", "student.time_steps=3"]
+_TEACHER_6_BLOCKS = ["--set", "teacher.channels=[16, 16, 32, 32, 64, 64]", "--set", "teacher.strides=[1, 1, 2, 1, 2, 1]"]
+
 VARIANTS: dict[str, tuple[list[str], bool]] = {
     "default": ([], True),
     "no-kd": (["--kd", "none"], False),
@@ -65,18 +68,16 @@ VARIANTS: dict[str, tuple[list[str], bool]] = {
     "augment": (["--set", "data.rotate_deg=15", "--set", "data.scale=0.1", "--set", "data.shear=0.1"], True),
     "normalise": (["--set", 'data.normalise="sample"'], True),
     # cheaper recipes (make demo's training on a slow 2-core CPU): what each saves against what it costs
-    "time-steps-3": (["--set", "student.time_steps=3"], False),
+    "time-steps-3": (_TIME_STEPS_3, False),
     "epochs-12": (["--set", "train_student.epochs=12", "--set", "train_student.patience=6"], False),
-    "teacher-6-blocks": (["--set", "teacher.channels=[16, 16, 32, 32, 64, 64]",
-                          "--set", "teacher.strides=[1, 1, 2, 1, 2, 1]"], True),
+    "teacher-6-blocks": (_TEACHER_6_BLOCKS, True),
     "teacher-epochs-4": (["--set", "train_teacher.epochs=4", "--set", "train_teacher.min_steps=260",
                           "--set", "train_teacher.patience=2"], True),
     "frames-16": (["--set", "data.frames=16"], True),
     "demo-budget": (["--set", "data.frames=16", "--set", "student.time_steps=3", "--set", "train_student.epochs=12",
                      "--set", "train_student.patience=6", "--set", "train_teacher.epochs=4",
                      "--set", "train_teacher.min_steps=260", "--set", "train_teacher.patience=2"], True),
-    "lean": (["--set", "teacher.channels=[16, 16, 32, 32, 64, 64]", "--set", "teacher.strides=[1, 1, 2, 1, 2, 1]",
-              "--set", "student.time_steps=3"], True),
+    "lean": (_TEACHER_6_BLOCKS + _TIME_STEPS_3, True),
 }
 """Variant -> (``mksgn-train`` options, whether it trains its own teacher). The last seven cut the
 training's cost (student steps, time steps, teacher blocks, teacher epochs, frames, those that
