@@ -49,7 +49,8 @@ SLOW = True
 SEEDS = (0, 1, 2)
 
 _TIME_STEPS_3 = ["--set", "student.time_steps=3"]
-_TEACHER_6_BLOCKS = ["--set", "teacher.channels=[16, 16, 32, 32, 64, 64]", "--set", "teacher.strides=[1, 1, 2, 1, 2, 1]"]
+_TEACHER_6_BLOCKS = ["--set", "teacher.channels=[16, 16, 32, 32, 64, 64]",
+                     "--set", "teacher.strides=[1, 1, 2, 1, 2, 1]"]
 
 VARIANTS: dict[str, tuple[list[str], bool]] = {
     "default": ([], True),
